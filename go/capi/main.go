@@ -1,0 +1,83 @@
+// Command capi is the C shared library (-buildmode=c-shared). The exported
+// functions are declared for callers in include/mlflow_secrets_auth.h. Every
+// returned string is allocated with malloc and must be released with MsaFree.
+// No export panics across the boundary and nothing is written to
+// stdout/stderr.
+package main
+
+/*
+#include <stdlib.h>
+*/
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol"
+)
+
+var eng = engine.New(nil)
+
+func reply(b []byte) *C.char { return C.CString(string(b)) }
+
+func goString(p *C.char) string {
+	if p == nil {
+		return ""
+	}
+	return C.GoString(p)
+}
+
+// GetAuthHeaders returns the headers to attach to a request to host, as JSON.
+//
+//export GetAuthHeaders
+func GetAuthHeaders(host *C.char) *C.char {
+	return reply(protocol.Headers(eng, goString(host)))
+}
+
+// MsaSetEnv replaces the environment the library reads (JSON object), or
+// returns to the process environment when envJSON is NULL.
+//
+//export MsaSetEnv
+func MsaSetEnv(envJSON *C.char) *C.char {
+	var b []byte
+	if envJSON != nil {
+		b = []byte(C.GoString(envJSON))
+	}
+	return reply(protocol.SetEnv(eng, b))
+}
+
+// MsaInfo describes the effective configuration as JSON.
+//
+//export MsaInfo
+func MsaInfo() *C.char { return reply(protocol.Info(eng)) }
+
+// MsaDoctor diagnoses every enabled provider and, if url is not NULL or
+// empty, the host policy for that URL.
+//
+//export MsaDoctor
+func MsaDoctor(url *C.char) *C.char { return reply(protocol.Doctor(eng, goString(url))) }
+
+// MsaInvalidate forgets cached credentials so the next call fetches again.
+//
+//export MsaInvalidate
+func MsaInvalidate() {
+	defer func() { _ = recover() }()
+	eng.Invalidate()
+}
+
+// MsaAbiVersion returns the ABI version of this library.
+//
+//export MsaAbiVersion
+func MsaAbiVersion() C.int { return C.int(protocol.ABIVersion) }
+
+// MsaFree releases a string returned by this library. NULL is ignored.
+//
+//export MsaFree
+func MsaFree(p *C.char) {
+	if p != nil {
+		C.free(unsafe.Pointer(p))
+	}
+}
+
+func main() {}

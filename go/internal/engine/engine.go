@@ -1,0 +1,260 @@
+// Package engine ties configuration, host policy, providers, cache and header
+// building together: given a destination host, it returns the headers to send.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cache"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/hostpolicy"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/vault"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
+)
+
+// Factories maps provider names to their settings readers.
+var Factories = map[string]provider.Factory{
+	config.Vault: vault.Factory,
+}
+
+// Attempt records why one provider did not produce the headers.
+type Attempt struct {
+	Provider string
+	Err      *msaerr.Error
+}
+
+// Result is the outcome of one Headers call.
+type Result struct {
+	Headers  map[string]string
+	Provider string        // the provider that served
+	FreshFor time.Duration // how long the caller may reuse Headers
+	Stale    *msaerr.Error // set when Headers come from a value kept past its TTL
+	Attempts []Attempt     // earlier providers that failed
+	Err      *msaerr.Error // set when no headers can be sent
+}
+
+// specEntry is one enabled provider's settings, or why they are unusable.
+type specEntry struct {
+	name string
+	spec provider.Spec
+	err  *msaerr.Error
+}
+
+// state is everything derived from one environment snapshot.
+type state struct {
+	cfg   *config.Config
+	err   *msaerr.Error // the shared configuration is unusable
+	specs []specEntry
+}
+
+type instance struct {
+	p   provider.Provider
+	err *msaerr.Error
+}
+
+// Engine is safe for concurrent use.
+type Engine struct {
+	now   func() time.Time
+	state atomic.Pointer[state]
+	cache *cache.Cache[secret.Credential]
+
+	mu        sync.Mutex
+	instances map[string]*instance // by Spec.Key
+}
+
+// New returns an engine reading time from now (time.Now when nil). Until
+// SetEnv is called it uses the process environment.
+func New(now func() time.Time) *Engine {
+	return &Engine{now: now, cache: cache.New[secret.Credential](now), instances: map[string]*instance{}}
+}
+
+// SetEnv makes env the configuration from the next call on; nil means the
+// process environment. Providers and cached values whose settings did not
+// change are kept.
+func (e *Engine) SetEnv(env config.Env) {
+	if env == nil {
+		env = config.ProcessEnv()
+	}
+	st := build(env)
+	e.state.Store(st)
+	keep := map[string]bool{}
+	for _, s := range st.specs {
+		if s.err == nil {
+			keep[s.spec.Key] = true
+		}
+	}
+	e.mu.Lock()
+	for k, inst := range e.instances {
+		if !keep[k] {
+			if inst.p != nil {
+				inst.p.Close()
+			}
+			delete(e.instances, k)
+		}
+	}
+	e.mu.Unlock()
+	e.cache.Retain(func(k string) bool { return keep[k] })
+}
+
+func build(env config.Env) *state {
+	cfg, err := config.Parse(env)
+	if err != nil {
+		return &state{err: msaerr.As(err)}
+	}
+	st := &state{cfg: cfg}
+	for _, name := range cfg.Providers {
+		entry := specEntry{name: name}
+		if f := Factories[name]; f == nil {
+			entry.err = msaerr.New(msaerr.NotConfigured, config.EnvEnable, "%s: this provider is not available in this build", name)
+		} else if spec, err := f(env, cfg); err != nil {
+			entry.err = msaerr.As(err)
+		} else {
+			entry.spec = spec
+		}
+		st.specs = append(st.specs, entry)
+	}
+	return st
+}
+
+func (e *Engine) current() *state {
+	if st := e.state.Load(); st != nil {
+		return st
+	}
+	e.SetEnv(nil)
+	return e.state.Load()
+}
+
+// Headers returns the headers for a request to host ("host", "host:port" or
+// a URL), trying the enabled providers in order.
+func (e *Engine) Headers(ctx context.Context, host string) Result {
+	st := e.current()
+	if st.err != nil {
+		return Result{Err: st.err}
+	}
+	if len(st.cfg.Providers) == 0 {
+		return Result{Err: notEnabled()}
+	}
+	if err := checkHost(st.cfg, host); err != nil {
+		return Result{Err: err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout)
+	defer cancel()
+	var res Result
+	for _, s := range st.specs {
+		hdrs, cres, err := e.serve(ctx, st.cfg, s)
+		if err != nil {
+			res.Attempts = append(res.Attempts, Attempt{Provider: s.name, Err: err})
+			continue
+		}
+		res.Headers, res.Provider, res.FreshFor = hdrs, s.name, cres.FreshFor
+		if cres.Stale {
+			res.Stale = msaerr.As(cres.Err)
+		}
+		return res
+	}
+	res.Err = combine(res.Attempts)
+	return res
+}
+
+// serve gets one provider's credential (cached) and builds the headers.
+func (e *Engine) serve(ctx context.Context, cfg *config.Config, s specEntry) (map[string]string, cache.Result[secret.Credential], *msaerr.Error) {
+	var none cache.Result[secret.Credential]
+	if s.err != nil {
+		return nil, none, s.err
+	}
+	p, perr := e.provider(s.spec)
+	if perr != nil {
+		return nil, none, perr
+	}
+	fetchCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), cfg.Timeout)
+	}
+	cres, err := e.cache.Get(ctx, s.spec.Key, s.spec.TTL, fetchCtx, p.Fetch)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, none, msaerr.New(msaerr.Backend, config.EnvTimeout,
+				"%s: no answer within %s (%s)", s.name, cfg.Timeout, config.EnvTimeout)
+		}
+		return nil, none, msaerr.As(err)
+	}
+	hdrs, err := header.Build(cres.Value, s.spec.Mode, s.spec.ModeVar, cfg.HeaderName)
+	if err != nil {
+		me := msaerr.As(err)
+		if !strings.HasPrefix(me.Message, s.name+":") {
+			me = &msaerr.Error{Code: me.Code, Variable: me.Variable, Message: s.name + ": " + me.Message, Err: me.Err}
+		}
+		return nil, none, me
+	}
+	return hdrs, cres, nil
+}
+
+func (e *Engine) provider(spec provider.Spec) (provider.Provider, *msaerr.Error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if inst := e.instances[spec.Key]; inst != nil {
+		return inst.p, inst.err
+	}
+	p, err := spec.New()
+	if err != nil {
+		return nil, msaerr.As(err) // not kept: the next call tries again
+	}
+	e.instances[spec.Key] = &instance{p: p}
+	return p, nil
+}
+
+func notEnabled() *msaerr.Error {
+	return msaerr.New(msaerr.NotEnabled, config.EnvEnable,
+		"no secret provider is enabled; set %s to vault, aws-secrets-manager or azure-key-vault", config.EnvEnable)
+}
+
+func checkHost(cfg *config.Config, host string) *msaerr.Error {
+	t, err := hostpolicy.ParseTarget(host)
+	if err != nil {
+		return msaerr.New(msaerr.HostNotAllowed, "", "cannot send credentials: %v", err)
+	}
+	if cfg.AllowedHosts.Allows(t) {
+		return nil
+	}
+	if cfg.AllowedFrom == config.EnvAllowedHosts {
+		return msaerr.New(msaerr.HostNotAllowed, config.EnvAllowedHosts,
+			"host %s does not match %s=%s; credentials were not sent", t, config.EnvAllowedHosts,
+			strings.Join(cfg.AllowedHosts.Patterns(), ","))
+	}
+	if cfg.AllowedHosts.Empty() {
+		return msaerr.New(msaerr.HostNotAllowed, config.EnvAllowedHosts,
+			"host %s is not allowed: the tracking URI is not an http(s) URL, so set %s to the hosts that may receive credentials",
+			t, config.EnvAllowedHosts)
+	}
+	return msaerr.New(msaerr.HostNotAllowed, config.EnvAllowedHosts,
+		"host %s is not the MLflow tracking or registry server (%s); to send credentials there, add it to %s",
+		t, strings.Join(cfg.AllowedHosts.Patterns(), ", "), config.EnvAllowedHosts)
+}
+
+// combine turns the failures of every provider into one error: the first
+// provider's code and variable, and every provider's message.
+func combine(attempts []Attempt) *msaerr.Error {
+	if len(attempts) == 1 {
+		return attempts[0].Err
+	}
+	msgs := make([]string, len(attempts))
+	for i, a := range attempts {
+		msgs[i] = a.Err.Error()
+	}
+	first := attempts[0].Err
+	return &msaerr.Error{Code: first.Code, Variable: first.Variable,
+		Message: fmt.Sprintf("no provider could supply credentials: %s", strings.Join(msgs, "; "))}
+}
+
+// Invalidate forgets every cached credential, so the next call fetches again
+// (for example after the server rejected one).
+func (e *Engine) Invalidate() {
+	e.cache.Retain(func(string) bool { return false })
+}

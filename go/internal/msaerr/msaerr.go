@@ -1,0 +1,57 @@
+// Package msaerr defines the error kinds every layer reports, so the C API can
+// tell callers which of them happened. Messages never contain secret values.
+package msaerr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code says which kind of failure an Error is.
+type Code string
+
+// The error codes returned through the C API (field "code").
+const (
+	NotEnabled     Code = "not_enabled"      // no provider is switched on
+	NotConfigured  Code = "not_configured"   // a variable is missing or invalid
+	HostNotAllowed Code = "host_not_allowed" // the host may not receive credentials
+	Backend        Code = "backend"          // the secret manager or its login failed
+	SecretUnusable Code = "secret_unusable"  // the secret's content cannot make a header
+	Internal       Code = "internal"         // a bug: a recovered panic or bad call
+)
+
+// Error is an error with a code and, where one is to blame, the variable to change.
+type Error struct {
+	Code     Code
+	Variable string // the environment variable to change; may be empty
+	Message  string
+	Err      error // the underlying cause, included in Error(); never holds a secret
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns an Error with a formatted message.
+func New(code Code, variable, format string, args ...any) *Error {
+	return &Error{Code: code, Variable: variable, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an Error whose message is followed by the cause.
+func Wrap(code Code, err error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// As returns err as an *Error, classifying unknown errors as Internal.
+func As(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: Internal, Message: "internal error", Err: err}
+}

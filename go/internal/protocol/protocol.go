@@ -1,0 +1,149 @@
+// Package protocol is the JSON face of the engine, shared by the C API and any
+// other transport. Every function returns a JSON document and never panics:
+// a panic becomes an "internal" error reply.
+package protocol
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+)
+
+// ABIVersion changes whenever the C API or a reply's shape changes incompatibly.
+const ABIVersion = 1
+
+// Version is the library version, set at build time.
+var Version = "dev"
+
+// Error is the error part of a reply.
+type Error struct {
+	Code     msaerr.Code `json:"code"`
+	Message  string      `json:"message"`
+	Variable string      `json:"variable,omitempty"`
+}
+
+// Attempt is a provider that did not serve, and why.
+type Attempt struct {
+	Provider string `json:"provider"`
+	Error
+}
+
+// HeadersReply is GetAuthHeaders' reply.
+type HeadersReply struct {
+	OK       bool              `json:"ok"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Provider string            `json:"provider,omitempty"`
+	MaxAgeMs int64             `json:"max_age_ms,omitempty"`
+	Stale    *Error            `json:"stale,omitempty"`
+	Attempts []Attempt         `json:"attempts,omitempty"`
+	*Error
+}
+
+func toError(e *msaerr.Error) *Error {
+	if e == nil {
+		return nil
+	}
+	return &Error{Code: e.Code, Message: e.Error(), Variable: e.Variable}
+}
+
+// guard turns a panic into an internal-error reply.
+func guard(out *[]byte) {
+	if r := recover(); r != nil {
+		*out = mustJSON(struct {
+			OK bool `json:"ok"`
+			Error
+		}{Error: Error{Code: msaerr.Internal, Message: fmt.Sprintf("internal error: %v", r)}})
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(`{"ok":false,"code":"internal","message":"cannot encode the reply"}`)
+	}
+	return b
+}
+
+// Headers answers GetAuthHeaders(host).
+func Headers(e *engine.Engine, host string) (out []byte) {
+	defer guard(&out)
+	res := e.Headers(context.Background(), host)
+	reply := HeadersReply{OK: res.Err == nil, Headers: res.Headers, Provider: res.Provider,
+		MaxAgeMs: res.FreshFor.Milliseconds(), Stale: toError(res.Stale), Error: toError(res.Err)}
+	for _, a := range res.Attempts {
+		reply.Attempts = append(reply.Attempts, Attempt{Provider: a.Provider, Error: *toError(a.Err)})
+	}
+	return mustJSON(reply)
+}
+
+// SetEnv answers MsaSetEnv: envJSON is a JSON object of strings, or empty for
+// the process environment.
+func SetEnv(e *engine.Engine, envJSON []byte) (out []byte) {
+	defer guard(&out)
+	var env config.Env
+	if len(envJSON) > 0 {
+		if err := json.Unmarshal(envJSON, &env); err != nil || env == nil {
+			return mustJSON(HeadersReply{Error: &Error{Code: msaerr.Internal,
+				Message: "MsaSetEnv needs a JSON object mapping variable names to string values"}})
+		}
+	}
+	e.SetEnv(env)
+	return []byte(`{"ok":true}`)
+}
+
+type providerInfo struct {
+	Name       string      `json:"name"`
+	Mode       string      `json:"mode,omitempty"`
+	TTLSeconds int         `json:"ttl_seconds,omitempty"`
+	Details    [][2]string `json:"details,omitempty"`
+	Error      *Error      `json:"error,omitempty"`
+}
+
+// Info answers MsaInfo.
+func Info(e *engine.Engine) (out []byte) {
+	defer guard(&out)
+	info := e.Info()
+	reply := struct {
+		OK           bool           `json:"ok"`
+		Version      string         `json:"version"`
+		ABI          int            `json:"abi"`
+		Providers    []providerInfo `json:"providers"`
+		HeaderName   string         `json:"header_name,omitempty"`
+		LogLevel     string         `json:"log_level,omitempty"`
+		AllowedHosts []string       `json:"allowed_hosts"`
+		AllowedFrom  string         `json:"allowed_from,omitempty"`
+		*Error
+	}{OK: info.Err == nil, Version: Version, ABI: ABIVersion, Providers: []providerInfo{},
+		HeaderName: info.HeaderName, LogLevel: info.LogLevel, AllowedHosts: info.AllowedHosts,
+		AllowedFrom: info.AllowedFrom, Error: toError(info.Err)}
+	for _, p := range info.Providers {
+		reply.Providers = append(reply.Providers, providerInfo{Name: p.Name, Mode: p.Mode,
+			TTLSeconds: int(p.TTL.Seconds()), Details: p.Details, Error: toError(p.Err)})
+	}
+	return mustJSON(reply)
+}
+
+type check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+	Error  *Error `json:"error,omitempty"`
+}
+
+// Doctor answers MsaDoctor(url).
+func Doctor(e *engine.Engine, target string) (out []byte) {
+	defer guard(&out)
+	reply := struct {
+		OK     bool    `json:"ok"`
+		Checks []check `json:"checks"`
+	}{OK: true}
+	for _, c := range e.Doctor(context.Background(), target) {
+		reply.OK = reply.OK && c.OK
+		reply.Checks = append(reply.Checks, check{Name: c.Name, OK: c.OK, Detail: c.Detail, Error: toError(c.Err)})
+	}
+	return mustJSON(reply)
+}

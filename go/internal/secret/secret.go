@@ -1,0 +1,110 @@
+// Package secret parses the content of a stored secret into a credential.
+// Accepted: a JSON object with "token", or "username" and "password" (other
+// fields ignored, token wins); or plain text, which is a token (a basic-mode
+// token of the form user:pass is split at its first colon by the header
+// builder). Values are trimmed. Errors never contain the secret's content.
+package secret
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+)
+
+// Credential is what a secret provides: a token, or a username and password.
+type Credential struct {
+	Token    string
+	Username string
+	Password string
+}
+
+// IsZero reports whether the credential holds nothing.
+func (c Credential) IsZero() bool { return c == Credential{} }
+
+// Parse reads a secret stored as text or bytes.
+func Parse(raw []byte) (Credential, error) {
+	text := strings.TrimSpace(string(raw))
+	if text == "" {
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret is empty")
+	}
+	if strings.HasPrefix(text, "{") {
+		var m map[string]any
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.UseNumber() // keep long numeric tokens exact
+		if err := dec.Decode(&m); err != nil || dec.More() {
+			return Credential{}, msaerr.New(msaerr.SecretUnusable, "",
+				"the secret starts with '{' but is not a valid JSON object")
+		}
+		return FromMap(m)
+	}
+	// A JSON string literal ("abc") is taken as its value; anything else as is.
+	if strings.HasPrefix(text, `"`) {
+		var s string
+		if json.Unmarshal([]byte(text), &s) == nil {
+			text = strings.TrimSpace(s)
+		}
+	}
+	if text == "" {
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret is empty")
+	}
+	return Credential{Token: text}, nil
+}
+
+// FromMap reads a secret stored as key/value fields (JSON object, Vault KV data).
+func FromMap(m map[string]any) (Credential, error) {
+	token, err := field(m, "token")
+	if err != nil {
+		return Credential{}, err
+	}
+	if token != "" {
+		return Credential{Token: token}, nil
+	}
+	user, err := field(m, "username")
+	if err != nil {
+		return Credential{}, err
+	}
+	pass, err := field(m, "password")
+	if err != nil {
+		return Credential{}, err
+	}
+	switch {
+	case user != "" && pass != "":
+		return Credential{Username: user, Password: pass}, nil
+	case user != "":
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret has a \"username\" but no \"password\" field")
+	case pass != "":
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret has a \"password\" but no \"username\" field")
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, fmt.Sprintf("%q", k))
+	}
+	slices.Sort(keys)
+	have := "no fields"
+	if len(keys) > 0 {
+		have = "only the fields " + strings.Join(keys, ", ")
+	}
+	return Credential{}, msaerr.New(msaerr.SecretUnusable, "",
+		"the secret needs a \"token\" field, or \"username\" and \"password\" fields; it has %s", have)
+}
+
+// field returns a trimmed string or number field; other JSON types are an error.
+func field(m map[string]any, name string) (string, error) {
+	switch v := m[name].(type) {
+	case nil:
+		return "", nil
+	case string:
+		return strings.TrimSpace(v), nil
+	case json.Number:
+		return v.String(), nil
+	case float64:
+		b, _ := json.Marshal(v)
+		return string(b), nil
+	default:
+		return "", msaerr.New(msaerr.SecretUnusable, "", "the secret's %q field must be a string, not %T", name, v)
+	}
+}
+

@@ -1,0 +1,117 @@
+"""``mlflow-secrets-auth`` command: ``info`` and ``doctor [--dry-run URL]``.
+
+Exit status 0 when everything checked is fine, 1 otherwise. Output never
+contains a secret: the core reports header values redacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mlflow_secrets_auth import __version__, _native
+
+
+def _load() -> _native.Transport:
+    from mlflow_secrets_auth.provider import sync
+
+    t = _native.transport()
+    sync(t)
+    return t
+
+
+def _error(e: dict[str, Any]) -> str:
+    text = str(e.get("message", ""))
+    if e.get("variable"):
+        text += f"  [variable: {e['variable']}]"
+    return text
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = _load().info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0 if info.get("ok") else 1
+    print(f"mlflow-secrets-auth {__version__} (library {info.get('version')}, ABI {info.get('abi')})")
+    if not info.get("ok"):
+        print(f"configuration error: {_error(info)}")
+        return 1
+    providers = info.get("providers") or []
+    print("enabled providers: " + (", ".join(p["name"] for p in providers) or "(none)"))
+    for p in providers:
+        if p.get("error"):
+            print(f"  {p['name']}: NOT USABLE: {_error(p['error'])}")
+            continue
+        print(f"  {p['name']}: mode {p['mode']}, ttl {p['ttl_seconds']}s")
+        for name, value in p.get("details") or []:
+            print(f"    {name}: {value}")
+    hosts = info.get("allowed_hosts") or []
+    print(f"allowed hosts ({info.get('allowed_from')}): " + (", ".join(hosts) or "(none)"))
+    print(f"header: {info.get('header_name')}")
+    return 0 if all(not p.get("error") for p in providers) and providers else 1
+
+
+def _dry_run(url: str) -> tuple[bool, str]:
+    import requests
+
+    from mlflow_secrets_auth.provider import MlflowSecretsAuthError, SecretsAuth
+
+    probe = SecretsAuth()
+    sent: dict[str, bool] = {}
+
+    def auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
+        before = set(r.headers)
+        r = probe(r)
+        sent["headers"] = set(r.headers) != before
+        return r
+
+    try:
+        resp = requests.get(url, auth=auth, timeout=30, allow_redirects=False)
+    except MlflowSecretsAuthError as exc:
+        return False, str(exc)
+    except requests.RequestException as exc:
+        return False, f"request to {url} failed: {exc.__class__.__name__}: {exc}"
+    how = "with credentials" if sent.get("headers") else "WITHOUT credentials"
+    if resp.status_code in (401, 403):
+        return False, f"GET {url} sent {how}: HTTP {resp.status_code}: the server rejected the request"
+    return sent.get("headers", False), f"GET {url} sent {how}: HTTP {resp.status_code}"
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    report = _load().doctor(args.dry_run or "")
+    ok = bool(report.get("ok"))
+    for check in report.get("checks") or []:
+        mark = "ok  " if check.get("ok") else "FAIL"
+        text = check.get("detail") or _error(check.get("error") or {})
+        print(f"[{mark}] {check['name']}: {text}")
+    if args.dry_run and ok:
+        passed, text = _dry_run(args.dry_run)
+        print(f"[{'ok  ' if passed else 'FAIL'}] dry run: {text}")
+        ok = ok and passed
+    print("doctor: all checks passed" if ok else "doctor: problems found (see FAIL lines)")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlflow-secrets-auth", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mlflow-secrets-auth {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_info = sub.add_parser("info", help="show the effective configuration")
+    p_info.add_argument("--json", action="store_true", help="print the raw JSON report")
+    p_info.set_defaults(func=cmd_info)
+    p_doc = sub.add_parser("doctor", help="check configuration, backends and headers")
+    p_doc.add_argument("--dry-run", metavar="URL", help="also send one GET request to URL with the credentials")
+    p_doc.set_defaults(func=cmd_doctor)
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except _native.NativeError as exc:
+        print(f"mlflow-secrets-auth: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

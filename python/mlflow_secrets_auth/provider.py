@@ -1,0 +1,135 @@
+"""The MLflow request-auth provider ``mlflow_secrets_auth``.
+
+MLflow calls ``get_auth()`` on every request and hands the returned object to
+``requests``, which calls it with the prepared request. That is where the
+destination is known, so that is where the host policy is applied: the Go core
+decides, per host, whether credentials may be sent and which headers to send.
+Answers are kept per host for as long as the core says they are fresh, so a
+request normally costs a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider
+from requests import PreparedRequest
+from requests.auth import AuthBase
+
+from mlflow_secrets_auth import _env, _native
+
+NAME = "mlflow_secrets_auth"
+logger = logging.getLogger("mlflow_secrets_auth")
+
+
+class MlflowSecretsAuthError(RuntimeError):
+    """No credentials could be produced; ``code`` and ``variable`` say why."""
+
+    def __init__(self, message: str, code: str = "internal", variable: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.variable = variable
+
+
+# Per destination ("scheme://host:port"): (env generation, monotonic deadline, headers).
+_entries: dict[str, tuple[int, float, dict[str, str]]] = {}
+_sync_lock = threading.Lock()
+_synced: tuple[int, str, str] | None = None  # what the core was last given
+_said: set[str] = set()  # log messages already emitted once
+
+
+class SecretsAuth(AuthBase):
+    """Adds the secret-derived headers to each request its host may receive."""
+
+    def __call__(self, r: PreparedRequest) -> PreparedRequest:
+        url = r.url or ""
+        parts = url.split("/", 3)  # ["https:", "", "host:port", "path..."]
+        key = parts[0] + "//" + parts[2] if len(parts) > 2 else url
+        entry = _entries.get(key)
+        if entry is not None and entry[0] == _env.current() and entry[1] > time.monotonic():
+            headers: dict[str, str] | None = entry[2]
+        else:
+            headers = _lookup(key)
+        if headers:
+            r.headers.update(headers)
+        return r
+
+
+_AUTH = SecretsAuth()
+
+
+class SecretsAuthProvider(RequestAuthProvider):  # type: ignore[misc]
+    """Registered under the ``mlflow.request_auth_provider`` entry point."""
+
+    def get_name(self) -> str:
+        return NAME
+
+    def get_auth(self) -> SecretsAuth:
+        return _AUTH
+
+
+def _once(level: int, message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        logger.log(level, "%s", message)
+
+
+def _mlflow_uris() -> tuple[str, str]:
+    """The tracking and registry URIs as MLflow resolves them now."""
+    from mlflow.tracking._model_registry.utils import get_registry_uri
+    from mlflow.tracking._tracking_service.utils import get_tracking_uri
+
+    tracking = get_tracking_uri()
+    try:
+        registry = get_registry_uri()
+    except Exception:  # an unusual registry setting must not break requests
+        registry = ""
+    return str(tracking or ""), str(registry or "")
+
+
+def sync(t: _native.Transport) -> int:
+    """Hand the core the current environment if it changed; return its generation."""
+    global _synced
+    _env.track()
+    generation = _env.current()  # read before copying, so a racing write is seen next time
+    tracking, registry = _mlflow_uris()
+    with _sync_lock:
+        if _synced != (generation, tracking, registry):
+            env = dict(os.environ)
+            env["MLFLOW_TRACKING_URI"] = tracking
+            env["MLFLOW_REGISTRY_URI"] = registry
+            reply = t.set_env(env)
+            if not reply.get("ok"):
+                raise MlflowSecretsAuthError(str(reply.get("message")), str(reply.get("code")))
+            _entries.clear()
+            _said.clear()
+            level = logging.getLevelName(env.get("MLFLOW_SECRETS_LOG_LEVEL", "INFO").strip().upper())
+            logger.setLevel(level if isinstance(level, int) else logging.INFO)
+            _synced = (generation, tracking, registry)
+    return generation
+
+
+def _lookup(key: str) -> dict[str, str] | None:
+    try:
+        t = _native.transport()
+    except _native.NativeError as exc:
+        raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
+    generation = sync(t)
+    reply: dict[str, Any] = t.headers(key)
+    if reply.get("ok"):
+        headers: dict[str, str] = reply["headers"]
+        _entries[key] = (generation, time.monotonic() + reply.get("max_age_ms", 0) / 1000.0, headers)
+        if stale := reply.get("stale"):
+            _once(logging.WARNING, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
+        for attempt in reply.get("attempts", ()):
+            _once(logging.WARNING, f"mlflow-secrets-auth: skipped {attempt['provider']}: {attempt['message']}")
+        return headers
+    message = f"mlflow-secrets-auth: {reply.get('message')}"
+    if reply.get("code") == "host_not_allowed":
+        _once(logging.WARNING, message)
+        return None
+    raise MlflowSecretsAuthError(message, str(reply.get("code")), reply.get("variable"))
