@@ -14,7 +14,7 @@ import threading
 
 _lock = threading.Lock()
 generation = 0
-_tracked = False
+tracked = False  # os.environ counts its writes; generation is then exact
 _last_copy: dict[str, str] | None = None
 
 
@@ -38,19 +38,19 @@ def _bump() -> None:
 
 def track() -> None:
     """Start counting os.environ writes (idempotent)."""
-    global _tracked
+    global tracked
     env = os.environ
     if isinstance(env, _CountingEnviron):
-        _tracked = True
+        tracked = True
     elif type(env) is os._Environ:  # type: ignore[attr-defined]
         env.__class__ = _CountingEnviron
-        _tracked = True
+        tracked = True
 
 
 def current() -> int:
     """Return a number that changes whenever os.environ has changed."""
     global _last_copy
-    if _tracked:
+    if tracked:
         return generation
     snapshot = dict(os.environ)
     if snapshot != _last_copy:

@@ -35,8 +35,8 @@ class MlflowSecretsAuthError(RuntimeError):
         self.variable = variable
 
 
-# Per destination ("scheme://host:port"): (env generation, monotonic deadline, headers).
-_entries: dict[str, tuple[int, float, dict[str, str]]] = {}
+# Per destination ("scheme://host:port"): (env generation, monotonic deadline, header items).
+_entries: dict[str, tuple[int, float, tuple[tuple[str, str], ...]]] = {}
 _sync_lock = threading.Lock()
 _synced: tuple[int, str, str] | None = None  # what the core was last given
 _said: set[str] = set()  # log messages already emitted once
@@ -50,12 +50,16 @@ class SecretsAuth(AuthBase):
         parts = url.split("/", 3)  # ["https:", "", "host:port", "path..."]
         key = parts[0] + "//" + parts[2] if len(parts) > 2 else url
         entry = _entries.get(key)
-        if entry is not None and entry[0] == _env.current() and entry[1] > time.monotonic():
-            headers: dict[str, str] | None = entry[2]
+        if (
+            entry is not None
+            and entry[0] == (_env.generation if _env.tracked else _env.current())
+            and entry[1] > time.monotonic()
+        ):
+            items = entry[2]
         else:
-            headers = _lookup(key)
-        if headers:
-            r.headers.update(headers)
+            items = _lookup(key)
+        for name, value in items:
+            r.headers[name] = value
         return r
 
 
@@ -113,7 +117,7 @@ def sync(t: _native.Transport) -> int:
     return generation
 
 
-def _lookup(key: str) -> dict[str, str] | None:
+def _lookup(key: str) -> tuple[tuple[str, str], ...]:
     try:
         t = _native.transport()
     except _native.NativeError as exc:
@@ -121,15 +125,15 @@ def _lookup(key: str) -> dict[str, str] | None:
     generation = sync(t)
     reply: dict[str, Any] = t.headers(key)
     if reply.get("ok"):
-        headers: dict[str, str] = reply["headers"]
-        _entries[key] = (generation, time.monotonic() + reply.get("max_age_ms", 0) / 1000.0, headers)
+        items = tuple(reply["headers"].items())
+        _entries[key] = (generation, time.monotonic() + reply.get("max_age_ms", 0) / 1000.0, items)
         if stale := reply.get("stale"):
             _once(logging.WARNING, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
         for attempt in reply.get("attempts", ()):
             _once(logging.WARNING, f"mlflow-secrets-auth: skipped {attempt['provider']}: {attempt['message']}")
-        return headers
+        return items
     message = f"mlflow-secrets-auth: {reply.get('message')}"
     if reply.get("code") == "host_not_allowed":
         _once(logging.WARNING, message)
-        return None
+        return ()
     raise MlflowSecretsAuthError(message, str(reply.get("code")), reply.get("variable"))

@@ -4,6 +4,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -59,19 +60,28 @@ func (c *Cache[V]) Get(ctx context.Context, key string, ttl time.Duration,
 	if r, ok := c.lookup(key, ttl); ok {
 		return r, nil
 	}
-	ch := c.group.DoChan(key, func() (any, error) {
+	ch := c.group.DoChan(key, func() (v any, err error) {
+		// DoChan runs this on its own goroutine, where a panic would kill
+		// the process: turn it into an error instead.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("internal error while fetching: %v", r)
+				c.store(key, ttl, *new(V), err)
+			}
+		}()
 		fctx, cancel := fetchCtx()
 		defer cancel()
-		v, err := fetch(fctx)
-		c.store(key, ttl, v, err)
-		return v, err
+		val, err := fetch(fctx)
+		c.store(key, ttl, val, err)
+		return val, err
 	})
 	select {
 	case <-ctx.Done():
 		return Result[V]{}, ctx.Err()
 	case res := <-ch:
 		if res.Err == nil {
-			return Result[V]{Value: res.Val.(V), FreshFor: ttl}, nil
+			v, _ := res.Val.(V)
+			return Result[V]{Value: v, FreshFor: ttl}, nil
 		}
 		if r, ok := c.stale(key, ttl); ok {
 			return r, nil

@@ -62,9 +62,9 @@ type instance struct {
 
 // Engine is safe for concurrent use.
 type Engine struct {
-	now   func() time.Time
-	state atomic.Pointer[state]
-	cache *cache.Cache[secret.Credential]
+	factories map[string]provider.Factory
+	state     atomic.Pointer[state]
+	cache     *cache.Cache[secret.Credential]
 
 	mu        sync.Mutex
 	instances map[string]*instance // by Spec.Key
@@ -73,7 +73,12 @@ type Engine struct {
 // New returns an engine reading time from now (time.Now when nil). Until
 // SetEnv is called it uses the process environment.
 func New(now func() time.Time) *Engine {
-	return &Engine{now: now, cache: cache.New[secret.Credential](now), instances: map[string]*instance{}}
+	return NewWith(now, Factories)
+}
+
+// NewWith is New with a given set of providers (tests use fakes).
+func NewWith(now func() time.Time, factories map[string]provider.Factory) *Engine {
+	return &Engine{factories: factories, cache: cache.New[secret.Credential](now), instances: map[string]*instance{}}
 }
 
 // SetEnv makes env the configuration from the next call on; nil means the
@@ -83,7 +88,7 @@ func (e *Engine) SetEnv(env config.Env) {
 	if env == nil {
 		env = config.ProcessEnv()
 	}
-	st := build(env)
+	st := e.build(env)
 	e.state.Store(st)
 	keep := map[string]bool{}
 	for _, s := range st.specs {
@@ -104,7 +109,7 @@ func (e *Engine) SetEnv(env config.Env) {
 	e.cache.Retain(func(k string) bool { return keep[k] })
 }
 
-func build(env config.Env) *state {
+func (e *Engine) build(env config.Env) *state {
 	cfg, err := config.Parse(env)
 	if err != nil {
 		return &state{err: msaerr.As(err)}
@@ -112,7 +117,7 @@ func build(env config.Env) *state {
 	st := &state{cfg: cfg}
 	for _, name := range cfg.Providers {
 		entry := specEntry{name: name}
-		if f := Factories[name]; f == nil {
+		if f := e.factories[name]; f == nil {
 			entry.err = msaerr.New(msaerr.NotConfigured, config.EnvEnable, "%s: this provider is not available in this build", name)
 		} else if spec, err := f(env, cfg); err != nil {
 			entry.err = msaerr.As(err)

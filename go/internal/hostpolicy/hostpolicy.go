@@ -142,12 +142,21 @@ func FromURIs(uris ...string) *Policy {
 			continue
 		}
 		t, err := ParseTarget(u)
-		if err != nil || t.Host == "" {
+		if err != nil || t.Host == "" || p.hasExact(t) {
 			continue
 		}
 		p.patterns = append(p.patterns, pattern{text: t.String(), labels: strings.Split(t.Host, "."), port: t.Port, exact: true})
 	}
 	return p
+}
+
+func (p *Policy) hasExact(t Target) bool {
+	for _, pat := range p.patterns {
+		if pat.exact && pat.text == t.String() {
+			return true
+		}
+	}
+	return false
 }
 
 // Allows reports whether credentials may go to t.

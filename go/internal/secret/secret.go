@@ -107,4 +107,3 @@ func field(m map[string]any, name string) (string, error) {
 		return "", msaerr.New(msaerr.SecretUnusable, "", "the secret's %q field must be a string, not %T", name, v)
 	}
 }
-

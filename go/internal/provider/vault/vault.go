@@ -226,6 +226,7 @@ func (p *Provider) loginLocked(ctx context.Context) error {
 // watch keeps one login's token renewed; when it can no longer be renewed it
 // logs in again, in the background, so requests do not wait for it.
 func (p *Provider) watch(w *api.LifetimeWatcher, login uint64) {
+	defer func() { _ = recover() }() // never crash the host process; the next Fetch logs in
 	go w.Start()
 	defer w.Stop()
 	for {

@@ -1,0 +1,836 @@
+"""Integration-test harness: real Vault, MLflow and nginx servers on 127.0.0.1.
+
+Plain Python (no pytest). Every server is a context manager that starts a child
+process in its own session, keeps its logs in a private temporary directory and,
+on exit, stops the whole process group and removes that directory.
+
+Secrets (root token, admin password, bearer token) are held in attributes for
+tests to use; the harness never prints or logs them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+import requests
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+VAULTSERVER_DIR = TESTS_DIR / "vaultserver"
+VAULTSERVER_INPUTS = ("go.mod", "go.sum", "serve_test.go")
+
+LOCALHOST = "127.0.0.1"
+
+
+class HarnessError(RuntimeError):
+    """A test server could not be built, started or driven."""
+
+
+# Servers that are running or own a temp dir; closed at interpreter exit in case
+# a caller forgot (context managers and the pytest fixtures close them earlier).
+_LIVE: dict[int, VaultServer | MlflowServer | NginxBearerProxy] = {}
+
+
+@atexit.register
+def _close_leftovers() -> None:
+    for server in list(_LIVE.values()):
+        with contextlib.suppress(Exception):
+            server.close()
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOCALHOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"<no log at {path}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _port_open(port: int, host: str = LOCALHOST) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM the process group of ``proc`` (started with start_new_session=True),
+    then SIGKILL it if it has not gone after ``timeout`` seconds."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = None
+    if pgid is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    # Children (uvicorn workers, nginx workers) may outlive the leader: always
+    # sweep the group with SIGKILL once the leader is gone or timed out.
+    if pgid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+
+
+# --------------------------------------------------------------------------- #
+# Vault server binary
+# --------------------------------------------------------------------------- #
+
+
+def cache_dir() -> Path:
+    """``$MSA_CACHE_DIR`` or ``~/.cache/mlflow-secrets-auth``."""
+    env = os.environ.get("MSA_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlflow-secrets-auth"
+
+
+def vault_server_binary_path() -> Path:
+    """Cache path of the Vault test binary for the current vaultserver sources."""
+    digest = hashlib.sha256()
+    for name in VAULTSERVER_INPUTS:
+        digest.update((VAULTSERVER_DIR / name).read_bytes())
+    return cache_dir() / f"vaultserver-{digest.hexdigest()[:12]}.test"
+
+
+def _go_executable() -> str:
+    found = shutil.which("go")
+    if found:
+        return found
+    fallback = Path("/usr/local/go/bin/go")
+    if fallback.exists():
+        return str(fallback)
+    raise HarnessError("go toolchain not found (needed to build tests/vaultserver)")
+
+
+def ensure_vault_server_binary(build_timeout: float = 1800.0) -> Path:
+    """Return the cached Vault test binary, building it with ``go test -c`` if missing.
+
+    The build takes minutes (~3 with a warm module cache). Concurrent callers are
+    serialised with a lock file; the binary is written under a temporary name and
+    renamed into place atomically.
+    """
+    target = vault_server_binary_path()
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.with_name(target.name + ".lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if target.is_file() and os.access(target, os.X_OK):
+                return target
+            tmp_out = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            build_log = target.with_name(target.name + ".build.log")
+            env = dict(os.environ, GOWORK="off", CGO_ENABLED=os.environ.get("CGO_ENABLED", "1"))
+            with open(build_log, "wb") as log:
+                try:
+                    proc = subprocess.run(
+                        [_go_executable(), "test", "-c", "-o", str(tmp_out), "."],
+                        cwd=VAULTSERVER_DIR,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        timeout=build_timeout,
+                        check=False,
+                    )
+                except subprocess.TimeoutExpired as exc:
+                    tmp_out.unlink(missing_ok=True)
+                    raise HarnessError(f"building the Vault test server timed out after {build_timeout:.0f}s") from exc
+            if proc.returncode != 0 or not tmp_out.is_file():
+                tmp_out.unlink(missing_ok=True)
+                raise HarnessError(
+                    f"building the Vault test server failed (exit {proc.returncode}); "
+                    f"log {build_log}:\n{_tail(build_log)}"
+                )
+            tmp_out.chmod(0o755)
+            os.replace(tmp_out, target)
+            build_log.unlink(missing_ok=True)
+            return target
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- #
+# Vault
+# --------------------------------------------------------------------------- #
+
+
+class VaultServer:
+    """A real, in-memory, unsealed Vault (``tests/vaultserver``) on 127.0.0.1.
+
+    ``addr`` and ``root_token`` are set while it runs. Vault keeps all state in
+    memory and picks its own port, so after ``stop()`` + ``start()`` the server
+    is empty and both ``addr`` and ``root_token`` are new.
+    """
+
+    def __init__(self, binary: Path | None = None, startup_timeout: float = 60.0) -> None:
+        self._binary = binary
+        self._startup_timeout = startup_timeout
+        self._tmp: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._generation = 0
+        self.addr = ""
+        self.root_token = ""
+        self.log_path: Path | None = None
+
+    # -- lifecycle ---------------------------------------------------------- #
+
+    def __enter__(self) -> VaultServer:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start a fresh Vault (no-op if already running)."""
+        if self.running:
+            return
+        binary = self._binary or ensure_vault_server_binary()
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="msa-vault-"))
+            _LIVE[id(self)] = self
+        self._generation += 1
+        out_path = self._tmp / f"stdout-{self._generation}.txt"
+        self.log_path = self._tmp / f"vault-{self._generation}.log"
+        env = dict(os.environ, VAULTSERVER_SERVE="1")
+        for var in ("VAULT_ADDR", "VAULT_TOKEN"):
+            env.pop(var, None)
+        with open(out_path, "wb") as out, open(self.log_path, "wb") as err:
+            self._proc = subprocess.Popen(
+                [
+                    str(binary),
+                    "-test.run=^TestServe$",
+                    "-test.timeout=0",
+                    "-test.v=false",
+                ],
+                cwd=self._tmp,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self._startup_timeout
+        addr = token = ""
+        while time.monotonic() < deadline:
+            text = out_path.read_text(errors="replace")
+            m_addr = re.search(r"^VAULT_ADDR=(\S+)$", text, re.MULTILINE)
+            m_tok = re.search(r"^VAULT_TOKEN=(\S+)$", text, re.MULTILINE)
+            if m_addr and m_tok:
+                addr, token = m_addr.group(1), m_tok.group(1)
+                break
+            if self._proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not (addr and token):
+            rc = self._proc.poll()
+            self._kill()
+            raise HarnessError(
+                f"Vault test server did not start (exit code {rc}); stderr tail:\n{_tail(self.log_path)}"
+            )
+        self.addr, self.root_token = addr, token
+        self._wait_ready(deadline)
+
+    def _wait_ready(self, deadline: float) -> None:
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                r = requests.get(f"{self.addr}/v1/sys/health", timeout=2)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}"
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+            time.sleep(0.1)
+        self._kill()
+        raise HarnessError(f"Vault not healthy ({last}); stderr tail:\n{_tail(self.log_path)}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop Vault (SIGTERM, then SIGKILL). Its address then refuses connections."""
+        self._kill(timeout)
+
+    def _kill(self, timeout: float = 10.0) -> None:
+        if self._proc is not None:
+            _stop_process_group(self._proc, timeout)
+            self._proc = None
+
+    def close(self) -> None:
+        """Stop Vault and remove its temporary directory."""
+        self._kill()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        _LIVE.pop(id(self), None)
+
+    # -- HTTP API ----------------------------------------------------------- #
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None = None,
+        token: str | None = None,
+        expect: tuple[int, ...] = (200, 204),
+    ) -> dict[str, Any]:
+        """Call ``/v1/<path>`` with the root token (or ``token``); return the JSON body."""
+        if not self.addr:
+            raise HarnessError("Vault is not running")
+        r = requests.request(
+            method,
+            f"{self.addr}/v1/{path.lstrip('/')}",
+            headers={"X-Vault-Token": token if token is not None else self.root_token},
+            json=json,
+            timeout=10,
+        )
+        if r.status_code not in expect:
+            # The response body holds Vault's error strings, never the token.
+            raise HarnessError(f"Vault {method} /v1/{path}: HTTP {r.status_code}: {r.text[:500]}")
+        if r.status_code == 204 or not r.content:
+            return {}
+        body: dict[str, Any] = r.json()
+        return body
+
+    def enable_kv(self, mount: str, version: int | str = 2) -> None:
+        """Make ``mount`` a KV engine of ``version`` (1 or 2).
+
+        The test core pre-mounts KV v1 at ``secret/``: an existing KV mount of the
+        right version is kept, one of the other version is removed and remounted.
+        """
+        mount = mount.strip("/")
+        want = str(version)
+        if want not in ("1", "2"):
+            raise ValueError(f"KV version must be 1 or 2, not {version!r}")
+        mounts = self.api("GET", "sys/mounts")
+        table = mounts.get("data", mounts)
+        current = table.get(f"{mount}/")
+        if current is not None:
+            options = current.get("options") or {}
+            have = str(options.get("version") or "1")
+            if current.get("type") in ("kv", "generic") and have == want:
+                self._wait_kv_ready(mount, want)
+                return
+            self.api("DELETE", f"sys/mounts/{mount}")
+        self.api("POST", f"sys/mounts/{mount}", {"type": "kv", "options": {"version": want}})
+        self._wait_kv_ready(mount, want)
+
+    def _wait_kv_ready(self, mount: str, version: str, timeout: float = 15.0) -> None:
+        # A new KV v2 mount briefly answers "Upgrading from non-versioned to
+        # versioned data" until its metadata is set up.
+        if version != "2":
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api("GET", f"{mount}/config")
+                return
+            except HarnessError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    @staticmethod
+    def _kv_path(mount: str, path: str, version: int | str, kind: str = "data") -> str:
+        mount, path = mount.strip("/"), path.strip("/")
+        if str(version) == "2":
+            return f"{mount}/{kind}/{path}"
+        return f"{mount}/{path}"
+
+    def kv_put(self, mount: str, path: str, data: dict[str, Any], version: int | str = 2) -> None:
+        """Write ``data`` at ``path`` in the KV engine at ``mount``."""
+        body = {"data": data} if str(version) == "2" else dict(data)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.api("POST", self._kv_path(mount, path, version), body)
+                return
+            except HarnessError as exc:
+                if "pgrading" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def kv_get(self, mount: str, path: str, version: int | str = 2) -> dict[str, Any]:
+        """Read the secret at ``path``; returns its key/value data."""
+        body = self.api("GET", self._kv_path(mount, path, version))
+        data: dict[str, Any] = body["data"]["data"] if str(version) == "2" else body["data"]
+        return data
+
+    def kv_delete(self, mount: str, path: str, version: int | str = 2) -> None:
+        """Delete the secret (v2: all versions and metadata)."""
+        self.api("DELETE", self._kv_path(mount, path, version, kind="metadata"))
+
+    def write_policy(self, name: str, hcl: str) -> None:
+        self.api("PUT", f"sys/policies/acl/{name}", {"policy": hcl})
+
+    def enable_approle(self, mount: str = "approle") -> None:
+        """Enable the AppRole auth method at ``auth/<mount>`` (idempotent)."""
+        auths = self.api("GET", "sys/auth")
+        table = auths.get("data", auths)
+        if f"{mount}/" in table:
+            return
+        self.api("POST", f"sys/auth/{mount}", {"type": "approle"})
+
+    def create_approle(
+        self,
+        role: str,
+        policies: list[str],
+        token_ttl: int | str = "1h",
+        token_max_ttl: int | str = "4h",
+        mount: str = "approle",
+    ) -> tuple[str, str]:
+        """Create/overwrite an AppRole; return ``(role_id, secret_id)``."""
+        self.api(
+            "POST",
+            f"auth/{mount}/role/{role}",
+            {
+                "token_policies": list(policies),
+                "token_ttl": token_ttl,
+                "token_max_ttl": token_max_ttl,
+            },
+        )
+        role_id = str(self.api("GET", f"auth/{mount}/role/{role}/role-id")["data"]["role_id"])
+        secret = self.api("POST", f"auth/{mount}/role/{role}/secret-id", {})
+        return role_id, str(secret["data"]["secret_id"])
+
+    def approle_login(self, role_id: str, secret_id: str, mount: str = "approle") -> dict[str, Any]:
+        """Log in with AppRole (no token); return Vault's ``auth`` block."""
+        body = self.api(
+            "POST",
+            f"auth/{mount}/login",
+            {"role_id": role_id, "secret_id": secret_id},
+            token="",
+        )
+        auth: dict[str, Any] = body["auth"]
+        return auth
+
+    def create_token(self, policies: list[str], ttl: int | str = "1h") -> str:
+        """Create a child token of the root token with ``policies`` and ``ttl``."""
+        body = self.api("POST", "auth/token/create", {"policies": list(policies), "ttl": ttl})
+        return str(body["auth"]["client_token"])
+
+    def lookup_token(self, token: str) -> dict[str, Any]:
+        """``auth/token/lookup-self`` as ``token``; returns its ``data`` block."""
+        data: dict[str, Any] = self.api("GET", "auth/token/lookup-self", token=token)["data"]
+        return data
+
+
+# --------------------------------------------------------------------------- #
+# MLflow
+# --------------------------------------------------------------------------- #
+
+
+class MlflowServer:
+    """``mlflow server --app-name basic-auth`` on 127.0.0.1 with a SQLite store.
+
+    Attributes ``url``, ``admin_username``, ``admin_password`` (random per run).
+    """
+
+    def __init__(
+        self,
+        startup_timeout: float = 120.0,
+        workers: int = 1,
+        auth_cache_ttl_seconds: int = 60,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """``auth_cache_ttl_seconds`` is MLflow's basic-auth success cache: without
+        it every authenticated request re-checks the scrypt hash (~1 s each on this
+        2-core box). Password changes made through MLflow's API still invalidate
+        it (one worker); pass 0 to disable.
+
+        MLflow's background job runner is switched off
+        (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``): it starts extra huey
+        processes and leaves a directory in /dev/shm behind on every run.
+        ``extra_env`` is applied last and can override that.
+        """
+        self._startup_timeout = startup_timeout
+        self._workers = workers
+        self._auth_cache_ttl_seconds = auth_cache_ttl_seconds
+        self._extra_env = dict(extra_env or {})
+        self._tmp: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.url = ""
+        self.admin_username = "admin"
+        self.admin_password = ""
+        self.log_path: Path | None = None
+        self.artifacts_dir: Path | None = None
+
+    @staticmethod
+    def _mlflow_executable() -> str:
+        candidate = Path(sys.executable).parent / "mlflow"
+        if candidate.exists():
+            return str(candidate)
+        found = shutil.which("mlflow")
+        if found:
+            return found
+        raise HarnessError("mlflow executable not found next to the Python interpreter")
+
+    @property
+    def basic_auth(self) -> tuple[str, str]:
+        return self.admin_username, self.admin_password
+
+    @property
+    def basic_auth_header(self) -> str:
+        raw = f"{self.admin_username}:{self.admin_password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    def __enter__(self) -> MlflowServer:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._tmp = Path(tempfile.mkdtemp(prefix="msa-mlflow-"))
+        _LIVE[id(self)] = self
+        self.artifacts_dir = self._tmp / "artifacts"
+        self.artifacts_dir.mkdir()
+        self.admin_password = secrets.token_urlsafe(18)[:24]
+        auth_ini = self._tmp / "basic_auth.ini"
+        auth_ini.write_text(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{self._tmp / 'auth.db'}\n"
+            f"admin_username = {self.admin_username}\n"
+            f"admin_password = {self.admin_password}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            f"auth_cache_ttl_seconds = {int(self._auth_cache_ttl_seconds)}\n"
+        )
+        auth_ini.chmod(0o600)
+        self.port = free_port()
+        self.url = f"http://{LOCALHOST}:{self.port}"
+        self.log_path = self._tmp / "mlflow.log"
+        env = dict(os.environ)
+        for var in list(env):
+            if var.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_ADMIN_")):
+                env.pop(var)
+        env.update(
+            MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(32),
+            MLFLOW_AUTH_CONFIG_PATH=str(auth_ini),
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+            PYTHONUNBUFFERED="1",
+            TMPDIR=str(self._tmp),
+        )
+        env.update(self._extra_env)
+        cmd = [
+            self._mlflow_executable(),
+            "server",
+            "--app-name", "basic-auth",
+            "--host", LOCALHOST,
+            "--port", str(self.port),
+            "--backend-store-uri", f"sqlite:///{self._tmp / 'mlflow.db'}",
+            "--artifacts-destination", str(self.artifacts_dir),
+            "--serve-artifacts",
+            "--workers", str(self._workers),
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self._tmp,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None and self.log_path is not None
+        deadline = time.monotonic() + self._startup_timeout
+        last = "no response"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                last = f"process exited with code {self._proc.returncode}"
+                break
+            try:
+                r = requests.get(f"{self.url}/health", timeout=2)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}"
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+            time.sleep(0.25)
+        self._kill()
+        raise HarnessError(f"MLflow server did not become ready ({last}); log tail:\n{_tail(self.log_path)}")
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            _stop_process_group(self._proc, timeout=15)
+            self._proc = None
+
+    def close(self) -> None:
+        self._kill()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        _LIVE.pop(id(self), None)
+
+
+# --------------------------------------------------------------------------- #
+# nginx bearer-token proxy
+# --------------------------------------------------------------------------- #
+
+
+class ProxyCounts(NamedTuple):
+    accepted: int
+    rejected: int
+
+
+_NGINX_CONF = """\
+{user_line}worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+
+events {{
+    worker_connections 256;
+}}
+
+http {{
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+
+    log_format msa '$msa_decision $status $request_method $uri';
+    access_log {tmp}/access.log msa;
+
+    client_max_body_size 0;
+    proxy_request_buffering off;
+    proxy_buffering off;
+    proxy_http_version 1.1;
+    proxy_read_timeout 300s;
+    proxy_send_timeout 300s;
+
+    server {{
+        listen {host}:{port};
+        server_name _;
+
+        set $msa_decision accepted;
+        if ($http_authorization != "Bearer {token}") {{
+            set $msa_decision rejected;
+            return 401;
+        }}
+
+        location / {{
+            proxy_pass {upstream};
+            proxy_set_header Authorization "{upstream_auth}";
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+_NGINX_UNSAFE = re.compile(r'["\\$;{}\s]')
+
+
+class NginxBearerProxy:
+    """nginx on 127.0.0.1 that accepts only ``Authorization: Bearer <token>`` (exact,
+    case-sensitive; anything else gets 401) and forwards to ``upstream`` with the
+    upstream's admin Basic credentials instead."""
+
+    def __init__(
+        self,
+        upstream: MlflowServer,
+        token: str,
+        nginx: str | None = None,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        if not token or _NGINX_UNSAFE.search(token):
+            raise ValueError("bearer token must be non-empty and free of quotes, '$', ';', braces, spaces")
+        self.upstream = upstream
+        self.token = token
+        self._nginx = nginx or shutil.which("nginx") or "/usr/sbin/nginx"
+        self._startup_timeout = startup_timeout
+        self._tmp: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.url = ""
+
+    def __enter__(self) -> NginxBearerProxy:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def access_log(self) -> Path:
+        assert self._tmp is not None
+        return self._tmp / "access.log"
+
+    @property
+    def error_log(self) -> Path:
+        assert self._tmp is not None
+        return self._tmp / "error.log"
+
+    def start(self) -> None:
+        self._tmp = Path(tempfile.mkdtemp(prefix="msa-nginx-"))
+        _LIVE[id(self)] = self
+        tmp = self._tmp
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
+            (tmp / sub).mkdir()
+        self.port = free_port()
+        self.url = f"http://{LOCALHOST}:{self.port}"
+        # As root nginx drops worker privileges to "nobody" by default, which could
+        # not use the temp dirs; keep root. Unprivileged, "user" is not allowed.
+        user_line = "user root root;\n" if os.geteuid() == 0 else ""
+        conf = tmp / "nginx.conf"
+        conf.write_text(
+            _NGINX_CONF.format(
+                user_line=user_line,
+                tmp=tmp,
+                host=LOCALHOST,
+                port=self.port,
+                token=self.token,
+                upstream=self.upstream.url,
+                upstream_auth=self.upstream.basic_auth_header,
+            )
+        )
+        conf.chmod(0o600)
+        # -e: startup error log, used before the config is read (default is /var/log/nginx).
+        cmd = [
+            self._nginx,
+            "-p",
+            f"{tmp}/",
+            "-e",
+            str(self.error_log),
+            "-c",
+            str(conf),
+            "-g",
+            "daemon off;",
+        ]
+        stdout_path = tmp / "nginx.out"
+        with open(stdout_path, "wb") as out:
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                break
+            if _port_open(self.port):
+                return
+            time.sleep(0.05)
+        rc = self._proc.poll()
+        self._kill()
+        raise HarnessError(f"nginx did not start (exit code {rc}):\n{_tail(stdout_path)}\n{_tail(self.error_log)}")
+
+    def counts(self) -> ProxyCounts:
+        """How many requests nginx accepted (forwarded) and rejected (401) so far.
+
+        nginx writes a request's log line when it finishes the request, which can be
+        a moment after the client has the response; use ``wait_for_counts`` to avoid
+        racing it.
+        """
+        accepted = rejected = 0
+        try:
+            lines = self.access_log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            decision = line.split(" ", 1)[0]
+            if decision == "accepted":
+                accepted += 1
+            elif decision == "rejected":
+                rejected += 1
+        return ProxyCounts(accepted, rejected)
+
+    def wait_for_counts(
+        self,
+        accepted: int | None = None,
+        rejected: int | None = None,
+        timeout: float = 5.0,
+    ) -> ProxyCounts:
+        """Poll ``counts()`` until it reaches at least the given values (or time out);
+        returns the last counts either way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = self.counts()
+            ok = (accepted is None or c.accepted >= accepted) and (rejected is None or c.rejected >= rejected)
+            if ok or time.monotonic() > deadline:
+                return c
+            time.sleep(0.05)
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            # SIGTERM = fast shutdown of master and workers; then sweep the group.
+            _stop_process_group(self._proc, timeout=10)
+            self._proc = None
+
+    def close(self) -> None:
+        self._kill()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        _LIVE.pop(id(self), None)
