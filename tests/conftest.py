@@ -40,3 +40,42 @@ def bearer_proxy(
 ) -> Iterator[harness.NginxBearerProxy]:
     with harness.NginxBearerProxy(mlflow_server, secrets.token_urlsafe(32)) as proxy:
         yield proxy
+
+
+READER_POLICY = """
+path "secret/mlflow/*" { capabilities = ["read"] }
+path "kv2/data/mlflow/*" { capabilities = ["read"] }
+"""
+
+
+@pytest.fixture(scope="session")
+def vault_ready(vault_server: harness.VaultServer) -> harness.VaultServer:
+    """Vault with a KV v2 mount at kv2/, a reader policy and AppRole enabled."""
+    vault_server.enable_kv("kv2", 2)
+    vault_server.write_policy("mlflow-reader", READER_POLICY)
+    vault_server.enable_approle()
+    return vault_server
+
+
+@pytest.fixture()
+def reader_token(vault_ready: harness.VaultServer) -> str:
+    """A Vault token that may only read the MLflow secrets (not the root token)."""
+    return vault_ready.create_token(["mlflow-reader"], ttl="1h")
+
+
+@pytest.fixture()
+def secret_path() -> str:
+    """A fresh secret path, so no cached value from another test is reused."""
+    return f"mlflow/{secrets.token_hex(6)}"
+
+
+def plugin_env(vault: harness.VaultServer, tracking_uri: str, **extra: str) -> dict[str, str]:
+    """The environment a user sets: the plugin selected, Vault configured."""
+    env = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_TRACKING_AUTH": "mlflow_secrets_auth",
+        "MLFLOW_SECRETS_AUTH_ENABLE": "vault",
+        "VAULT_ADDR": vault.addr,
+    }
+    env.update(extra)
+    return env

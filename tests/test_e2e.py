@@ -1,0 +1,154 @@
+"""An unmodified MLflow script, run as its own process, authenticated through
+the plugin against a real Vault and a real MLflow server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import harness
+import pytest
+import requests
+from conftest import plugin_env
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train.py"
+PLUGIN_VARS = ("MLFLOW_", "VAULT_")
+
+
+def run_script(env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(PLUGIN_VARS)}
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE)], env=base, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def run_ids(server: harness.MlflowServer) -> dict[str, dict[str, object]]:
+    """Runs of the demo experiment, read with the admin credentials directly."""
+    auth = server.basic_auth
+    exp = requests.get(
+        f"{server.url}/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": "secrets-auth-demo"},
+        auth=auth,
+        timeout=30,
+    )
+    if exp.status_code == 404:
+        return {}
+    exp.raise_for_status()
+    exp_id = exp.json()["experiment"]["experiment_id"]
+    body = requests.post(
+        f"{server.url}/api/2.0/mlflow/runs/search", json={"experiment_ids": [exp_id]}, auth=auth, timeout=30
+    ).json()
+    return {r["info"]["run_id"]: r for r in body.get("runs", [])}
+
+
+def assert_logged(result: subprocess.CompletedProcess[str], server: harness.MlflowServer, secret: str) -> None:
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_id = result.stdout.split("logged run ")[1].split(";")[0]
+    run = run_ids(server)[run_id]
+    data = run["data"]
+    assert {"key": "learning_rate", "value": "0.01"} in data["params"]  # type: ignore[operator, index]
+    assert any(m["key"] == "loss" for m in data["metrics"])  # type: ignore[index, union-attr]
+    artifacts = requests.get(
+        f"{server.url}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id}, auth=server.basic_auth, timeout=30
+    ).json()
+    assert [f["path"] for f in artifacts["files"]] == ["report.txt"]
+    assert secret not in result.stdout + result.stderr
+
+
+def test_basic_auth_kv1_token(
+    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
+) -> None:
+    user, password = mlflow_server.basic_auth
+    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password, "note": "x"}, version=1)
+    env = plugin_env(
+        vault_ready,
+        mlflow_server.url,
+        VAULT_TOKEN=reader_token,
+        MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+        MLFLOW_VAULT_AUTH_MODE="basic",
+    )
+    assert_logged(run_script(env), mlflow_server, password)
+
+
+def test_without_the_plugin_the_server_says_401(
+    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer
+) -> None:
+    result = run_script({"MLFLOW_TRACKING_URI": mlflow_server.url})
+    assert result.returncode != 0
+    assert "401" in result.stderr or "Unauthorized" in result.stderr, result.stderr[-2000:]
+
+
+def test_basic_auth_kv2_approle(
+    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, secret_path: str
+) -> None:
+    user, password = mlflow_server.basic_auth
+    vault_ready.kv_put("kv2", secret_path, {"username": user, "password": password}, version=2)
+    role_id, secret_id = vault_ready.create_approle("e2e", ["mlflow-reader"], token_ttl="1m", token_max_ttl="5m")
+    env = plugin_env(
+        vault_ready,
+        mlflow_server.url,
+        VAULT_ROLE_ID=role_id,
+        VAULT_SECRET_ID=secret_id,
+        MLFLOW_VAULT_SECRET_PATH=f"kv2/{secret_path}",
+        MLFLOW_VAULT_AUTH_MODE="basic",
+    )
+    result = run_script(env)
+    assert_logged(result, mlflow_server, password)
+    assert secret_id not in result.stdout + result.stderr
+
+
+def test_bearer_through_a_checking_proxy(
+    vault_ready: harness.VaultServer, bearer_proxy: harness.NginxBearerProxy, reader_token: str, secret_path: str
+) -> None:
+    vault_ready.kv_put("kv2", secret_path, {"token": bearer_proxy.token}, version=2)
+    before = bearer_proxy.counts()
+    env = plugin_env(
+        vault_ready, bearer_proxy.url, VAULT_TOKEN=reader_token, MLFLOW_VAULT_SECRET_PATH=f"kv2/data/{secret_path}"
+    )  # the API form of the path works too
+    result = run_script(env)
+    assert_logged(result, bearer_proxy.upstream, bearer_proxy.token)
+    after = bearer_proxy.wait_for_counts(accepted=before.accepted + 5)
+    assert after.rejected == before.rejected, "the proxy rejected a request the plugin sent"
+    # And a wrong token is refused by the same proxy, so the check is real.
+    vault_ready.kv_put("kv2", secret_path, {"token": "not-the-token"}, version=2)
+    env["MLFLOW_VAULT_SECRET_PATH"] = f"kv2/{secret_path}"
+    assert run_script(env).returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        ({"MLFLOW_VAULT_SECRET_PATH": ""}, "MLFLOW_VAULT_SECRET_PATH"),
+        ({"VAULT_ADDR": "not a url"}, "VAULT_ADDR"),
+        ({"MLFLOW_VAULT_AUTH_MODE": "digest"}, "MLFLOW_VAULT_AUTH_MODE"),
+        ({"MLFLOW_SECRETS_AUTH_ENABLE": "vault,gcp"}, "MLFLOW_SECRETS_AUTH_ENABLE"),
+        ({"MLFLOW_VAULT_AUTH_MODE": "bearer"}, "MLFLOW_VAULT_AUTH_MODE=basic"),  # secret holds user/password
+        ({"MLFLOW_VAULT_SECRET_PATH": "secret/mlflow/missing"}, "no secret at MLFLOW_VAULT_SECRET_PATH"),
+    ],
+)
+def test_misconfiguration_is_named_and_no_secret_leaks(
+    vault_ready: harness.VaultServer,
+    mlflow_server: harness.MlflowServer,
+    reader_token: str,
+    secret_path: str,
+    change: dict[str, str],
+    variable: str,
+) -> None:
+    user, password = mlflow_server.basic_auth
+    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
+    env = plugin_env(
+        vault_ready,
+        mlflow_server.url,
+        VAULT_TOKEN=reader_token,
+        MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+        MLFLOW_VAULT_AUTH_MODE="basic",
+    )
+    env.update(change)
+    result = run_script(env, timeout=120)
+    assert result.returncode != 0
+    assert variable in result.stderr, result.stderr[-2000:]
+    for value in (password, reader_token):
+        assert value not in result.stdout + result.stderr
