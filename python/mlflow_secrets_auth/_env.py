@@ -18,7 +18,7 @@ tracked = False  # os.environ counts its writes; generation is then exact
 _last_copy: dict[str, str] | None = None
 
 
-class _CountingEnviron(os._Environ):  # type: ignore[type-arg, name-defined]
+class _CountingEnviron(os._Environ):  # type: ignore[type-arg]
     """os.environ that counts writes (set, delete, and all that use them)."""
 
     def __setitem__(self, key: str, value: str) -> None:
@@ -42,7 +42,7 @@ def track() -> None:
     env = os.environ
     if isinstance(env, _CountingEnviron):
         tracked = True
-    elif type(env) is os._Environ:  # type: ignore[attr-defined]
+    elif type(env) is os._Environ:
         env.__class__ = _CountingEnviron
         tracked = True
 

@@ -66,7 +66,7 @@ class SecretsAuth(AuthBase):
 _AUTH = SecretsAuth()
 
 
-class SecretsAuthProvider(RequestAuthProvider):  # type: ignore[misc]
+class SecretsAuthProvider(RequestAuthProvider):
     """Registered under the ``mlflow.request_auth_provider`` entry point."""
 
     def get_name(self) -> str:

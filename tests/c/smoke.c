@@ -1,0 +1,35 @@
+/* Calls the library through include/mlflow_secrets_auth.h the way a C caller
+ * would, and prints each reply on its own line for tests/test_c_api.py. */
+#include <stdio.h>
+#include <string.h>
+
+#include "mlflow_secrets_auth.h"
+
+static void show(const char *label, char *reply) {
+    if (reply == NULL) {
+        printf("%s NULL\n", label);
+        return;
+    }
+    printf("%s %s\n", label, reply);
+    MsaFree(reply);
+}
+
+int main(int argc, char **argv) {
+    if (MsaAbiVersion() != MSA_ABI_VERSION) {
+        printf("abi-mismatch %d\n", MsaAbiVersion());
+        return 2;
+    }
+    printf("abi %d\n", MsaAbiVersion());
+    show("process-env", GetAuthHeaders(argc > 1 ? argv[1] : "localhost"));
+    show("set-bad", MsaSetEnv("[1, 2"));
+    show("set", MsaSetEnv("{\"MLFLOW_SECRETS_AUTH_ENABLE\":\"vault\",\"MLFLOW_TRACKING_URI\":\"http://h:1\"}"));
+    show("unconfigured", GetAuthHeaders("http://h:1"));
+    show("null-host", GetAuthHeaders(NULL));
+    show("info", MsaInfo());
+    show("doctor", MsaDoctor(NULL));
+    MsaInvalidate();
+    show("reset", MsaSetEnv(NULL));
+    show("after-reset", GetAuthHeaders(argc > 1 ? argv[1] : "localhost"));
+    MsaFree(NULL);
+    return 0;
+}

@@ -1,0 +1,88 @@
+"""The C header and the shared library agree: a C program compiled against
+include/ and linked with the built library gets the documented replies."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import harness
+import mlflow_secrets_auth
+import pytest
+from conftest import plugin_env
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB_DIR = Path(mlflow_secrets_auth.__file__).parent
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.fail("a C compiler (cc) is needed for the C API test")
+    out = tmp_path_factory.mktemp("c") / "smoke"
+    subprocess.run(
+        [
+            cc,
+            "-Wall",
+            "-Werror",
+            "-I",
+            str(ROOT / "include"),
+            str(ROOT / "tests" / "c" / "smoke.c"),
+            "-L",
+            str(LIB_DIR),
+            "-lmlflow_secrets_auth",
+            f"-Wl,-rpath,{LIB_DIR}",
+            "-o",
+            str(out),
+        ],
+        check=True,
+    )
+    return out
+
+
+def run(binary: Path, env: dict[str, str], host: str) -> dict[str, dict[str, object]]:
+    out = subprocess.run([str(binary), host], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stderr == "", "the library wrote to stderr"
+    replies: dict[str, dict[str, object]] = {}
+    for line in out.stdout.splitlines():
+        label, _, body = line.partition(" ")
+        replies[label] = json.loads(body)
+    return replies
+
+
+def test_c_caller(smoke: Path, vault_ready: harness.VaultServer, reader_token: str, secret_path: str) -> None:
+    vault_ready.kv_put("secret", secret_path, {"token": "c-caller-token"}, version=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VAULT_"))}
+    env.update(
+        plugin_env(
+            vault_ready,
+            "http://mlflow.test:5000",
+            VAULT_TOKEN=reader_token,
+            MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+        )
+    )
+    r = run(smoke, env, "http://mlflow.test:5000/api")
+    assert r["abi"] == 1
+    # The process environment is used until MsaSetEnv replaces it.
+    assert r["process-env"]["ok"] is True
+    assert r["process-env"]["headers"] == {"Authorization": "Bearer c-caller-token"}
+    assert r["process-env"]["provider"] == "vault"
+    assert 0 < int(r["process-env"]["max_age_ms"]) <= 300_000  # type: ignore[call-overload]
+    assert r["set-bad"]["ok"] is False
+    assert r["set"] == {"ok": True}
+    assert r["unconfigured"]["code"] == "not_configured"
+    assert r["unconfigured"]["variable"] == "VAULT_ADDR"
+    assert r["null-host"]["code"] == "host_not_allowed"
+    assert r["info"]["providers"][0]["name"] == "vault"  # type: ignore[index]
+    assert r["doctor"]["ok"] is False
+    assert r["reset"] == {"ok": True}
+    assert r["after-reset"]["headers"] == {"Authorization": "Bearer c-caller-token"}
+    # A host that is not the tracking server gets nothing.
+    denied = run(smoke, env, "https://evil.example")
+    assert denied["process-env"]["code"] == "host_not_allowed"
+    assert "c-caller-token" not in json.dumps(denied)
