@@ -21,9 +21,11 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -834,3 +836,141 @@ class NginxBearerProxy:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         _LIVE.pop(id(self), None)
+
+
+# --------------------------------------------------------------------------- #
+# A loopback TCP proxy: TLS termination, delays and outages on a fixed port
+# --------------------------------------------------------------------------- #
+
+
+def make_tls_files(directory: Path, names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for ``names`` (openssl CLI).
+
+    Returns ``(ca_cert, server_cert, server_key)``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = directory / "ca.key", directory / "ca.pem"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    ext = directory / "san.ext"
+    san = ",".join(f"IP:{n}" if n[0].isdigit() else f"DNS:{n}" for n in names)
+    ext.write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=msa-test-ca",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_cert),
+    )
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={names[0]}", "-keyout", str(key), "-out", str(csr))
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_cert),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
+    return ca_cert, cert, key
+
+
+class LoopbackProxy:
+    """Forwards 127.0.0.1:<port> to ``target`` ("host:port"), optionally
+    terminating TLS. ``delay`` holds each new connection before forwarding;
+    ``down`` makes it refuse service (accept and close at once), so a backend
+    outage can be simulated without the address changing. ``connections``
+    counts the connections forwarded."""
+
+    def __init__(self, target: str, tls: tuple[Path, Path] | None = None) -> None:
+        host, _, port = target.rpartition(":")
+        self._target = (host, int(port))
+        self._ssl: ssl.SSLContext | None = None
+        if tls is not None:
+            self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._ssl.load_cert_chain(str(tls[0]), str(tls[1]))
+        self.delay = 0.0
+        self.down = False
+        self.connections = 0
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((LOCALHOST, 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://{LOCALHOST}:{self.port}"
+        self._closed = False
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def retarget(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self._target = (host, int(port))
+
+    def __enter__(self) -> LoopbackProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            if self.down:
+                client.close()
+                return
+            if self._ssl is not None:
+                client = self._ssl.wrap_socket(client, server_side=True)
+            if self.delay:
+                time.sleep(self.delay)
+            upstream = socket.create_connection(self._target, timeout=10)
+            self.connections += 1
+        except (OSError, ssl.SSLError):
+            with contextlib.suppress(OSError):
+                client.close()
+            return
+        upstream.settimeout(None)
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)

@@ -252,3 +252,39 @@ def test_approle_token_is_renewed_then_replaced(
     # One login per 6 s token lifetime (renewed at 2 s in between): about 3 in 14 s.
     # Without renewal it would be ~7, with a login per fetch ~14.
     assert 2 <= logins <= 4, f"{logins} logins for {requests_sent} requests"
+
+
+def test_vault_over_tls(
+    use_env,
+    vault_ready: harness.VaultServer,
+    mlflow_server: harness.MlflowServer,  # type: ignore[no-untyped-def]
+    reader_token: str,
+    secret_path: str,
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
+    """VAULT_CACERT / VAULT_CAPATH trust a private CA; without them the
+    certificate is refused; VAULT_SKIP_VERIFY turns verification off."""
+    ca, cert, key = harness.make_tls_files(tmp_path / "tls")
+    capath = tmp_path / "capath"
+    capath.mkdir()
+    (capath / "ca.pem").write_bytes(ca.read_bytes())
+    vault_ready.kv_put("secret", secret_path, {"token": "tls-token"}, version=1)
+    with harness.LoopbackProxy(vault_ready.addr.split("//")[1], tls=(cert, key)) as proxy:
+        env = plugin_env(
+            vault_ready,
+            mlflow_server.url,
+            VAULT_ADDR=proxy.url,
+            VAULT_TOKEN=reader_token,
+            MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+        )
+        use_env(env)
+        with pytest.raises(MlflowSecretsAuthError) as err:
+            apply(mlflow_server.url)
+        assert "certificate" in str(err.value)
+        assert "VAULT_ADDR" in str(err.value)
+        for extra in ({"VAULT_CACERT": str(ca)}, {"VAULT_CAPATH": str(capath)}, {"VAULT_SKIP_VERIFY": "true"}):
+            for k in ("VAULT_CACERT", "VAULT_CAPATH", "VAULT_SKIP_VERIFY"):
+                os.environ.pop(k, None)
+            os.environ.update(extra)
+            assert apply(mlflow_server.url).headers["Authorization"] == "Bearer tls-token", extra
+        assert proxy.connections >= 3

@@ -1,0 +1,91 @@
+package vault
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+)
+
+func base() config.Env {
+	return config.Env{"VAULT_ADDR": "https://vault.corp.com:8200", "VAULT_TOKEN": "s.tok3n-value",
+		"MLFLOW_VAULT_SECRET_PATH": "/secret/mlflow/auth/"}
+}
+
+func TestSettingsErrorsNameTheVariable(t *testing.T) {
+	cases := []struct {
+		change   config.Env
+		variable string
+	}{
+		{config.Env{"VAULT_ADDR": ""}, "VAULT_ADDR"},
+		{config.Env{"VAULT_ADDR": "vault.corp.com:8200"}, "VAULT_ADDR"},
+		{config.Env{"MLFLOW_VAULT_SECRET_PATH": " "}, "MLFLOW_VAULT_SECRET_PATH"},
+		{config.Env{"VAULT_TOKEN": ""}, "VAULT_TOKEN"},
+		{config.Env{"VAULT_TOKEN": "", "VAULT_ROLE_ID": "r"}, "VAULT_SECRET_ID"},
+		{config.Env{"VAULT_TOKEN": "", "VAULT_SECRET_ID": "s3cr3t-id"}, "VAULT_ROLE_ID"},
+		{config.Env{"VAULT_CACERT": "/nonexistent/ca.pem"}, "VAULT_CACERT"},
+		{config.Env{"VAULT_SKIP_VERIFY": "sometimes"}, "VAULT_SKIP_VERIFY"},
+		{config.Env{"MLFLOW_VAULT_AUTH_MODE": "token"}, "MLFLOW_VAULT_AUTH_MODE"},
+		{config.Env{"MLFLOW_VAULT_TTL_SEC": "5m"}, "MLFLOW_VAULT_TTL_SEC"},
+	}
+	for _, c := range cases {
+		env := base()
+		for k, v := range c.change {
+			env[k] = v
+		}
+		_, err := Factory(env, &config.Config{Timeout: time.Second})
+		if err == nil {
+			t.Errorf("%v accepted", c.change)
+			continue
+		}
+		e := msaerr.As(err)
+		if e.Code != msaerr.NotConfigured || e.Variable != c.variable || !strings.Contains(e.Error(), c.variable) {
+			t.Errorf("%v: [%s %s] %q", c.change, e.Code, e.Variable, e)
+		}
+		for _, secret := range []string{"s.tok3n-value", "s3cr3t-id"} {
+			if strings.Contains(e.Error(), secret) {
+				t.Errorf("%v: message leaks a credential: %q", c.change, e)
+			}
+		}
+	}
+}
+
+func TestSpec(t *testing.T) {
+	env := base()
+	env["MLFLOW_VAULT_TTL_SEC"] = "0"
+	env["MLFLOW_VAULT_AUTH_MODE"] = "BASIC"
+	spec, err := Factory(env, &config.Config{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.TTL != time.Second || spec.Mode != header.Basic || spec.ModeVar != "MLFLOW_VAULT_AUTH_MODE" {
+		t.Errorf("spec = %+v", spec)
+	}
+	for _, d := range spec.Details {
+		if strings.Contains(d[1], "tok3n") {
+			t.Errorf("details leak the token: %v", d)
+		}
+	}
+	if strings.Contains(spec.Key, "tok3n") {
+		t.Error("the cache key holds the token in clear")
+	}
+	other := base()
+	other["MLFLOW_VAULT_SECRET_PATH"] = "secret/mlflow/other"
+	spec2, _ := Factory(other, &config.Config{Timeout: time.Second})
+	if spec2.Key == spec.Key {
+		t.Error("a different secret path must be a different cache key")
+	}
+	approle := base()
+	delete(approle, "VAULT_TOKEN")
+	approle["VAULT_ROLE_ID"], approle["VAULT_SECRET_ID"] = "r", "s"
+	spec3, err := Factory(approle, &config.Config{Timeout: time.Second})
+	if err != nil || !strings.Contains(spec3.Details[2][1], "approle") {
+		t.Errorf("approle spec = %+v, %v", spec3, err)
+	}
+	if _, err := spec3.New(); err != nil {
+		t.Errorf("New: %v", err)
+	}
+}
