@@ -1,0 +1,619 @@
+"""Benchmark: what mlflow-secrets-auth costs per MLflow request, and at start-up.
+
+Run by ``make bench`` (not part of ``make test``)::
+
+    .venv/bin/python bench/bench.py
+
+What it does:
+
+* starts a real Vault (tests/harness.py) on 127.0.0.1 and stores
+  ``{"token": <random>}`` at KV v1 ``secret/mlflow/auth``;
+* makes sure mlflow-secrets-auth 0.2.0 (the pure-Python release on PyPI, with
+  its ``vault`` extra) is installed in ``bench/.venv-0.2.0``, creating that
+  venv on first use (mlflow-skinny and requests pinned to the versions of this
+  repo's venv, so both run the same MLflow and requests code);
+* measures, each in a fresh process (bench/child.py) and with the same
+  configuration (Vault token auth, MLFLOW_TRACKING_URI as the only allowed host):
+
+  - the hot path at a cache hit, per call with ``time.perf_counter_ns``:
+    ``provider.get_auth()`` then ``auth(prepared_request)``, as MLflow does
+    (headline); MLflow's own ``fetch_auth(name)(request)``; the auth object's
+    ``__call__`` alone; and for this package the native ``GetAuthHeaders`` round
+    trip that a plugin-level cache miss costs. Each call gets a fresh
+    PreparedRequest (a copy of one prepared template with fresh hooks), made
+    outside the timed region;
+  - the cold start: process start to first headers, split into interpreter
+    start, importing MLflow's provider base, loading the plugin's entry point
+    and the first ``get_auth()`` + apply (which reads Vault);
+  - memory: VmRSS after the first headers, and the plugin's share of it;
+
+* with ``--go``, also runs the Go benchmarks (``go test -bench . -benchmem
+  -run '^$' ./go/...``) and includes them in the table and the JSON;
+* prints a table, writes ``bench/results/latest.json`` and exits 1 if a target
+  is missed: median hot path at most 2000 ns, and at least 10x cheaper than 0.2.0
+  (median against median). Exit 2 means the benchmark could not run.
+
+This package is measured as installed in this repo's venv (``--ours-python``),
+or from the working tree with ``--ours-from-source`` (python/ first on
+PYTHONPATH; needs the library built by build.sh). A warning is printed when the
+installed copy differs from python/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+CHILD = BENCH_DIR / "child.py"
+SOURCE_DIR = REPO_ROOT / "python"
+PACKAGE_DIR = SOURCE_DIR / "mlflow_secrets_auth"
+DEFAULT_OUTPUT = BENCH_DIR / "results" / "latest.json"
+DEFAULT_BASELINE_VENV = BENCH_DIR / ".venv-0.2.0"
+
+if str(REPO_ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+import harness  # noqa: E402  (tests/harness.py, found through the sys.path entry above)
+
+DIST = "mlflow-secrets-auth"
+BASELINE_VERSION = "0.2.0"
+TARGET_MEDIAN_NS = 2000
+TARGET_RATIO = 10.0
+
+KV_MOUNT = "secret"
+KV_PATH = "mlflow/auth"
+# Nothing listens here: requests are only prepared, never sent.
+TRACKING_URI = "http://127.0.0.1:5000"
+REQUEST_URL = TRACKING_URI + "/api/2.0/mlflow/runs/log-metric"
+
+HOT_VARIANTS = ("get_auth", "fetch_auth", "apply")
+HOT_LABELS = {
+    "get_auth": "provider.get_auth() + apply",
+    "fetch_auth": "fetch_auth(name) + apply",
+    "apply": "apply only (auth kept)",
+    "native": "native GetAuthHeaders + apply",
+}
+
+# Variables of either implementation (and of the cloud SDKs) that must not leak
+# in from the calling shell.
+_SCRUB_PREFIXES = ("MLFLOW_", "VAULT_", "AWS_", "AZURE_", "BENCH_")
+_SCRUB_NAMES = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONBREAKPOINT")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run (as opposed to: a target was missed)."""
+
+
+@dataclass
+class Impl:
+    key: str  # "ours" or "0.2.0"
+    python: Path
+    env: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        version = self.info.get("plugin_version", "?")
+        return f"ours {version}" if self.key == "ours" else f"{BASELINE_VERSION} (PyPI)"
+
+
+# --------------------------------------------------------------------------- #
+# Environments
+# --------------------------------------------------------------------------- #
+
+_PROBE = """
+import importlib.metadata as m, json, os, platform, sys
+out = {"python": platform.python_version(), "executable": sys.executable}
+for dist in ("mlflow-secrets-auth", "mlflow", "mlflow-skinny", "requests", "hvac", "cffi"):
+    try:
+        out[dist] = m.version(dist)
+    except m.PackageNotFoundError:
+        out[dist] = None
+try:
+    import mlflow_secrets_auth
+    out["plugin_dir"] = os.path.dirname(mlflow_secrets_auth.__file__)
+    out["plugin_version"] = getattr(mlflow_secrets_auth, "__version__", None) or out["mlflow-secrets-auth"]
+except Exception as exc:
+    out["plugin_error"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+"""
+
+
+def probe(python: Path, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Versions of the relevant distributions in the environment of ``python``."""
+    env = _scrubbed_env()
+    env.update(extra_env or {})
+    proc = subprocess.run(
+        [str(python), "-c", _PROBE], capture_output=True, text=True, env=env, cwd=BENCH_DIR, timeout=120
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"cannot run {python}: {proc.stderr.strip()[-2000:]}")
+    info: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return info
+
+
+def ensure_baseline(venv_dir: Path, pins: dict[str, str], log_path: Path) -> Path:
+    """Return the Python of a venv with mlflow-secrets-auth 0.2.0 (and hvac), creating it if needed."""
+    python = venv_dir / "bin" / "python"
+    if python.exists():
+        info = probe(python)
+        pinned_ok = all(info.get(name) == version for name, version in pins.items())
+        if info.get(DIST) == BASELINE_VERSION and info.get("hvac") and pinned_ok:
+            return python
+    print(f"Installing {DIST}[vault]=={BASELINE_VERSION} from PyPI into {_rel(venv_dir)} (log: {_rel(log_path)}) ...")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        if not python.exists():
+            # The base interpreter of this venv (a venv made from a venv uses the base).
+            proc = subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], stdout=log, stderr=subprocess.STDOUT)
+            if proc.returncode != 0:
+                raise BenchError(f"could not create the venv {venv_dir} (exit {proc.returncode}); see {log_path}")
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+        wanted = f"{DIST}[vault]=={BASELINE_VERSION}"
+        pinned = [f"{name}=={version}" for name, version in sorted(pins.items())]
+        proc = subprocess.run([*pip, wanted, *pinned], stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0 and pinned:
+            log.write("\n--- retrying without pins ---\n")
+            log.flush()
+            proc = subprocess.run([*pip, wanted], stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        raise BenchError(
+            f"pip could not install {wanted} into {venv_dir} (exit {proc.returncode}); "
+            f"the 0.2.0 comparison cannot run (--no-baseline measures this package alone). "
+            f"Last lines of {log_path}:\n{tail}"
+        )
+    info = probe(python)
+    if info.get(DIST) != BASELINE_VERSION or not info.get("hvac"):
+        raise BenchError(f"{venv_dir} has {DIST}={info.get(DIST)} and hvac={info.get('hvac')} after installing")
+    return python
+
+
+def stale_files(installed_dir: str | None) -> list[str]:
+    """Files of python/mlflow_secrets_auth that differ from the installed package's copy."""
+    if not installed_dir or not PACKAGE_DIR.is_dir():
+        return []
+    installed = Path(installed_dir).resolve()
+    if installed == PACKAGE_DIR.resolve():
+        return []
+    differ = []
+    for src in sorted(PACKAGE_DIR.iterdir()):
+        if src.suffix not in (".py", ".so") or not src.is_file():
+            continue
+        dst = installed / src.name
+        if not dst.is_file() or _sha256_file(src) != _sha256_file(dst):
+            differ.append(src.name)
+    return differ
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _scrubbed_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+# --------------------------------------------------------------------------- #
+# Children
+# --------------------------------------------------------------------------- #
+
+
+def child_env(impl: Impl, vault: harness.VaultServer, expected_sha256: str) -> dict[str, str]:
+    env = _scrubbed_env()
+    env.update(
+        MLFLOW_TRACKING_URI=TRACKING_URI,
+        MLFLOW_TRACKING_AUTH="mlflow_secrets_auth",
+        MLFLOW_SECRETS_AUTH_ENABLE="vault",
+        VAULT_ADDR=vault.addr,
+        VAULT_TOKEN=vault.root_token,
+        MLFLOW_VAULT_SECRET_PATH=f"{KV_MOUNT}/{KV_PATH}",
+        BENCH_URL=REQUEST_URL,
+        BENCH_EXPECTED_SHA256=expected_sha256,
+    )
+    env.update(impl.env)
+    return env
+
+
+def run_child(impl: Impl, mode: str, env: dict[str, str], timeout: float = 3600.0) -> dict[str, Any]:
+    """Run bench/child.py under ``impl``'s Python; return its JSON result plus spawn/exit times."""
+    t_spawn = time.monotonic_ns()
+    proc = subprocess.run(
+        [str(impl.python), str(CHILD), mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=BENCH_DIR,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+    t_exit = time.monotonic_ns()
+    lines = proc.stdout.strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        result = {}
+    if proc.returncode != 0 or "error" in result or not result:
+        detail = result.get("error") or f"exit {proc.returncode}"
+        raise BenchError(f"{impl.label} {mode} run failed: {detail}\nstderr tail:\n{proc.stderr.strip()[-3000:]}")
+    result["t_spawn_ns"] = t_spawn
+    result["t_exit_ns"] = t_exit
+    return result
+
+
+def cold_runs(impls: list[Impl], envs: dict[str, dict[str, str]], runs: int) -> dict[str, Any]:
+    """One discarded warm-up run per implementation (page cache), then ``runs`` runs, alternating."""
+    raw: dict[str, list[dict[str, Any]]] = {impl.key: [] for impl in impls}
+    for impl in impls:
+        run_child(impl, "cold", envs[impl.key])
+    for _ in range(runs):
+        for impl in impls:
+            r = run_child(impl, "cold", envs[impl.key])
+            if not r.get("headers_ok"):
+                raise BenchError(f"{impl.label}: the first request did not receive the expected header")
+            raw[impl.key].append(
+                {
+                    "start_to_first_headers_ms": (r["t_first_headers_ns"] - r["t_spawn_ns"]) / 1e6,
+                    "interpreter_start_ms": (r["t_start_ns"] - r["t_spawn_ns"]) / 1e6,
+                    "import_mlflow_ms": (r["t_mlflow_imported_ns"] - r["t_start_ns"]) / 1e6,
+                    "load_plugin_ms": (r["t_plugin_imported_ns"] - r["t_mlflow_imported_ns"]) / 1e6,
+                    "first_headers_ms": (r["t_first_headers_ns"] - r["t_plugin_imported_ns"]) / 1e6,
+                    "plugin_total_ms": (r["t_first_headers_ns"] - r["t_mlflow_imported_ns"]) / 1e6,
+                    "process_wall_ms": (r["t_exit_ns"] - r["t_spawn_ns"]) / 1e6,
+                    "rss_kb": r["rss_kb"],
+                    "rss_before_plugin_kb": r["rss_before_plugin_kb"],
+                    "plugin_rss_kb": r["rss_kb"] - r["rss_before_plugin_kb"],
+                    "hwm_kb": r["hwm_kb"],
+                }
+            )
+    out: dict[str, Any] = {}
+    for key, rows in raw.items():
+        out[key] = {
+            "median": {name: statistics.median(row[name] for row in rows) for name in rows[0]},
+            "runs": rows,
+        }
+    return out
+
+
+def hot_runs(
+    impls: list[Impl], envs: dict[str, dict[str, str]], iterations: int, warmup: int
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {impl.key: {} for impl in impls}
+    for variant in (*HOT_VARIANTS, "native"):
+        for impl in impls:
+            if variant == "native" and impl.key != "ours":
+                continue
+            env = dict(envs[impl.key], BENCH_VARIANT=variant)
+            env.update(BENCH_ITERATIONS=str(iterations), BENCH_WARMUP=str(warmup))
+            print(f"  hot path: {impl.label:<22} {HOT_LABELS[variant]} ...", flush=True)
+            out[impl.key][variant] = run_child(impl, "hot", env)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Go benchmarks
+# --------------------------------------------------------------------------- #
+
+_GO_LINE = re.compile(
+    r"^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+([\d.]+) ns/op(?:\s+([\d.]+) B/op)?(?:\s+([\d.]+) allocs/op)?"
+)
+
+
+def go_benchmarks() -> dict[str, Any]:
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        return {"skipped": "the go toolchain was not found"}
+    cmd = [go, "test", "-bench", ".", "-benchmem", "-run", "^$", "./go/..."]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=1800)
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    results = []
+    pkg = ""
+    for line in proc.stdout.splitlines():
+        if line.startswith("pkg: "):
+            pkg = line[5:].strip().rsplit("/go/", 1)[-1]
+        elif m := _GO_LINE.match(line):
+            results.append(
+                {
+                    "package": pkg,
+                    "name": m.group(1),
+                    "iterations": int(m.group(2)),
+                    "ns_per_op": float(m.group(3)),
+                    "bytes_per_op": float(m.group(4)) if m.group(4) else None,
+                    "allocs_per_op": float(m.group(5)) if m.group(5) else None,
+                }
+            )
+    return {"command": " ".join(["go", *cmd[1:]]), "results": results}
+
+
+# --------------------------------------------------------------------------- #
+# Report
+# --------------------------------------------------------------------------- #
+
+
+def _ns(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v < 10_000:
+        return f"{v:,.0f} ns"
+    return f"{v / 1000:,.1f} us" if v < 1_000_000 else f"{v / 1e6:,.1f} ms"
+
+
+def _ratio(base: float | None, ours: float | None) -> str:
+    if not base or not ours:
+        return "-"
+    return f"{base / ours:,.1f}x"
+
+
+def print_report(results: dict[str, Any], impls: list[Impl]) -> None:
+    keys = [impl.key for impl in impls]
+    labels = {impl.key: impl.label for impl in impls}
+    has_base = BASELINE_VERSION in keys
+    cfg = results["config"]
+    w = 32
+    print()
+    print(
+        f"Hot path at a cache hit: {cfg['iterations']:,} calls per line after {cfg['warmup']:,} warm-up calls, "
+        "each in a fresh process."
+    )
+    print("Each call gets a fresh PreparedRequest (copy of a prepared template + fresh hooks), made outside the timed")
+    print("region; times are raw perf_counter_ns differences (timer overhead not subtracted).")
+    header = f"{'':<{w}}{'':<8}" + "".join(f"{labels[k]:>18}" for k in keys) + (f"{'ratio':>10}" if has_base else "")
+    print(header)
+    print("-" * len(header))
+    hot = results["hot"]
+    for variant in (*HOT_VARIANTS, "native"):
+        for stat in ("median_ns", "p99_ns"):
+            name = HOT_LABELS[variant] if stat == "median_ns" else ""
+            vals = {k: hot[k][variant]["calls"][stat] if variant in hot[k] else None for k in keys}
+            row = f"{name:<{w}}{stat[:-3]:<8}" + "".join(f"{_ns(vals[k]):>18}" for k in keys)
+            if has_base:
+                row += f"{_ratio(vals.get(BASELINE_VERSION), vals.get('ours')):>10}"
+            print(row)
+    timer = {k: hot[k]["get_auth"]["timer"]["median_ns"] for k in keys}
+    print(f"{'timer overhead (empty region)':<{w}}{'median':<8}" + "".join(f"{_ns(timer[k]):>18}" for k in keys))
+    first = {k: hot[k]["get_auth"]["first_call_ns"] for k in keys}
+    print(f"{'first call (cache miss, Vault)':<{w}}{'':<8}" + "".join(f"{_ns(first[k]):>18}" for k in keys))
+
+    cold = results["cold"]
+    print()
+    print(f"Cold start: median of {cfg['cold_runs']} new processes (one warm-up run each discarded first).")
+    header = f"{'':<{w + 8}}" + "".join(f"{labels[k]:>18}" for k in keys)
+    print(header)
+    print("-" * len(header))
+    rows = [
+        ("plugin: load + first headers", "plugin_total_ms"),
+        ("  load plugin (entry point)", "load_plugin_ms"),
+        ("  first get_auth() + apply (Vault)", "first_headers_ms"),
+        ("process start -> first headers *", "start_to_first_headers_ms"),
+        ("  interpreter start", "interpreter_start_ms"),
+        ("  import MLflow provider base *", "import_mlflow_ms"),
+        ("whole process incl. exit *", "process_wall_ms"),
+    ]
+    for name, key in rows:
+        print(f"{name:<{w + 8}}" + "".join(f"{cold[k]['median'][key]:>15,.1f} ms" for k in keys))
+    print()
+    print("Memory after the first headers (VmRSS, median):")
+    for name, key in (
+        ("added by plugin + first headers", "plugin_rss_kb"),
+        ("process RSS *", "rss_kb"),
+        ("  before loading the plugin *", "rss_before_plugin_kb"),
+        ("peak RSS (VmHWM) *", "hwm_kb"),
+    ):
+        print(f"{name:<{w + 8}}" + "".join(f"{cold[k]['median'][key] / 1024:>15,.1f} MB" for k in keys))
+    envs_line = "; ".join(
+        f"{labels[impl.key]}: mlflow {impl.info.get('mlflow') or '-'} / mlflow-skinny {impl.info.get('mlflow-skinny')}"
+        for impl in impls
+    )
+    print(f"* includes importing MLflow, which depends on the environment ({envs_line})")
+
+    go = results.get("go")
+    if go:
+        print()
+        if "skipped" in go:
+            print(f"Go benchmarks skipped: {go['skipped']}")
+        else:
+            print(f"Go benchmarks ({go['command']}):")
+            for r in go["results"]:
+                extra = ""
+                if r["bytes_per_op"] is not None:
+                    extra = f"{r['bytes_per_op']:>8,.0f} B/op {r['allocs_per_op']:>4,.0f} allocs/op"
+                print(f"  {r['package'] + ' ' + r['name']:<62}{r['ns_per_op']:>10,.1f} ns/op {extra}")
+
+
+def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    hot = results["hot"]
+    ours = hot["ours"]["get_auth"]["calls"]["median_ns"]
+    targets = [
+        {
+            "name": f"ours median (get_auth + apply) <= {TARGET_MEDIAN_NS} ns",
+            "value": ours,
+            "ok": ours <= TARGET_MEDIAN_NS,
+        }
+    ]
+    if BASELINE_VERSION in hot:
+        base = hot[BASELINE_VERSION]["get_auth"]["calls"]["median_ns"]
+        ratio = base / ours if ours else float("inf")
+        targets.append(
+            {
+                "name": f"{BASELINE_VERSION} median / ours median >= {TARGET_RATIO:g}x",
+                "value": round(ratio, 2),
+                "ok": ratio >= TARGET_RATIO,
+            }
+        )
+    else:
+        targets.append(
+            {"name": f"ratio vs {BASELINE_VERSION} >= {TARGET_RATIO:g}x", "value": None, "ok": None, "note": "skipped"}
+        )
+    return targets
+
+
+# --------------------------------------------------------------------------- #
+# Main
+# --------------------------------------------------------------------------- #
+
+
+def _machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": list(os.getloadavg()),
+        "platform": platform.platform(),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    default_python = REPO_ROOT / ".venv" / "bin" / "python"
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iterations", type=int, default=200_000, help="timed calls per hot-path line (default 200000)")
+    p.add_argument("--warmup", type=int, default=20_000, help="untimed calls before them (default 20000)")
+    p.add_argument("--cold-runs", type=int, default=5, help="cold-start runs per implementation (default 5)")
+    p.add_argument(
+        "--ours-python",
+        type=Path,
+        default=default_python if default_python.exists() else Path(sys.executable),
+        help="Python with this package installed (default: the repo's .venv)",
+    )
+    p.add_argument(
+        "--ours-from-source",
+        action="store_true",
+        help="measure python/mlflow_secrets_auth from the working tree (PYTHONPATH=python)",
+    )
+    p.add_argument("--baseline-venv", type=Path, default=DEFAULT_BASELINE_VENV, help="venv for 0.2.0")
+    p.add_argument("--no-baseline", action="store_true", help="skip 0.2.0 (the ratio target is then not checked)")
+    p.add_argument(
+        "--go", action="store_true", help="also run the Go benchmarks and include them in the report and JSON"
+    )
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON (default %(default)s)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    warnings: list[str] = []
+
+    ours = Impl("ours", args.ours_python)
+    if args.ours_from_source:
+        if not (PACKAGE_DIR / "libmlflow_secrets_auth.so").exists() or not (PACKAGE_DIR / "_ffi.py").exists():
+            raise BenchError("--ours-from-source needs the library built into python/mlflow_secrets_auth (./build.sh)")
+        ours.env["PYTHONPATH"] = str(SOURCE_DIR)
+    ours.info = probe(ours.python, ours.env)
+    if "plugin_error" in ours.info or not ours.info.get(DIST):
+        raise BenchError(
+            f"{DIST} is not usable with {ours.python}: {ours.info.get('plugin_error', 'not installed')} "
+            "(build and install it: .venv/bin/pip wheel . -w dist --no-deps && "
+            ".venv/bin/pip install --no-deps --force-reinstall dist/*.whl)"
+        )
+    stale = stale_files(ours.info.get("plugin_dir"))
+    ours.info["differs_from_working_tree"] = stale
+    if stale:
+        warnings.append(
+            f"the {DIST} measured ({ours.info.get('plugin_dir')}) differs from python/mlflow_secrets_auth in: "
+            f"{', '.join(stale)}; rebuild and reinstall it, or pass --ours-from-source"
+        )
+    impls = [ours]
+
+    if not args.no_baseline:
+        pins = {name: ours.info[name] for name in ("mlflow-skinny", "requests") if ours.info.get(name)}
+        base_python = ensure_baseline(args.baseline_venv, pins, args.output.parent / "pip-0.2.0.log")
+        base = Impl(BASELINE_VERSION, base_python)
+        base.info = probe(base.python)
+        impls.append(base)
+
+    for w in warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+
+    token = secrets.token_urlsafe(32)
+    expected = hashlib.sha256(f"Bearer {token}".encode()).hexdigest()
+    results: dict[str, Any] = {
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "config": {
+            "iterations": args.iterations,
+            "warmup": args.warmup,
+            "cold_runs": args.cold_runs,
+            "tracking_uri": TRACKING_URI,
+            "request_url": REQUEST_URL,
+            "secret": f'Vault KV v1 {KV_MOUNT}/{KV_PATH} ({{"token": ...}}), token auth',
+            "request_preparation": "fresh PreparedRequest per call (template.copy() + fresh hooks), untimed",
+            "ours_from_source": args.ours_from_source,
+        },
+        "implementations": {impl.key: {"python": str(impl.python), **impl.info} for impl in impls},
+        "warnings": warnings,
+    }
+
+    print("Starting Vault (tests/harness.py) ...", flush=True)
+    with harness.VaultServer(binary=harness.ensure_vault_server_binary()) as vault:
+        vault.enable_kv(KV_MOUNT, 1)
+        vault.kv_put(KV_MOUNT, KV_PATH, {"token": token}, version=1)
+        envs = {impl.key: child_env(impl, vault, expected) for impl in impls}
+        print(f"Cold start: {args.cold_runs} runs per implementation ...", flush=True)
+        results["cold"] = cold_runs(impls, envs, args.cold_runs)
+        print("Hot path ...", flush=True)
+        results["hot"] = hot_runs(impls, envs, args.iterations, args.warmup)
+
+    if args.go:
+        print("Go benchmarks ...", flush=True)
+        results["go"] = go_benchmarks()
+
+    results["targets"] = check_targets(results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+
+    print_report(results, impls)
+    print()
+    failed = False
+    for t in results["targets"]:
+        if t["ok"] is None:
+            status = "SKIP"
+        elif t["ok"]:
+            status = "PASS"
+        else:
+            status, failed = "FAIL", True
+        value = "-" if t["value"] is None else f"{t['value']:,}"
+        print(f"{status}  {t['name']}  (measured: {value})")
+    for w in warnings:
+        print(f"WARNING: {w}")
+    print(f"Results written to {_rel(args.output)}")
+    if failed:
+        print("Target missed: see the FAIL line(s) above.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BenchError, harness.HarnessError) as exc:
+        print(f"bench: cannot run the benchmark: {exc}", file=sys.stderr)
+        sys.exit(2)

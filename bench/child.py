@@ -1,0 +1,227 @@
+"""One measurement in a fresh process; started by bench/bench.py, not by hand.
+
+Runs under the interpreter of the implementation being measured (this repo's
+.venv, or the mlflow-secrets-auth 0.2.0 venv), so only the standard library is
+imported at module level; requests, MLflow and the plugin are imported inside
+the timed regions. Settings come from BENCH_* environment variables; the result
+is one JSON object on stdout. Secrets are never printed: the header a request
+received is compared with BENCH_EXPECTED_SHA256 (the SHA-256 of the expected
+header value).
+
+Modes:
+  cold     import MLflow's provider base, load the plugin's entry point, get the
+           first headers; report timestamps (CLOCK_MONOTONIC, shared with the
+           parent) and VmRSS.
+  hot      the cost per MLflow request at a cache hit, per call, for one
+           variant (BENCH_VARIANT):
+             get_auth   provider.get_auth(), then auth(prepared_request)
+             fetch_auth mlflow.tracking.request_auth.registry.fetch_auth(name),
+                        then auth(prepared_request) - MLflow's own call path
+             apply      auth(prepared_request) with the auth object kept
+             native     (this package only) the Go core's GetAuthHeaders
+                        reply for the host, decoded and applied
+"""
+
+from __future__ import annotations
+
+import time
+
+_T_START = time.monotonic_ns()  # before anything but the time module is imported
+
+import gc  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from array import array  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from importlib.metadata import entry_points  # noqa: E402
+from typing import Any  # noqa: E402
+
+ENTRY_POINT_GROUP = "mlflow.request_auth_provider"
+NAME = "mlflow_secrets_auth"
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def _load_provider_class() -> Any:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == NAME:
+            return ep.load()
+    raise RuntimeError(f"no {ENTRY_POINT_GROUP} entry point named {NAME} in this environment")
+
+
+def _header_ok(req: Any) -> bool:
+    name = os.environ.get("BENCH_HEADER", "Authorization")
+    value = req.headers.get(name)
+    if not isinstance(value, str):
+        return False
+    return hashlib.sha256(value.encode()).hexdigest() == os.environ["BENCH_EXPECTED_SHA256"]
+
+
+def _summary(samples: array[int]) -> dict[str, Any]:
+    ordered = sorted(samples)
+    n = len(ordered)
+
+    def q(p: float) -> int:
+        return int(ordered[min(n - 1, int(p * n))])
+
+    return {
+        "n": n,
+        "min_ns": int(ordered[0]),
+        "median_ns": q(0.5),
+        "p90_ns": q(0.90),
+        "p99_ns": q(0.99),
+        "p999_ns": q(0.999),
+        "max_ns": int(ordered[-1]),
+        "mean_ns": round(sum(ordered) / n, 1),
+    }
+
+
+def cold() -> dict[str, Any]:
+    import requests
+    from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider  # noqa: F401
+
+    req = requests.Request("GET", os.environ["BENCH_URL"]).prepare()
+    rss_before_plugin = _status_kb("VmRSS")
+    t_mlflow = time.monotonic_ns()
+    cls = _load_provider_class()
+    t_plugin = time.monotonic_ns()
+    auth = cls().get_auth()
+    if auth is not None:
+        req = auth(req)
+    t_headers = time.monotonic_ns()
+    return {
+        "t_start_ns": _T_START,
+        "t_mlflow_imported_ns": t_mlflow,
+        "t_plugin_imported_ns": t_plugin,
+        "t_first_headers_ns": t_headers,
+        "headers_ok": _header_ok(req),
+        "rss_before_plugin_kb": rss_before_plugin,
+        "rss_kb": _status_kb("VmRSS"),
+        "hwm_kb": _status_kb("VmHWM"),
+    }
+
+
+def hot() -> dict[str, Any]:
+    import requests
+    from requests.hooks import default_hooks
+
+    variant = os.environ["BENCH_VARIANT"]
+    iterations = int(os.environ["BENCH_ITERATIONS"])
+    warmup = int(os.environ["BENCH_WARMUP"])
+    url = os.environ["BENCH_URL"]
+    template = requests.Request("GET", url).prepare()
+
+    provider = _load_provider_class()()
+    first = template.copy()
+    first.hooks = default_hooks()
+    t0 = time.perf_counter_ns()
+    auth0 = provider.get_auth()  # cache miss: reads Vault
+    if auth0 is not None:
+        first = auth0(first)
+    first_call_ns = time.perf_counter_ns() - t0
+    if not _header_ok(first):
+        raise RuntimeError("the first request did not receive the expected header")
+
+    call: Callable[[Any], Any]
+    if variant == "get_auth":
+
+        def call(r: Any) -> Any:
+            auth = provider.get_auth()
+            return auth(r)
+
+    elif variant == "fetch_auth":
+        from mlflow.tracking.request_auth import registry
+
+        fetch_auth: Callable[[str], Any] = registry.fetch_auth
+
+        def call(r: Any) -> Any:
+            auth = fetch_auth(NAME)
+            return auth(r)
+
+    elif variant == "apply":
+        kept = provider.get_auth()
+
+        def call(r: Any) -> Any:
+            return kept(r)
+
+    elif variant == "native":
+        # This package only: the call into the Go core that a per-host cache
+        # miss in the plugin makes (JSON reply decoded), then the headers applied.
+        from mlflow_secrets_auth import _native
+
+        transport = _native.transport()
+        parts = url.split("/", 3)
+        key = parts[0] + "//" + parts[2]
+
+        def call(r: Any) -> Any:
+            reply = transport.headers(key)
+            for name, value in reply["headers"].items():
+                r.headers[name] = value
+            return r
+
+    else:
+        raise RuntimeError(f"unknown BENCH_VARIANT {variant!r}")
+
+    perf = time.perf_counter_ns
+
+    # The timer alone: two perf_counter_ns calls around nothing.
+    timer = array("q", bytes(8 * min(iterations, 100_000)))
+    for i in range(len(timer)):
+        t0 = perf()
+        t1 = perf()
+        timer[i] = t1 - t0
+
+    # Each call gets a fresh PreparedRequest, made outside the timed region:
+    # a copy of one prepared template (headers copied) with fresh hooks (0.2.0
+    # appends a response hook to the request; a shared hooks list would grow).
+    samples = array("q", bytes(8 * iterations))
+    last = template
+    for phase, count in (("warmup", warmup), ("measure", iterations)):
+        for i in range(count):
+            r = template.copy()
+            r.hooks = default_hooks()
+            t0 = perf()
+            r = call(r)
+            t1 = perf()
+            if phase == "measure":
+                samples[i] = t1 - t0
+            last = r
+    if not _header_ok(last):
+        raise RuntimeError("the last request did not receive the expected header")
+
+    return {
+        "variant": variant,
+        "first_call_ns": first_call_ns,
+        "gc_enabled": gc.isenabled(),
+        "timer": _summary(timer),
+        "calls": _summary(samples),
+        "rss_kb": _status_kb("VmRSS"),
+    }
+
+
+def main() -> int:
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    try:
+        if mode == "cold":
+            result = cold()
+        elif mode == "hot":
+            result = hot()
+        else:
+            raise RuntimeError(f"usage: child.py cold|hot (got {mode!r})")
+    except Exception as exc:  # reported to the parent as JSON
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
