@@ -4,6 +4,7 @@ package config
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,50 @@ func (e Env) Int(name string, def, lo, hi int) (int, error) {
 func (e Env) Seconds(name string, def, lo, hi int) (time.Duration, error) {
 	n, err := e.Int(name, def, lo, hi)
 	return time.Duration(n) * time.Second, err
+}
+
+// WithPrefix returns "NAME=value" for every variable whose name starts with
+// one of prefixes, sorted, for use in cache keys.
+func (e Env) WithPrefix(prefixes ...string) []string {
+	var out []string
+	for k, v := range e {
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, p) {
+				out = append(out, k+"="+v)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SyncProcess makes the process environment match e for every variable whose
+// name starts with one of prefixes. The cloud SDKs read their settings
+// (credentials, profiles, endpoints) from the process environment, which a
+// caller's later changes do not reach otherwise.
+func SyncProcess(e Env, prefixes ...string) {
+	has := func(k string) bool {
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, p) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, keep := e[k]; !keep && has(k) {
+			_ = os.Unsetenv(k)
+		}
+	}
+	for k, v := range e {
+		if has(k) {
+			if cur, ok := os.LookupEnv(k); !ok || cur != v {
+				_ = os.Setenv(k, v)
+			}
+		}
+	}
 }
 
 // List splits a comma-separated value into trimmed, non-empty items.

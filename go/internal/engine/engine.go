@@ -5,6 +5,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,14 +17,22 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/hostpolicy"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/aws"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/azure"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/vault"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
 
 // Factories maps provider names to their settings readers.
 var Factories = map[string]provider.Factory{
-	config.Vault: vault.Factory,
+	config.Vault:             vault.Factory,
+	config.AWSSecretsManager: aws.Factory,
+	config.AzureKeyVault:     azure.Factory,
 }
+
+// sdkPrefixes are the variables the cloud SDKs read from the process
+// environment themselves; SetEnv mirrors them there.
+var sdkPrefixes = []string{"AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_"}
 
 // Attempt records why one provider did not produce the headers.
 type Attempt struct {
@@ -87,6 +96,8 @@ func NewWith(now func() time.Time, factories map[string]provider.Factory) *Engin
 func (e *Engine) SetEnv(env config.Env) {
 	if env == nil {
 		env = config.ProcessEnv()
+	} else {
+		config.SyncProcess(env, sdkPrefixes...)
 	}
 	st := e.build(env)
 	e.state.Store(st)
@@ -152,18 +163,34 @@ func (e *Engine) Headers(ctx context.Context, host string) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout)
 	defer cancel()
+	// A provider whose refresh failed but that still has its last good value
+	// is passed over for a later provider with a fresh one; only when none
+	// has one is the stale value served.
 	var res Result
+	var stale *Result
 	for _, s := range st.specs {
 		hdrs, cres, err := e.serve(ctx, st.cfg, s)
 		if err != nil {
 			res.Attempts = append(res.Attempts, Attempt{Provider: s.name, Err: err})
 			continue
 		}
-		res.Headers, res.Provider, res.FreshFor = hdrs, s.name, cres.FreshFor
 		if cres.Stale {
-			res.Stale = msaerr.As(cres.Err)
+			if stale == nil {
+				stale = &Result{Headers: hdrs, Provider: s.name, FreshFor: cres.FreshFor,
+					Stale: msaerr.As(cres.Err), Attempts: slices.Clone(res.Attempts)}
+			}
+			res.Attempts = append(res.Attempts, Attempt{Provider: s.name, Err: msaerr.As(cres.Err)})
+			continue
+		}
+		res.Headers, res.Provider, res.FreshFor = hdrs, s.name, cres.FreshFor
+		if stale != nil {
+			// Ask the failed provider again when its back-off ends.
+			res.FreshFor = min(res.FreshFor, stale.FreshFor)
 		}
 		return res
+	}
+	if stale != nil {
+		return *stale
 	}
 	res.Err = combine(res.Attempts)
 	return res

@@ -23,6 +23,7 @@ type fake struct {
 	fetches   atomic.Int64
 	instances atomic.Int64
 	closed    atomic.Int64
+	failNow   atomic.Bool // fail every fetch from now on
 	block     chan struct{}
 }
 
@@ -42,7 +43,7 @@ func (p *fakeProvider) Fetch(ctx context.Context) (secret.Credential, error) {
 		}
 		return secret.Credential{}, errors.New("blocked")
 	}
-	if p.fail {
+	if p.fail || p.f.failNow.Load() {
 		return secret.Credential{}, msaerr.New(msaerr.Backend, "", "%s: backend down", p.f.name)
 	}
 	return secret.Parse([]byte(p.secret))
@@ -66,9 +67,11 @@ func (f *fake) factory(env config.Env, _ *config.Config) (provider.Spec, error) 
 		New: func() (provider.Provider, error) { f.instances.Add(1); return p, nil }}, nil
 }
 
-func newTestEngine() (*Engine, *fake, *fake) {
+func newTestEngine() (*Engine, *fake, *fake) { return newTestEngineAt(nil) }
+
+func newTestEngineAt(now func() time.Time) (*Engine, *fake, *fake) {
 	v, a := &fake{name: config.Vault, block: make(chan struct{})}, &fake{name: config.AWSSecretsManager}
-	return NewWith(nil, map[string]provider.Factory{config.Vault: v.factory, config.AWSSecretsManager: a.factory}), v, a
+	return NewWith(now, map[string]provider.Factory{config.Vault: v.factory, config.AWSSecretsManager: a.factory}), v, a
 }
 
 const tracking = "https://mlflow.corp.com"
@@ -225,5 +228,41 @@ func TestInfoAndDoctor(t *testing.T) {
 	}
 	if failed != 2 || strings.Contains(text.String(), "s3cr3t") || !strings.Contains(text.String(), "Bearer <redacted, 6 chars>") {
 		t.Fatalf("doctor: %d failed: %s", failed, text.String())
+	}
+}
+
+func TestFreshFallbackBeatsStale(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	e, v, a := newTestEngineAt(clock)
+	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,aws-secrets-manager", "MLFLOW_TRACKING_URI": tracking,
+		"FAKE_VAULT_SECRET": "from-vault", "FAKE_AWS_SECRETS_MANAGER_SECRET": "from-aws"})
+	if res := e.Headers(context.Background(), tracking); res.Provider != config.Vault {
+		t.Fatalf("first: %+v", res)
+	}
+	v.failNow.Store(true) // Vault goes down; its value expires
+	advance(61 * time.Second)
+	res := e.Headers(context.Background(), tracking)
+	if res.Err != nil || res.Provider != config.AWSSecretsManager || res.Headers["Authorization"] != "Bearer from-aws" {
+		t.Fatalf("vault down: %+v", res)
+	}
+	if len(res.Attempts) != 1 || !strings.Contains(res.Attempts[0].Err.Error(), "vault: backend down") || res.Stale != nil {
+		t.Fatalf("attempts = %+v", res.Attempts)
+	}
+	if res.FreshFor > 5*time.Second {
+		t.Errorf("FreshFor = %s: the caller should come back when Vault's back-off ends", res.FreshFor)
+	}
+	a.failNow.Store(true) // both down: the stale Vault value is better than nothing
+	advance(61 * time.Second)
+	res = e.Headers(context.Background(), tracking)
+	if res.Err != nil || res.Provider != config.Vault || res.Stale == nil || res.Headers["Authorization"] != "Bearer from-vault" {
+		t.Fatalf("both down: %+v", res)
+	}
+	v.failNow.Store(false) // Vault recovers: fresh again once the back-off has passed
+	advance(6 * time.Second)
+	if res = e.Headers(context.Background(), tracking); res.Provider != config.Vault || res.Stale != nil {
+		t.Fatalf("recovered: %+v", res)
 	}
 }

@@ -1,0 +1,223 @@
+// Package aws reads the credential from AWS Secrets Manager. Credentials,
+// region, endpoints and retries come from the AWS SDK's own default chain
+// (environment, shared config and profiles, SSO, web identity, container and
+// instance roles); nothing is hand-rolled.
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/arn"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
+)
+
+// The variables this provider reads itself; the SDK reads AWS_* on its own.
+const (
+	EnvSecretID      = "MLFLOW_AWS_SECRET_ID"
+	EnvSecretName    = "MLFLOW_AWS_SECRET_NAME" // alias of MLFLOW_AWS_SECRET_ID
+	EnvSecretVersion = "MLFLOW_AWS_SECRET_VERSION"
+	EnvAuthMode      = "MLFLOW_AWS_AUTH_MODE"
+	EnvTTL           = "MLFLOW_AWS_TTL_SEC"
+	EnvMaxRetries    = "MLFLOW_AWS_MAX_RETRIES"
+	EnvRegion        = "AWS_REGION"
+	EnvDefaultRegion = "AWS_DEFAULT_REGION"
+	envMaxAttempts   = "AWS_MAX_ATTEMPTS"
+)
+
+// A version id is what Secrets Manager generates: a UUID, or 32-64 characters.
+var versionIDPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|^[A-Za-z0-9-]{32,64}$`)
+
+// Settings are the AWS provider's settings.
+type Settings struct {
+	SecretID    string
+	Stage       string // version stage, or
+	VersionID   string // version id
+	Region      string // from the ARN, AWS_REGION or AWS_DEFAULT_REGION; else the SDK's shared config
+	MaxAttempts int    // 0: the SDK decides (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, defaults)
+	sdkEnv      []string
+}
+
+// Factory reads the settings and returns the provider's Spec.
+func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
+	s := Settings{SecretID: env.Get(EnvSecretID, EnvSecretName)}
+	if s.SecretID == "" {
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretID,
+			"aws-secrets-manager: %s (or %s) is not set: give the secret's name or ARN", EnvSecretID, EnvSecretName)
+	}
+	s.Region = env.Get(EnvRegion, EnvDefaultRegion)
+	if strings.HasPrefix(s.SecretID, "arn:") {
+		a, err := arn.Parse(s.SecretID)
+		if err != nil || a.Service != "secretsmanager" || a.Region == "" {
+			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretID,
+				"aws-secrets-manager: %s=%q is not a Secrets Manager ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)",
+				EnvSecretID, s.SecretID)
+		}
+		s.Region = a.Region // the ARN's region wins
+	}
+	if v := env.Get(EnvSecretVersion); versionIDPattern.MatchString(v) {
+		s.VersionID = v
+	} else {
+		s.Stage = v
+	}
+	switch {
+	case env.Get(EnvMaxRetries) != "":
+		n, err := env.Int(EnvMaxRetries, 2, 0, 10)
+		if err != nil {
+			return provider.Spec{}, err
+		}
+		s.MaxAttempts = n + 1
+	case env.Get(envMaxAttempts) == "" && env.Get(config.EnvMaxRetries) != "":
+		s.MaxAttempts = shared.MaxRetries + 1
+	}
+	mode, err := header.ParseMode(EnvAuthMode, env.Get(EnvAuthMode))
+	if err != nil {
+		return provider.Spec{}, err
+	}
+	ttl, err := env.Seconds(EnvTTL, 300, 1, 86400)
+	if err != nil {
+		return provider.Spec{}, err
+	}
+	s.sdkEnv = env.WithPrefix("AWS_")
+	details := [][2]string{{"secret", s.SecretID}, {"region", orDefault(s.Region, "(from the AWS shared config)")}}
+	if s.Stage != "" || s.VersionID != "" {
+		details = append(details, [2]string{"version", s.Stage + s.VersionID})
+	}
+	key := append([]string{s.SecretID, s.Stage, s.VersionID, s.Region, fmt.Sprint(s.MaxAttempts)}, s.sdkEnv...)
+	return provider.Spec{
+		Name:    config.AWSSecretsManager,
+		Key:     provider.Key(config.AWSSecretsManager, key...),
+		Mode:    mode,
+		ModeVar: EnvAuthMode,
+		TTL:     ttl,
+		Details: details,
+		New:     func() (provider.Provider, error) { return newProvider(s, shared.Timeout) },
+	}, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// Provider reads one secret version.
+type Provider struct {
+	s      Settings
+	client *secretsmanager.Client
+}
+
+func newProvider(s Settings, timeout time.Duration) (*Provider, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var opts []func(*awsconfig.LoadOptions) error
+	if s.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(s.Region))
+	}
+	if s.MaxAttempts > 0 {
+		opts = append(opts, awsconfig.WithRetryMaxAttempts(s.MaxAttempts))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, msaerr.Wrap(msaerr.NotConfigured, err,
+			"aws-secrets-manager: cannot load the AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE)")
+	}
+	if cfg.Region == "" {
+		return nil, msaerr.New(msaerr.NotConfigured, EnvRegion,
+			"aws-secrets-manager: no region: set %s, give %s as an ARN, or set a region in the AWS profile", EnvRegion, EnvSecretID)
+	}
+	return &Provider{s: s, client: secretsmanager.NewFromConfig(cfg)}, nil
+}
+
+// Close has nothing to stop.
+func (p *Provider) Close() {}
+
+// Fetch reads the secret version and parses it.
+func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
+	in := &secretsmanager.GetSecretValueInput{SecretId: awsv2.String(p.s.SecretID)}
+	if p.s.VersionID != "" {
+		in.VersionId = awsv2.String(p.s.VersionID)
+	} else if p.s.Stage != "" {
+		in.VersionStage = awsv2.String(p.s.Stage)
+	}
+	out, err := p.client.GetSecretValue(ctx, in)
+	if err != nil {
+		return secret.Credential{}, p.describe(err)
+	}
+	var raw []byte
+	switch {
+	case out.SecretString != nil:
+		raw = []byte(*out.SecretString)
+	case out.SecretBinary != nil:
+		raw = out.SecretBinary // the SDK has already base64-decoded it: use as is
+	default:
+		return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretVersion,
+			"aws-secrets-manager: secret %s (%s) has no value", p.s.SecretID, p.version())
+	}
+	cred, err := secret.Parse(raw)
+	if err != nil {
+		e := msaerr.As(err)
+		return secret.Credential{}, &msaerr.Error{Code: e.Code, Variable: EnvSecretID,
+			Message: fmt.Sprintf("aws-secrets-manager: %s in secret %s", e.Message, p.s.SecretID)}
+	}
+	return cred, nil
+}
+
+func (p *Provider) version() string {
+	switch {
+	case p.s.VersionID != "":
+		return "version id " + p.s.VersionID
+	case p.s.Stage != "":
+		return "stage " + p.s.Stage
+	}
+	return "stage AWSCURRENT"
+}
+
+// describe turns an SDK error into one that names the cause and the variable.
+func (p *Provider) describe(err error) error {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		code, msg := apiErr.ErrorCode(), apiErr.ErrorMessage()
+		switch code {
+		case "ResourceNotFoundException":
+			variable := EnvSecretID
+			if p.s.Stage != "" || p.s.VersionID != "" {
+				variable = EnvSecretVersion
+			}
+			return msaerr.New(msaerr.Backend, variable, "aws-secrets-manager: secret %s (%s) not found: %s",
+				p.s.SecretID, p.version(), msg)
+		case "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch",
+			"ExpiredTokenException", "InvalidClientTokenId", "IncompleteSignature":
+			return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID",
+				"aws-secrets-manager: the AWS credentials were rejected (%s: %s)", code, msg)
+		case "AccessDeniedException":
+			return msaerr.New(msaerr.Backend, "", "aws-secrets-manager: access denied to secret %s: %s", p.s.SecretID, msg)
+		case "DecryptionFailure":
+			return msaerr.New(msaerr.Backend, "", "aws-secrets-manager: cannot decrypt secret %s (KMS): %s", p.s.SecretID, msg)
+		}
+		return msaerr.New(msaerr.Backend, "", "aws-secrets-manager: reading secret %s failed: %s: %s", p.s.SecretID, code, msg)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return msaerr.New(msaerr.Backend, config.EnvTimeout, "aws-secrets-manager: no answer in time reading %s", p.s.SecretID)
+	}
+	if strings.Contains(err.Error(), "failed to retrieve credentials") || strings.Contains(err.Error(), "no EC2 IMDS role found") {
+		return &msaerr.Error{Code: msaerr.Backend, Variable: "AWS_PROFILE",
+			Message: "aws-secrets-manager: no usable AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role)",
+			Err:     err}
+	}
+	return &msaerr.Error{Code: msaerr.Backend, Message: "aws-secrets-manager: reading secret " + p.s.SecretID + " failed", Err: err}
+}
