@@ -49,7 +49,9 @@ char *GetAuthHeaders(const char *host);
  * Replace the environment the library reads with `env_json`, a JSON object
  * mapping names to string values; NULL returns to the process environment.
  * Takes effect on the next call. Providers and cached credentials whose
- * settings are unchanged are kept. Reply: {"ok":true} or an error.
+ * settings are unchanged are kept. The AWS_*, AZURE_*, IDENTITY_*, MSI_* and
+ * IMDS_* variables are also copied into the process environment, where the
+ * cloud SDKs read them. Reply: {"ok":true} or an error.
  */
 char *MsaSetEnv(const char *env_json);
 
