@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+from mlflow.tracking.request_auth.registry import fetch_auth
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-import harness  # noqa: E402  (needs the sys.path entry above)
+import cloud_harness  # noqa: E402  (needs the sys.path entry above)
+import harness  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[cloud_harness.MotoServer]:
+    with cloud_harness.MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def keyvault() -> Iterator[cloud_harness.FakeKeyVault]:
+    with cloud_harness.FakeKeyVault() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +56,17 @@ def bearer_proxy(
 ) -> Iterator[harness.NginxBearerProxy]:
     with harness.NginxBearerProxy(mlflow_server, secrets.token_urlsafe(32)) as proxy:
         yield proxy
+
+
+# Variables a test's environment starts without, so the machine's own settings never leak in.
+PLUGIN_PREFIXES = ("MLFLOW_", "VAULT_", "AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """os.environ without any plugin or cloud SDK variable, plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PLUGIN_PREFIXES)}
+    env.update(extra)
+    return env
 
 
 READER_POLICY = """
@@ -79,3 +106,32 @@ def plugin_env(vault: harness.VaultServer, tracking_uri: str, **extra: str) -> d
     }
     env.update(extra)
     return env
+
+
+def apply(url: str) -> requests.PreparedRequest:
+    """What MLflow does per request: fetch_auth() and let requests apply it."""
+    req = requests.Request("GET", url).prepare()
+    req.prepare_auth(fetch_auth("mlflow_secrets_auth"))
+    return req
+
+
+def send(url: str) -> requests.Response:
+    return requests.get(url, auth=fetch_auth("mlflow_secrets_auth"), timeout=30)
+
+
+@pytest.fixture()
+def use_env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Set the plugin's variables in os.environ, as a notebook user would."""
+    for key in list(os.environ):
+        if key.startswith(PLUGIN_PREFIXES):
+            monkeypatch.delenv(key)
+
+    def set_env(env: dict[str, str]) -> None:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+
+    return set_env
+
+
+def search_url(base: str) -> str:
+    return f"{base}/api/2.0/mlflow/experiments/search?max_results=1"

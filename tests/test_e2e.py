@@ -1,27 +1,32 @@
 """An unmodified MLflow script, run as its own process, authenticated through
-the plugin against a real Vault and a real MLflow server."""
+the plugin against a real MLflow server, once per backend: a real Vault,
+moto's Secrets Manager server and the Key Vault stand-in."""
 
 from __future__ import annotations
 
-import os
+import json
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+import cloud_harness
 import harness
 import pytest
 import requests
-from conftest import plugin_env
+from conftest import clean_env, plugin_env
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train.py"
-PLUGIN_VARS = ("MLFLOW_", "VAULT_")
 
 
 def run_script(env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(PLUGIN_VARS)}
-    base.update(env)
     return subprocess.run(
-        [sys.executable, str(EXAMPLE)], env=base, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, str(EXAMPLE)],
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -152,3 +157,34 @@ def test_misconfiguration_is_named_and_no_secret_leaks(
     assert variable in result.stderr, result.stderr[-2000:]
     for value in (password, reader_token):
         assert value not in result.stdout + result.stderr
+
+
+def test_aws_backend(moto: cloud_harness.MotoServer, mlflow_server: harness.MlflowServer) -> None:
+    user, password = mlflow_server.basic_auth
+    secret = f"mlflow/e2e-{secrets.token_hex(3)}"
+    moto.create_secret(secret, string=json.dumps({"username": user, "password": password}))
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "MLFLOW_TRACKING_AUTH": "mlflow_secrets_auth",
+        "MLFLOW_SECRETS_AUTH_ENABLE": "aws-secrets-manager",
+        "MLFLOW_AWS_SECRET_ID": secret,
+        "MLFLOW_AWS_AUTH_MODE": "basic",
+        **moto.env(),
+    }
+    assert_logged(run_script(env), mlflow_server, password)
+
+
+def test_azure_backend(keyvault: cloud_harness.FakeKeyVault, mlflow_server: harness.MlflowServer) -> None:
+    user, password = mlflow_server.basic_auth
+    keyvault.set_secret("mlflow-e2e", f"{user}:{password}")  # plain text user:pass
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "MLFLOW_TRACKING_AUTH": "mlflow_secrets_auth",
+        "MLFLOW_SECRETS_AUTH_ENABLE": "azure-key-vault",
+        "AZURE_KEY_VAULT_URL": keyvault.vault_url,
+        "MLFLOW_AZURE_SECRET_NAME": "mlflow-e2e",
+        "MLFLOW_AZURE_AUTH_MODE": "basic",
+        "MLFLOW_AZURE_CA_BUNDLE": str(keyvault.ca_pem),
+        **keyvault.identity_env(),
+    }
+    assert_logged(run_script(env), mlflow_server, password)

@@ -12,38 +12,9 @@ import time
 import harness
 import pytest
 import requests
-from conftest import plugin_env
+from conftest import apply, plugin_env, search_url, send
 from mlflow.tracking.request_auth.registry import fetch_auth
 from mlflow_secrets_auth.provider import MlflowSecretsAuthError, SecretsAuth
-
-
-def apply(url: str) -> requests.PreparedRequest:
-    """What MLflow does per request: fetch_auth() and let requests apply it."""
-    req = requests.Request("GET", url).prepare()
-    req.prepare_auth(fetch_auth("mlflow_secrets_auth"))
-    return req
-
-
-def send(url: str) -> requests.Response:
-    return requests.get(url, auth=fetch_auth("mlflow_secrets_auth"), timeout=30)
-
-
-@pytest.fixture()
-def use_env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """Set the plugin's variables in os.environ, as a notebook user would."""
-    for key in list(os.environ):
-        if key.startswith(("MLFLOW_", "VAULT_")):
-            monkeypatch.delenv(key)
-
-    def set_env(env: dict[str, str]) -> None:
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-
-    return set_env
-
-
-def search_url(base: str) -> str:
-    return f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
 
 
 def test_entry_point_returns_our_auth_object() -> None:

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -33,6 +34,10 @@ var Factories = map[string]provider.Factory{
 // sdkPrefixes are the variables the cloud SDKs read from the process
 // environment themselves; SetEnv mirrors them there.
 var sdkPrefixes = []string{"AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_"}
+
+// callerGrace lets a caller wait a little past the fetch deadline, so that a
+// backend that times out is reported with the provider's own words.
+const callerGrace = 250 * time.Millisecond
 
 // Attempt records why one provider did not produce the headers.
 type Attempt struct {
@@ -161,7 +166,7 @@ func (e *Engine) Headers(ctx context.Context, host string) Result {
 	if err := checkHost(st.cfg, host); err != nil {
 		return Result{Err: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout+callerGrace)
 	defer cancel()
 	// A provider whose refresh failed but that still has its last good value
 	// is passed over for a later provider with a fresh one; only when none
@@ -211,7 +216,7 @@ func (e *Engine) serve(ctx context.Context, cfg *config.Config, s specEntry) (ma
 	}
 	cres, err := e.cache.Get(ctx, s.spec.Key, s.spec.TTL, fetchCtx, p.Fetch)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || (errors.Is(err, context.DeadlineExceeded) && msaerr.As(err).Code == msaerr.Internal) {
 			return nil, none, msaerr.New(msaerr.Backend, config.EnvTimeout,
 				"%s: no answer within %s (%s)", s.name, cfg.Timeout, config.EnvTimeout)
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,9 +40,10 @@ func (p *fakeProvider) Fetch(ctx context.Context) (secret.Credential, error) {
 	if p.block {
 		select {
 		case <-p.f.block:
+			return secret.Credential{}, errors.New("unblocked")
 		case <-ctx.Done():
+			return secret.Credential{}, fmt.Errorf("backend call: %w", ctx.Err())
 		}
-		return secret.Credential{}, errors.New("blocked")
 	}
 	if p.fail || p.f.failNow.Load() {
 		return secret.Credential{}, msaerr.New(msaerr.Backend, "", "%s: backend down", p.f.name)

@@ -74,7 +74,7 @@ func (e *Engine) Doctor(ctx context.Context, target string) []Check {
 		}
 		checks = append(checks, Check{Name: s.name + " settings", OK: true, Detail: details(s)})
 		start := time.Now()
-		fctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout)
+		fctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout+callerGrace)
 		hdrs, cres, err := e.serve(fctx, st.cfg, s)
 		cancel()
 		took := time.Since(start).Round(time.Millisecond)

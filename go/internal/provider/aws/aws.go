@@ -14,6 +14,7 @@ import (
 
 	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
@@ -210,6 +211,13 @@ func (p *Provider) describe(err error) error {
 			return msaerr.New(msaerr.Backend, "", "aws-secrets-manager: cannot decrypt secret %s (KMS): %s", p.s.SecretID, msg)
 		}
 		return msaerr.New(msaerr.Backend, "", "aws-secrets-manager: reading secret %s failed: %s: %s", p.s.SecretID, code, msg)
+	}
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) && (respErr.HTTPStatusCode() == 401 || respErr.HTTPStatusCode() == 403) {
+		// Some endpoints answer 403 without an error code the SDK can read.
+		return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID",
+			"aws-secrets-manager: access to secret %s refused (HTTP %d): the AWS credentials were rejected or lack secretsmanager:GetSecretValue",
+			p.s.SecretID, respErr.HTTPStatusCode())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return msaerr.New(msaerr.Backend, config.EnvTimeout, "aws-secrets-manager: no answer in time reading %s", p.s.SecretID)

@@ -99,7 +99,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		ModeVar: EnvAuthMode,
 		TTL:     ttl,
 		Details: details,
-		New:     func() (provider.Provider, error) { return newProvider(s) },
+		New:     func() (provider.Provider, error) { return newProvider(s, shared.MaxRetries) },
 	}, nil
 }
 
@@ -117,8 +117,14 @@ type Provider struct {
 	now    func() time.Time
 }
 
-func newProvider(s Settings) (*Provider, error) {
-	var opts azcore.ClientOptions
+func newProvider(s Settings, maxRetries int) (*Provider, error) {
+	// azcore's default retry waits up to a minute; within our call deadline,
+	// a few quick retries are worth more (MLFLOW_SECRETS_MAX_RETRIES).
+	opts := azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: int32(maxRetries),
+		RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 2 * time.Second}}
+	if maxRetries == 0 {
+		opts.Retry.MaxRetries = -1 // azcore: 0 means its default of 3
+	}
 	if s.CABundle != "" {
 		transport, err := trusting(s.CABundle)
 		if err != nil {
@@ -206,7 +212,8 @@ func (p *Provider) describe(err error) error {
 			}
 			return msaerr.New(msaerr.Backend, variable, "azure-key-vault: secret %s (%s) not found in %s (%s)",
 				p.s.SecretName, orLatest(p.s.Version), p.s.VaultURL, re.ErrorCode)
-		case re.StatusCode == http.StatusForbidden && strings.Contains(strings.ToLower(re.ErrorCode), "disabled"):
+		case re.StatusCode == http.StatusForbidden && strings.Contains(strings.ToLower(err.Error()), "disabled"):
+			// Key Vault: 403 Forbidden, innererror SecretDisabled.
 			return msaerr.New(msaerr.SecretUnusable, EnvSecretVersion, "azure-key-vault: secret %s (%s) is disabled",
 				p.s.SecretName, orLatest(p.s.Version))
 		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:

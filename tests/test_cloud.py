@@ -1,0 +1,216 @@
+"""AWS Secrets Manager (moto's server) and Azure Key Vault (the Key Vault
+stand-in over HTTPS with a managed-identity endpoint), through the plugin in
+this process, the real SDKs and credential chains in the Go core."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import secrets
+import time
+
+import cloud_harness
+import pytest
+from conftest import apply
+from mlflow_secrets_auth.provider import MlflowSecretsAuthError
+
+TRACKING = "http://mlflow.test:5000"
+
+
+def auth_header(url: str = TRACKING) -> str | None:
+    return apply(url).headers.get("Authorization")
+
+
+def error_of(url: str = TRACKING) -> MlflowSecretsAuthError:
+    with pytest.raises(MlflowSecretsAuthError) as err:
+        apply(url)
+    return err.value
+
+
+def name() -> str:
+    return f"mlflow/{secrets.token_hex(5)}"
+
+
+# --------------------------------------------------------------------------- #
+# AWS Secrets Manager
+# --------------------------------------------------------------------------- #
+
+
+def aws_env(moto: cloud_harness.MotoServer, secret_id: str, **extra: str) -> dict[str, str]:
+    return {
+        "MLFLOW_TRACKING_URI": TRACKING,
+        "MLFLOW_SECRETS_AUTH_ENABLE": "aws-secrets-manager",
+        "MLFLOW_AWS_SECRET_ID": secret_id,
+        **moto.env(),
+        **extra,
+    }
+
+
+def test_aws_by_name_and_by_arn(use_env, moto: cloud_harness.MotoServer) -> None:  # type: ignore[no-untyped-def]
+    secret = name()
+    arn = moto.create_secret(secret, string=json.dumps({"token": "aws-token", "other": 1}))
+    use_env(aws_env(moto, secret))
+    assert auth_header() == "Bearer aws-token"
+    # By ARN, with AWS_REGION pointing elsewhere: the ARN's region (us-east-1) wins.
+    use_env(
+        {
+            "MLFLOW_AWS_SECRET_ID": "",
+            "MLFLOW_AWS_SECRET_NAME": arn,
+            "AWS_REGION": "eu-west-3",
+            "AWS_DEFAULT_REGION": "eu-west-3",
+        }
+    )
+    assert auth_header() == "Bearer aws-token"
+    os.environ["MLFLOW_AWS_SECRET_NAME"] = arn.replace("us-east-1", "eu-west-3")
+    err = error_of()
+    assert err.code == "backend"
+    assert "not found" in str(err)
+
+
+def test_aws_stages_and_version_ids(use_env, moto: cloud_harness.MotoServer) -> None:  # type: ignore[no-untyped-def]
+    secret = name()
+    moto.create_secret(secret, string="first")
+    first = moto.version_with_stage(secret, "AWSCURRENT")
+    moto.put_secret_value(secret, string="second")
+    pending = moto.put_secret_value(secret, string="pending", stages=["AWSPENDING"])
+    custom = moto.put_secret_value(secret, string="custom", stages=["blue"])
+    use_env(aws_env(moto, secret))
+    assert auth_header() == "Bearer second"
+    expected = {
+        "AWSCURRENT": "second",
+        "AWSPREVIOUS": "first",
+        "AWSPENDING": "pending",
+        "blue": "custom",
+        str(first): "first",
+        pending: "pending",
+        custom: "custom",
+    }
+    for version, value in expected.items():
+        os.environ["MLFLOW_AWS_SECRET_VERSION"] = version
+        assert auth_header() == f"Bearer {value}", version
+    os.environ["MLFLOW_AWS_SECRET_VERSION"] = "no-such-stage"
+    err = error_of()
+    assert err.variable == "MLFLOW_AWS_SECRET_VERSION"
+    assert "stage no-such-stage" in str(err)
+
+
+def test_aws_secret_binary_is_decoded_once(use_env, moto: cloud_harness.MotoServer) -> None:  # type: ignore[no-untyped-def]
+    secret = name()
+    moto.create_secret(secret, binary=json.dumps({"username": "u", "password": "p:w"}).encode())
+    use_env(aws_env(moto, secret, MLFLOW_AWS_AUTH_MODE="basic"))
+    assert auth_header() == "Basic " + base64.b64encode(b"u:p:w").decode()
+    # Bytes that are themselves base64 text stay as they are (0.2.0 decoded them twice).
+    b64 = name()
+    moto.create_secret(b64, binary=base64.b64encode(b"12345"))
+    use_env({"MLFLOW_AWS_SECRET_ID": b64, "MLFLOW_AWS_AUTH_MODE": "bearer"})
+    assert auth_header() == "Bearer MTIzNDU="
+
+
+def test_aws_missing_secret_and_wrong_keys(use_env, moto: cloud_harness.MotoServer) -> None:  # type: ignore[no-untyped-def]
+    use_env(aws_env(moto, "mlflow/does-not-exist"))
+    err = error_of()
+    assert (err.code, err.variable) == ("backend", "MLFLOW_AWS_SECRET_ID")
+    assert "mlflow/does-not-exist" in str(err)
+    assert "not found" in str(err)
+    secret = name()
+    moto.create_secret(secret, string="guarded-token")
+    key = moto.enable_iam_auth()
+    try:
+        use_env(aws_env(moto, secret, AWS_ACCESS_KEY_ID=key.access_key_id, AWS_SECRET_ACCESS_KEY=key.secret_access_key))
+        assert auth_header() == "Bearer guarded-token"
+        os.environ["AWS_SECRET_ACCESS_KEY"] = "wrong-secret-key-value"
+        err = error_of()
+        assert (err.code, err.variable) == ("backend", "AWS_ACCESS_KEY_ID")
+        assert "rejected" in str(err)
+        assert "wrong-secret-key-value" not in str(err)
+    finally:
+        moto.disable_iam_auth()
+
+
+def test_aws_rotation_is_picked_up_after_the_ttl(use_env, moto: cloud_harness.MotoServer) -> None:  # type: ignore[no-untyped-def]
+    secret = name()
+    moto.create_secret(secret, string="before-rotation")
+    use_env(aws_env(moto, secret, MLFLOW_AWS_TTL_SEC="2"))
+    assert auth_header() == "Bearer before-rotation"
+    fetched = time.monotonic()
+    moto.put_secret_value(secret, string="after-rotation")
+    if time.monotonic() - fetched < 1.5:
+        assert auth_header() == "Bearer before-rotation"  # still cached
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - fetched)))
+    assert auth_header() == "Bearer after-rotation"
+
+
+# --------------------------------------------------------------------------- #
+# Azure Key Vault
+# --------------------------------------------------------------------------- #
+
+
+def azure_env(kv: cloud_harness.FakeKeyVault, secret: str, **extra: str) -> dict[str, str]:
+    return {
+        "MLFLOW_TRACKING_URI": TRACKING,
+        "MLFLOW_SECRETS_AUTH_ENABLE": "azure-key-vault",
+        "AZURE_KEY_VAULT_URL": kv.vault_url,
+        "MLFLOW_AZURE_SECRET_NAME": secret,
+        "MLFLOW_AZURE_CA_BUNDLE": str(kv.ca_pem),
+        **kv.identity_env(),
+        **extra,
+    }
+
+
+def kv_name() -> str:
+    return f"mlflow-{secrets.token_hex(5)}"
+
+
+def test_azure_latest_and_pinned(use_env, keyvault: cloud_harness.FakeKeyVault) -> None:  # type: ignore[no-untyped-def]
+    secret = kv_name()
+    v1 = keyvault.set_secret(secret, json.dumps({"username": "alice", "password": "one"}))
+    keyvault.set_secret(secret, json.dumps({"username": "alice", "password": "two"}))
+    use_env(azure_env(keyvault, secret, MLFLOW_AZURE_AUTH_MODE="basic"))
+    assert auth_header() == "Basic " + base64.b64encode(b"alice:two").decode()
+    os.environ["MLFLOW_AZURE_SECRET_VERSION"] = v1
+    assert auth_header() == "Basic " + base64.b64encode(b"alice:one").decode()
+    os.environ["MLFLOW_AZURE_SECRET_VERSION"] = "0" * 32
+    err = error_of()
+    assert (err.code, err.variable) == ("backend", "MLFLOW_AZURE_SECRET_VERSION")
+
+
+def test_azure_disabled_and_expired(use_env, keyvault: cloud_harness.FakeKeyVault) -> None:  # type: ignore[no-untyped-def]
+    secret = kv_name()
+    version = keyvault.set_secret(secret, "tok")
+    keyvault.update_secret(secret, version, enabled=False)
+    use_env(azure_env(keyvault, secret))
+    err = error_of()
+    assert err.code == "secret_unusable"
+    assert "disabled" in str(err)
+    expired = kv_name()
+    keyvault.set_secret(expired, "tok", expires=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    os.environ["MLFLOW_AZURE_SECRET_NAME"] = expired
+    err = error_of()
+    assert err.code == "secret_unusable"
+    assert "expired at" in str(err)
+
+
+def test_azure_new_version_after_ttl(use_env, keyvault: cloud_harness.FakeKeyVault) -> None:  # type: ignore[no-untyped-def]
+    secret = kv_name()
+    keyvault.set_secret(secret, "old-azure-token")
+    use_env(azure_env(keyvault, secret, MLFLOW_AZURE_TTL_SEC="2"))
+    assert auth_header() == "Bearer old-azure-token"
+    fetched = time.monotonic()
+    keyvault.set_secret(secret, "new-azure-token")
+    if time.monotonic() - fetched < 1.5:
+        assert auth_header() == "Bearer old-azure-token"
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - fetched)))
+    assert auth_header() == "Bearer new-azure-token"
+
+
+def test_azure_trust_and_credentials(use_env, keyvault: cloud_harness.FakeKeyVault) -> None:  # type: ignore[no-untyped-def]
+    secret = kv_name()
+    keyvault.set_secret(secret, "tok")
+    env = azure_env(keyvault, secret)
+    del env["MLFLOW_AZURE_CA_BUNDLE"]
+    use_env(env)  # the emulator's CA is not trusted: verification fails, never skipped
+    assert "certificate" in str(error_of())
+    os.environ["MLFLOW_AZURE_CA_BUNDLE"] = str(keyvault.ca_pem)
+    assert auth_header() == "Bearer tok"
