@@ -18,5 +18,10 @@ CGO_ENABLED=1 go build -buildmode=c-shared -trimpath \
   -ldflags "-s -w -X github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol.Version=$VERSION" \
   -o "$PKG/libmlflow_secrets_auth.so" ./go/capi
 rm -f "$PKG/libmlflow_secrets_auth.h" # Go's generated header; callers use include/
+# The helper serves the same calls over a pipe to forked children and to
+# processes that cannot load the library.
+CGO_ENABLED=0 go build -trimpath \
+  -ldflags "-s -w -X github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol.Version=$VERSION" \
+  -o "$PKG/msa-helper" ./go/cmd/msa-helper
 "$PYTHON" python/build_ffi.py "$PKG"
-echo "build.sh: built $PKG/libmlflow_secrets_auth.so ($VERSION)" >&2
+echo "build.sh: built $PKG/libmlflow_secrets_auth.so and $PKG/msa-helper ($VERSION)" >&2

@@ -894,6 +894,9 @@ def make_tls_files(directory: Path, names: tuple[str, ...] = ("127.0.0.1", "loca
     return ca_cert, cert, key
 
 
+_REQUEST_LINE = re.compile(rb"(?:GET|POST|PUT|PATCH|DELETE|LIST) /[^ \r\n]* (?=HTTP/1\.[01]\r\n)")
+
+
 class LoopbackProxy:
     """Forwards 127.0.0.1:<port> to ``target`` ("host:port"), optionally
     terminating TLS. ``delay`` holds each new connection before forwarding;
@@ -911,6 +914,7 @@ class LoopbackProxy:
         self.delay = 0.0
         self.down = False
         self.connections = 0
+        self.request_lines: list[str] = []  # "GET /v1/..." of each plain-HTTP request forwarded
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((LOCALHOST, 0))
@@ -961,9 +965,11 @@ class LoopbackProxy:
             return
         upstream.settimeout(None)
 
-        def pump(src: socket.socket, dst: socket.socket) -> None:
+        def pump(src: socket.socket, dst: socket.socket, inspect: bool = False) -> None:
             try:
                 while data := src.recv(65536):
+                    if inspect:
+                        self.request_lines.extend(m.decode().strip() for m in _REQUEST_LINE.findall(data))
                     dst.sendall(data)
             except OSError:
                 pass
@@ -973,4 +979,8 @@ class LoopbackProxy:
                         s.shutdown(socket.SHUT_RDWR)
 
         threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-        pump(client, upstream)
+        pump(client, upstream, inspect=self._ssl is None)
+
+    def count(self, method: str, path: str) -> int:
+        """How many forwarded requests had this method and path (query ignored)."""
+        return sum(1 for line in self.request_lines if line.split("?")[0] == f"{method} {path}")

@@ -80,7 +80,10 @@ def _dry_run(url: str) -> tuple[bool, str]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    report = _load().doctor(args.dry_run or "")
+    from mlflow_secrets_auth.provider import interruptible
+
+    t = _load()
+    report = interruptible(lambda: t.doctor(args.dry_run or ""))
     ok = bool(report.get("ok"))
     for check in report.get("checks") or []:
         mark = "ok  " if check.get("ok") else "FAIL"

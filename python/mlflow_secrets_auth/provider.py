@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider
 from requests import PreparedRequest
@@ -38,7 +38,7 @@ class MlflowSecretsAuthError(RuntimeError):
 # Per destination ("scheme://host:port"): (env generation, monotonic deadline, header items).
 _entries: dict[str, tuple[int, float, tuple[tuple[str, str], ...]]] = {}
 _sync_lock = threading.Lock()
-_synced: tuple[int, str, str] | None = None  # what the core was last given
+_synced: tuple[int, int, str, str] | None = None  # (transport, env generation, URIs) the core was last given
 _said: set[str] = set()  # log messages already emitted once
 
 
@@ -101,8 +101,9 @@ def sync(t: _native.Transport) -> int:
     _env.track()
     generation = _env.current()  # read before copying, so a racing write is seen next time
     tracking, registry = _mlflow_uris()
+    state = (id(t), generation, tracking, registry)
     with _sync_lock:
-        if _synced != (generation, tracking, registry):
+        if _synced != state:
             env = dict(os.environ)
             env["MLFLOW_TRACKING_URI"] = tracking
             env["MLFLOW_REGISTRY_URI"] = registry
@@ -113,8 +114,41 @@ def sync(t: _native.Transport) -> int:
             _said.clear()
             level = logging.getLevelName(env.get("MLFLOW_SECRETS_LOG_LEVEL", "INFO").strip().upper())
             logger.setLevel(level if isinstance(level, int) else logging.INFO)
-            _synced = (generation, tracking, registry)
+            _synced = state
     return generation
+
+
+T = TypeVar("T")
+
+
+def interruptible(call: Callable[[], T]) -> T:
+    """Run a call that may wait on a backend so that Ctrl-C still works.
+
+    Python runs signal handlers only between bytecodes, never while a thread
+    is inside a C call. On the main thread (the only one that gets
+    KeyboardInterrupt) the call runs on a short-lived worker thread while the
+    main thread waits interruptibly; the core bounds the call's own duration.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    done = threading.Event()
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # re-raised on the caller's thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="mlflow-secrets-auth-call", daemon=True).start()
+    done.wait()
+    ok, value = outcome[0]
+    if ok:
+        result: T = value
+        return result
+    raise value
 
 
 def _lookup(key: str) -> tuple[tuple[str, str], ...]:
@@ -123,7 +157,7 @@ def _lookup(key: str) -> tuple[tuple[str, str], ...]:
     except _native.NativeError as exc:
         raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
     generation = sync(t)
-    reply: dict[str, Any] = t.headers(key)
+    reply: dict[str, Any] = interruptible(lambda: t.headers(key))
     if reply.get("ok"):
         items = tuple(reply["headers"].items())
         _entries[key] = (generation, time.monotonic() + reply.get("max_age_ms", 0) / 1000.0, items)

@@ -1,0 +1,322 @@
+"""Forked workers, spawn/forkserver pools, 64 threads, environment changes,
+Ctrl-C during a slow fetch, closed stdout/stderr, a library that cannot load,
+and the helper transport on its own: each against real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import harness
+import pytest
+import requests
+from conftest import apply, clean_env, plugin_env, search_url, send
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train.py"
+
+
+@pytest.fixture()
+def basic_env(
+    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
+) -> dict[str, str]:
+    user, password = mlflow_server.basic_auth
+    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
+    return plugin_env(
+        vault_ready,
+        mlflow_server.url,
+        VAULT_TOKEN=reader_token,
+        MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+        MLFLOW_VAULT_AUTH_MODE="basic",
+    )
+
+
+def runs_in(server: harness.MlflowServer, experiment: str) -> set[str]:
+    exp = requests.get(
+        f"{server.url}/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": experiment},
+        auth=server.basic_auth,
+        timeout=30,
+    )
+    exp.raise_for_status()
+    body = requests.post(
+        f"{server.url}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [exp.json()["experiment"]["experiment_id"]], "max_results": 100},
+        auth=server.basic_auth,
+        timeout=30,
+    ).json()
+    return {r["info"]["run_id"] for r in body.get("runs", [])}
+
+
+@pytest.mark.parametrize(
+    ("method", "transport"), [("fork", "Helper"), ("spawn", "InProcess"), ("forkserver", "InProcess")]
+)
+def test_pool_workers_log_runs(
+    basic_env: dict[str, str], mlflow_server: harness.MlflowServer, method: str, transport: str
+) -> None:
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, str(SCRIPTS / "pool_runs.py"), method],
+        env=clean_env(**basic_env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    took = time.monotonic() - start
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    worker_runs = {run_id for run_id, _ in result["workers"]}
+    assert len(worker_runs) == 8
+    assert {t for _, t in result["workers"]} == {transport}
+    assert runs_in(mlflow_server, f"pool-{method}") >= worker_runs | {result["parent"]}
+    assert took < 120, f"{method} pool took {took:.0f} s"
+
+
+def test_64_threads_one_fetch_per_refresh(
+    use_env,
+    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    mlflow_server: harness.MlflowServer,
+    reader_token: str,
+    secret_path: str,
+) -> None:
+    user, password = mlflow_server.basic_auth
+    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
+    with harness.LoopbackProxy(vault_ready.addr.split("//")[1]) as proxy:
+        use_env(
+            plugin_env(
+                vault_ready,
+                mlflow_server.url,
+                VAULT_ADDR=proxy.url,
+                VAULT_TOKEN=reader_token,
+                MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+                MLFLOW_VAULT_AUTH_MODE="basic",
+                MLFLOW_VAULT_TTL_SEC="1",
+            )
+        )
+        statuses: list[int] = []
+        barrier = threading.Barrier(64)
+
+        def worker() -> None:
+            barrier.wait()  # all 64 hit the cold cache together
+            for _ in range(10):
+                statuses.append(send(search_url(mlflow_server.url)).status_code)
+
+        start = time.monotonic()
+        threads = [threading.Thread(target=worker) for _ in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        elapsed = time.monotonic() - start
+        reads = proxy.count("GET", f"/v1/secret/{secret_path}")
+    assert statuses.count(200) == 640, {s: statuses.count(s) for s in set(statuses)}
+    # One read per TTL period at most (plus the first), whatever the number of threads.
+    assert 1 <= reads <= int(elapsed) + 2, f"{reads} Vault reads in {elapsed:.1f} s with a 1 s TTL"
+
+
+def test_environment_changes_take_effect(
+    use_env,
+    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    mlflow_server: harness.MlflowServer,
+    reader_token: str,
+    secret_path: str,
+    moto,
+) -> None:  # type: ignore[no-untyped-def]
+    vault_ready.kv_put("secret", secret_path, {"token": "vault-token"}, version=1)
+    moto.create_secret(f"{secret_path}-aws", string="aws-token")
+    use_env(
+        plugin_env(
+            vault_ready,
+            "http://mlflow.test",
+            VAULT_TOKEN=reader_token,
+            MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+            MLFLOW_VAULT_TTL_SEC="3600",
+        )
+    )
+    assert apply("http://mlflow.test").headers["Authorization"] == "Bearer vault-token"
+    # TTL: shortened mid-session, so a rotation shows within it.
+    vault_ready.kv_put("secret", secret_path, {"token": "rotated"}, version=1)
+    assert apply("http://mlflow.test").headers["Authorization"] == "Bearer vault-token"  # cached for an hour
+    os.environ["MLFLOW_VAULT_TTL_SEC"] = "1"
+    time.sleep(1.1)
+    assert apply("http://mlflow.test").headers["Authorization"] == "Bearer rotated"
+    # Provider list: switch to AWS mid-session.
+    os.environ.update(
+        {
+            "MLFLOW_SECRETS_AUTH_ENABLE": "aws-secrets-manager",
+            "MLFLOW_AWS_SECRET_ID": f"{secret_path}-aws",
+            **moto.env(),
+        }
+    )
+    assert apply("http://mlflow.test").headers["Authorization"] == "Bearer aws-token"
+    # Allowed hosts: the tracking host stops being enough.
+    os.environ["MLFLOW_SECRETS_ALLOWED_HOSTS"] = "*.corp.example"
+    assert "Authorization" not in apply("http://mlflow.test").headers
+    assert apply("https://a.corp.example").headers["Authorization"] == "Bearer aws-token"
+
+
+SLOW_FETCH = """
+import sys, time, requests
+from mlflow.tracking.request_auth.registry import fetch_auth
+req = requests.Request("GET", sys.argv[1]).prepare()
+print("ready", flush=True)
+t0 = time.monotonic()
+try:
+    req.prepare_auth(fetch_auth("mlflow_secrets_auth"))
+except KeyboardInterrupt:
+    print(f"interrupted after {time.monotonic() - t0:.2f}", flush=True)
+    raise
+print("not interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_slow_fetch(vault_ready: harness.VaultServer, reader_token: str, secret_path: str) -> None:
+    vault_ready.kv_put("secret", secret_path, {"token": "slow"}, version=1)
+    with harness.LoopbackProxy(vault_ready.addr.split("//")[1]) as proxy:
+        proxy.delay = 20  # the backend answers after 20 s
+        env = clean_env(
+            **plugin_env(
+                vault_ready,
+                "http://mlflow.test",
+                VAULT_ADDR=proxy.url,
+                VAULT_TOKEN=reader_token,
+                MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+                MLFLOW_SECRETS_TIMEOUT_SEC="60",
+            )
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SLOW_FETCH, "http://mlflow.test/x"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.5)  # the fetch is now waiting on the delayed backend
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+        exited_after = time.monotonic() - signalled
+    assert "KeyboardInterrupt" in stderr, stderr[-2000:]
+    assert "interrupted after" in stdout
+    assert exited_after < 3, f"exited {exited_after:.1f} s after SIGINT"
+
+
+CLOSED_STDIO = """
+import os, sys, requests
+from mlflow.tracking.request_auth.registry import fetch_auth
+marker = sys.argv[2]
+os.close(1); os.close(2)
+auth = fetch_auth("mlflow_secrets_auth")
+ok = requests.Request("GET", sys.argv[1]).prepare(); ok.prepare_auth(auth)
+denied = requests.Request("GET", "http://elsewhere.example/x").prepare(); denied.prepare_auth(auth)
+os.environ["MLFLOW_VAULT_SECRET_PATH"] = ""
+try:
+    bad = requests.Request("GET", sys.argv[1]).prepare(); bad.prepare_auth(auth)
+except Exception as exc:
+    error = type(exc).__name__
+with open(marker, "w") as f:
+    f.write(ok.headers.get("Authorization", "") + "|" + str(denied.headers.get("Authorization")) + "|" + error)
+"""
+
+
+def test_closed_stdout_and_stderr_do_not_kill(
+    vault_ready: harness.VaultServer, reader_token: str, secret_path: str, tmp_path: Path
+) -> None:
+    vault_ready.kv_put("secret", secret_path, {"token": "quiet"}, version=1)
+    marker = tmp_path / "done"
+    env = clean_env(
+        **plugin_env(
+            vault_ready,
+            "http://mlflow.test",
+            VAULT_TOKEN=reader_token,
+            MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", CLOSED_STDIO, "http://mlflow.test/x", str(marker)], env=env, timeout=60, check=False
+    )
+    assert out.returncode == 0
+    assert marker.read_text() == "Bearer quiet|None|MlflowSecretsAuthError"
+
+
+IMPORT_ONLY = """
+import os, threading
+import mlflow.tracking.request_auth.abstract_request_auth_provider  # MLflow's own import (it starts threads itself)
+before = len(os.listdir("/proc/self/task"))
+python_before = threading.active_count()
+import mlflow_secrets_auth.provider as p
+auth = p.SecretsAuthProvider().get_auth()
+after = len(os.listdir("/proc/self/task"))
+maps = open("/proc/self/maps").read()
+print(before, after, threading.active_count() - python_before, "libmlflow_secrets_auth" in maps)
+"""
+
+
+def test_import_starts_no_thread() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_ONLY], env=clean_env(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    # Python 3.12+ warns on fork() when the process has more than one OS thread:
+    # importing the plugin and getting its auth object must add none.
+    before, after, python_threads_added, loaded = out.stdout.split()
+    assert after == before, f"importing the plugin started {int(after) - int(before)} OS thread(s)"
+    assert python_threads_added == "0"
+    assert loaded == "False"
+
+
+HELPER_RUN = """
+import runpy, sys
+runpy.run_path(sys.argv[1], run_name="__main__")
+from mlflow_secrets_auth import _native
+print("transport", type(_native._transport).__name__)
+"""
+
+
+def test_helper_transport_end_to_end(basic_env: dict[str, str], mlflow_server: harness.MlflowServer) -> None:
+    env = clean_env(**basic_env, MLFLOW_SECRETS_AUTH_TRANSPORT="helper")
+    out = subprocess.run(
+        [sys.executable, "-c", HELPER_RUN, str(EXAMPLE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "transport Helper" in out.stdout
+    run_id = out.stdout.split("logged run ")[1].split(";")[0]
+    assert run_id in runs_in(mlflow_server, "secrets-auth-demo")
+
+
+def test_library_that_cannot_load_falls_back_to_the_helper(
+    basic_env: dict[str, str], mlflow_server: harness.MlflowServer, tmp_path: Path
+) -> None:
+    broken = tmp_path / "libmlflow_secrets_auth.so"
+    broken.write_text("not an ELF file")
+    env = clean_env(**basic_env, MLFLOW_SECRETS_AUTH_LIBRARY=str(broken))
+    out = subprocess.run(
+        [sys.executable, "-c", HELPER_RUN, str(EXAMPLE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "transport Helper" in out.stdout
+    warnings = [line for line in out.stderr.splitlines() if "using the helper process" in line]
+    assert len(warnings) == 1, out.stderr[-3000:]
+    assert "cannot load" in warnings[0]
