@@ -48,6 +48,9 @@ def test_sdist_then_wheel(tmp_path: Path) -> None:
         metadata = next(zf.read(n).decode() for n in files if n.endswith("METADATA"))
     assert any(f.endswith("mlflow_secrets_auth/libmlflow_secrets_auth.so") for f in files)
     assert any(f.endswith("mlflow_secrets_auth/_ffi.py") for f in files)
+    with zipfile.ZipFile(wheel) as zf:
+        helper = next(i for i in zf.infolist() if i.filename.endswith("mlflow_secrets_auth/msa-helper"))
+    assert (helper.external_attr >> 16) & 0o111, "msa-helper must be executable in the wheel"
     assert "[mlflow.request_auth_provider]" in entry_points
     assert "mlflow_secrets_auth = mlflow_secrets_auth.provider:SecretsAuthProvider" in entry_points
     assert "mlflow-secrets-auth = mlflow_secrets_auth.cli:main" in entry_points

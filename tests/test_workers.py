@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -320,3 +321,69 @@ def test_library_that_cannot_load_falls_back_to_the_helper(
     warnings = [line for line in out.stderr.splitlines() if "using the helper process" in line]
     assert len(warnings) == 1, out.stderr[-3000:]
     assert "cannot load" in warnings[0]
+
+
+FORK_AFTER_IMPORT = """
+import os, sys
+import mlflow_secrets_auth.provider as p
+auth = p.SecretsAuthProvider().get_auth()
+def fork():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+fork()  # merely importing: no warning expected
+print("--- library loaded from here on ---", file=sys.stderr, flush=True)
+import requests
+r = requests.Request("GET", "http://h.example/x").prepare()
+try:
+    auth(r)  # loads the library (an error reply is fine here)
+except Exception:
+    pass
+fork()  # Go's threads now exist: Python warns, which shows the check is live
+"""
+
+
+def _newer_python() -> str | None:
+    """A working Python 3.12+ interpreter, if this machine has one."""
+    candidates = sorted(str(p) for p in Path("/root/.pyenv/versions").glob("3.1[2-9]*/bin/python"))
+    candidates += [c for c in (shutil.which(f"python3.{minor}") for minor in range(12, 16)) if c]
+    for c in candidates:
+        probe = subprocess.run(
+            [c, "-c", "import sys, venv; print(sys.version_info >= (3, 12))"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            return c
+    return None
+
+
+def test_python_312_no_fork_warning_from_import(tmp_path: Path) -> None:
+    """On Python 3.12+, os.fork() warns when the process has other threads:
+    importing the plugin must not cause that; loading the library does."""
+    python = _newer_python()
+    if python is None:
+        pytest.fail("no Python 3.12+ interpreter found (this machine kind ships one under pyenv)")
+    venv = harness.cache_dir() / "py312-venv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "mlflow-skinny", "cffi"], check=True)
+    wheel = max((Path(__file__).resolve().parent.parent / "dist").glob("*.whl"), key=lambda p: p.stat().st_mtime)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], check=True
+    )
+    env = clean_env(MLFLOW_SECRETS_AUTH_ENABLE="vault", MLFLOW_SECRETS_ALLOWED_HOSTS="h.example")
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-W", "always::DeprecationWarning", "-c", FORK_AFTER_IMPORT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, _, after = out.stderr.partition("--- library loaded from here on ---")
+    assert "multi-threaded" not in before, before
+    assert "multi-threaded" in after, after
