@@ -37,7 +37,6 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple
 
 import requests
@@ -49,6 +48,7 @@ if _TESTS_DIR not in sys.path:
 from harness import (  # noqa: E402  (needs the sys.path entry above)
     LOCALHOST,
     HarnessError,
+    ManagedServer,
     _stop_process_group,
     _tail,
     free_port,
@@ -97,7 +97,7 @@ class AccessKey(NamedTuple):
 _ALLOW_ALL_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 
-class MotoServer:
+class MotoServer(ManagedServer):
     """``moto_server -H 127.0.0.1 -p <free port>`` with Secrets Manager helpers.
 
     Attributes while running: ``url``, ``port``, ``region`` (us-east-1),
@@ -139,26 +139,6 @@ class MotoServer:
         self.startup_seconds = 0.0
 
     # -- lifecycle ---------------------------------------------------------- #
-
-    def __enter__(self) -> MotoServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @staticmethod
     def _executable() -> str:
@@ -601,7 +581,7 @@ class _TLSThreadingHTTPServer(ThreadingHTTPServer):
         super().finish_request(request, client_address)
 
 
-class FakeKeyVault(_KeyVaultClientMixin):
+class FakeKeyVault(_KeyVaultClientMixin, ManagedServer):
     """An Azure Key Vault look-alike for the secrets API, on 127.0.0.1.
 
     Same interface as ``LowkeyVault`` (``vault_url``, ``ca_pem``,
@@ -655,22 +635,6 @@ class FakeKeyVault(_KeyVaultClientMixin):
         self.identity_header = ""
         self.ca_pem = Path()
         self._token = None
-
-    def __enter__(self) -> FakeKeyVault:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def api_versions_seen(self) -> set[str]:

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import requests
 
@@ -189,27 +189,19 @@ def ensure_vault_server_binary(build_timeout: float = 1800.0) -> Path:
 # --------------------------------------------------------------------------- #
 
 
-class VaultServer:
-    """A real, in-memory, unsealed Vault (``tests/vaultserver``) on 127.0.0.1.
+class ManagedServer:
+    """What every server here shares: started on entering a ``with`` block,
+    closed on leaving it (also when start fails half-way)."""
 
-    ``addr`` and ``root_token`` are set while it runs. Vault keeps all state in
-    memory and picks its own port, so after ``stop()`` + ``start()`` the server
-    is empty and both ``addr`` and ``root_token`` are new.
-    """
+    _proc: subprocess.Popen[bytes] | None = None
 
-    def __init__(self, binary: Path | None = None, startup_timeout: float = 60.0) -> None:
-        self._binary = binary
-        self._startup_timeout = startup_timeout
-        self._tmp: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._generation = 0
-        self.addr = ""
-        self.root_token = ""
-        self.log_path: Path | None = None
+    def start(self) -> None:
+        raise NotImplementedError
 
-    # -- lifecycle ---------------------------------------------------------- #
+    def close(self) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> VaultServer:
+    def __enter__(self: _S) -> _S:
         try:
             self.start()
         except BaseException:
@@ -228,6 +220,30 @@ class VaultServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+
+_S = TypeVar("_S", bound=ManagedServer)
+
+
+class VaultServer(ManagedServer):
+    """A real, in-memory, unsealed Vault (``tests/vaultserver``) on 127.0.0.1.
+
+    ``addr`` and ``root_token`` are set while it runs. Vault keeps all state in
+    memory and picks its own port, so after ``stop()`` + ``start()`` the server
+    is empty and both ``addr`` and ``root_token`` are new.
+    """
+
+    def __init__(self, binary: Path | None = None, startup_timeout: float = 60.0) -> None:
+        self._binary = binary
+        self._startup_timeout = startup_timeout
+        self._tmp: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._generation = 0
+        self.addr = ""
+        self.root_token = ""
+        self.log_path: Path | None = None
+
+    # -- lifecycle ---------------------------------------------------------- #
 
     def start(self) -> None:
         """Start a fresh Vault (no-op if already running)."""
@@ -466,7 +482,7 @@ class VaultServer:
 # --------------------------------------------------------------------------- #
 
 
-class MlflowServer:
+class MlflowServer(ManagedServer):
     """``mlflow server --app-name basic-auth`` on 127.0.0.1 with a SQLite store.
 
     Attributes ``url``, ``admin_username``, ``admin_password`` (random per run).
@@ -520,22 +536,6 @@ class MlflowServer:
     def basic_auth_header(self) -> str:
         raw = f"{self.admin_username}:{self.admin_password}".encode()
         return "Basic " + base64.b64encode(raw).decode()
-
-    def __enter__(self) -> MlflowServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self) -> None:
         self._tmp = Path(tempfile.mkdtemp(prefix="msa-mlflow-"))
@@ -682,7 +682,7 @@ http {{
 _NGINX_UNSAFE = re.compile(r'["\\$;{}\s]')
 
 
-class NginxBearerProxy:
+class NginxBearerProxy(ManagedServer):
     """nginx on 127.0.0.1 that accepts only ``Authorization: Bearer <token>`` (exact,
     case-sensitive; anything else gets 401) and forwards to ``upstream`` with the
     upstream's admin Basic credentials instead."""
@@ -704,22 +704,6 @@ class NginxBearerProxy:
         self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.url = ""
-
-    def __enter__(self) -> NginxBearerProxy:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def access_log(self) -> Path:

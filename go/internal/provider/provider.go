@@ -38,6 +38,17 @@ type Spec struct {
 // missing or invalid.
 type Factory func(env config.Env, shared *config.Config) (Spec, error)
 
+// ModeAndTTL reads a provider's auth-mode and TTL variables (bearer and 300 s
+// when unset; the TTL clamped to 1..86400 s).
+func ModeAndTTL(env config.Env, modeVar, ttlVar string) (header.Mode, time.Duration, error) {
+	mode, err := header.ParseMode(modeVar, env.Get(modeVar))
+	if err != nil {
+		return "", 0, err
+	}
+	ttl, err := env.Seconds(ttlVar, 300, 1, 86400)
+	return mode, ttl, err
+}
+
 // Key hashes settings (which may include credentials) into a cache key.
 func Key(name string, parts ...string) string {
 	h := sha256.New()

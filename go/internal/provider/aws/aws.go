@@ -20,7 +20,6 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
-	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
@@ -84,11 +83,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	case env.Get(envMaxAttempts) == "" && env.Get(config.EnvMaxRetries) != "":
 		s.MaxAttempts = shared.MaxRetries + 1
 	}
-	mode, err := header.ParseMode(EnvAuthMode, env.Get(EnvAuthMode))
-	if err != nil {
-		return provider.Spec{}, err
-	}
-	ttl, err := env.Seconds(EnvTTL, 300, 1, 86400)
+	mode, ttl, err := provider.ModeAndTTL(env, EnvAuthMode, EnvTTL)
 	if err != nil {
 		return provider.Spec{}, err
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
-	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
@@ -81,11 +80,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 				Message: "azure-key-vault: " + EnvCABundle + " cannot be used", Err: err}
 		}
 	}
-	mode, err := header.ParseMode(EnvAuthMode, env.Get(EnvAuthMode))
-	if err != nil {
-		return provider.Spec{}, err
-	}
-	ttl, err := env.Seconds(EnvTTL, 300, 1, 86400)
+	mode, ttl, err := provider.ModeAndTTL(env, EnvAuthMode, EnvTTL)
 	if err != nil {
 		return provider.Spec{}, err
 	}

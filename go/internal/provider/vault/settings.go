@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
-	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 )
@@ -100,11 +99,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 				Message: "vault: " + f[0] + " cannot be used", Err: err}
 		}
 	}
-	mode, err := header.ParseMode(EnvAuthMode, env.Get(EnvAuthMode))
-	if err != nil {
-		return provider.Spec{}, err
-	}
-	ttl, err := env.Seconds(EnvTTL, 300, 1, 86400)
+	mode, ttl, err := provider.ModeAndTTL(env, EnvAuthMode, EnvTTL)
 	if err != nil {
 		return provider.Spec{}, err
 	}
