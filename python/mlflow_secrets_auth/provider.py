@@ -37,6 +37,7 @@ class MlflowSecretsAuthError(RuntimeError):
 
 # Per destination ("scheme://host:port"): (env generation, monotonic deadline, header items).
 _entries: dict[str, tuple[int, float, tuple[tuple[str, str], ...]]] = {}
+DENIAL_TTL = 1.0  # seconds a "host not allowed" answer is reused
 _sync_lock = threading.Lock()
 _synced: tuple[int, int, str, str] | None = None  # (transport, env generation, URIs) the core was last given
 _said: set[str] = set()  # log messages already emitted once
@@ -169,5 +170,8 @@ def _lookup(key: str) -> tuple[tuple[str, str], ...]:
     message = f"mlflow-secrets-auth: {reply.get('message')}"
     if reply.get("code") == "host_not_allowed":
         _once(logging.WARNING, message)
+        # Kept briefly: a change of environment ends it at once, while
+        # mlflow.set_registry_uri (which changes no variable) is seen within DENIAL_TTL.
+        _entries[key] = (generation, time.monotonic() + DENIAL_TTL, ())
         return ()
     raise MlflowSecretsAuthError(message, str(reply.get("code")), reply.get("variable"))
