@@ -214,3 +214,52 @@ def test_azure_trust_and_credentials(use_env, keyvault: cloud_harness.FakeKeyVau
     assert "certificate" in str(error_of())
     os.environ["MLFLOW_AZURE_CA_BUNDLE"] = str(keyvault.ca_pem)
     assert auth_header() == "Bearer tok"
+
+
+def test_aws_credential_chain(use_env, moto: cloud_harness.MotoServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No static keys in the environment: the SDK's chain finds credentials in a
+    profile, through web identity (STS on moto) and from a container endpoint.
+    With moto's IAM checks on, only real keys from its IAM pass."""
+    secret = name()
+    moto.create_secret(secret, string="chain-token")
+    key = moto.enable_iam_auth()
+    try:
+        base = aws_env(moto, secret)
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            base.pop(k)
+        # A named profile in a shared credentials file.
+        creds = tmp_path / "credentials"
+        creds.write_text(
+            f"[ml]\naws_access_key_id = {key.access_key_id}\naws_secret_access_key = {key.secret_access_key}\n"
+        )
+        (tmp_path / "config").write_text("[profile ml]\nregion = us-east-1\n")
+        use_env(
+            {
+                **base,
+                "AWS_PROFILE": "ml",
+                "AWS_SHARED_CREDENTIALS_FILE": str(creds),
+                "AWS_CONFIG_FILE": str(tmp_path / "config"),
+            }
+        )
+        assert auth_header() == "Bearer chain-token"
+        os.environ["AWS_PROFILE"] = "missing-profile"
+        assert "missing-profile" in str(error_of())
+    finally:
+        moto.disable_iam_auth()
+    # Web identity: AssumeRoleWithWebIdentity against moto's STS.
+    token_file = tmp_path / "web-identity-token"
+    token_file.write_text("eyJhbGciOiJub25lIn0.eyJzdWIiOiJtbGZsb3cifQ.")
+    use_env(
+        {
+            **base,
+            "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/mlflow-reader",
+            "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+            "AWS_ROLE_SESSION_NAME": "msa-test",
+            "AWS_ENDPOINT_URL_STS": moto.url,
+        }
+    )
+    for k in ("AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        os.environ.pop(k, None)
+    assert auth_header() == "Bearer chain-token"
+    os.environ["AWS_WEB_IDENTITY_TOKEN_FILE"] = str(tmp_path / "no-such-token")
+    assert error_of().code == "backend"
