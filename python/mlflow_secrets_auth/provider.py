@@ -43,13 +43,23 @@ _synced: tuple[int, int, str, str] | None = None  # (transport, env generation, 
 _said: set[str] = set()  # log messages already emitted once
 
 
+def _after_fork_in_child() -> None:
+    """A child may be forked while another thread holds the lock: start afresh."""
+    global _sync_lock, _synced
+    _sync_lock = threading.Lock()
+    _synced = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class SecretsAuth(AuthBase):
     """Adds the secret-derived headers to each request its host may receive."""
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         url = r.url or ""
-        parts = url.split("/", 3)  # ["https:", "", "host:port", "path..."]
-        key = parts[0] + "//" + parts[2] if len(parts) > 2 else url
+        end = url.find("/", 8)  # the slash after "scheme://host:port" ("https://" is 8 characters)
+        key = url if end < 0 else url[:end]
         entry = _entries.get(key)
         if (
             entry is not None
