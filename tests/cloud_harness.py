@@ -19,7 +19,6 @@ return values; nothing here prints or logs them.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as _dt
 import json
@@ -46,10 +45,10 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from harness import (  # noqa: E402  (needs the sys.path entry above)
+    _LIVE,
     LOCALHOST,
     HarnessError,
     ManagedServer,
-    _stop_process_group,
     _tail,
     free_port,
     make_tls_files,
@@ -61,15 +60,6 @@ __all__ = [
     "KeyVaultError",
     "MotoServer",
 ]
-
-_LIVE: dict[int, Any] = {}
-
-
-@atexit.register
-def _close_leftovers() -> None:
-    for server in list(_LIVE.values()):
-        with contextlib.suppress(Exception):
-            server.close()
 
 
 def _free_ports(count: int) -> list[int]:
@@ -191,18 +181,6 @@ class MotoServer(ManagedServer):
             time.sleep(0.05)
         self._kill()
         raise HarnessError(f"moto_server did not become ready ({last}); log tail:\n{_tail(self.log_path)}")
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            _stop_process_group(self._proc, timeout=10)
-            self._proc = None
-
-    def close(self) -> None:
-        self._kill()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        _LIVE.pop(id(self), None)
 
     # -- moto control API --------------------------------------------------- #
 

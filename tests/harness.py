@@ -47,7 +47,7 @@ class HarnessError(RuntimeError):
 
 # Servers that are running or own a temp dir; closed at interpreter exit in case
 # a caller forgot (context managers and the pytest fixtures close them earlier).
-_LIVE: dict[int, VaultServer | MlflowServer | NginxBearerProxy] = {}
+_LIVE: dict[int, ManagedServer] = {}
 
 
 @atexit.register
@@ -194,12 +194,24 @@ class ManagedServer:
     closed on leaving it (also when start fails half-way)."""
 
     _proc: subprocess.Popen[bytes] | None = None
+    _tmp: Path | None = None
+    _stop_timeout = 10.0  # seconds between SIGTERM and SIGKILL for the process group
 
     def start(self) -> None:
         raise NotImplementedError
 
+    def _kill(self, timeout: float | None = None) -> None:
+        if self._proc is not None:
+            _stop_process_group(self._proc, timeout or self._stop_timeout)
+            self._proc = None
+
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop the server and remove its temporary directory."""
+        self._kill()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        _LIVE.pop(id(self), None)
 
     def __enter__(self: _S) -> _S:
         try:
@@ -312,19 +324,6 @@ class VaultServer(ManagedServer):
     def stop(self, timeout: float = 10.0) -> None:
         """Stop Vault (SIGTERM, then SIGKILL). Its address then refuses connections."""
         self._kill(timeout)
-
-    def _kill(self, timeout: float = 10.0) -> None:
-        if self._proc is not None:
-            _stop_process_group(self._proc, timeout)
-            self._proc = None
-
-    def close(self) -> None:
-        """Stop Vault and remove its temporary directory."""
-        self._kill()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        _LIVE.pop(id(self), None)
 
     # -- HTTP API ----------------------------------------------------------- #
 
@@ -488,6 +487,8 @@ class MlflowServer(ManagedServer):
     Attributes ``url``, ``admin_username``, ``admin_password`` (random per run).
     """
 
+    _stop_timeout = 15.0
+
     def __init__(
         self,
         startup_timeout: float = 120.0,
@@ -610,18 +611,6 @@ class MlflowServer(ManagedServer):
             time.sleep(0.25)
         self._kill()
         raise HarnessError(f"MLflow server did not become ready ({last}); log tail:\n{_tail(self.log_path)}")
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            _stop_process_group(self._proc, timeout=15)
-            self._proc = None
-
-    def close(self) -> None:
-        self._kill()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        _LIVE.pop(id(self), None)
 
 
 # --------------------------------------------------------------------------- #
@@ -807,19 +796,6 @@ class NginxBearerProxy(ManagedServer):
             if ok or time.monotonic() > deadline:
                 return c
             time.sleep(0.05)
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            # SIGTERM = fast shutdown of master and workers; then sweep the group.
-            _stop_process_group(self._proc, timeout=10)
-            self._proc = None
-
-    def close(self) -> None:
-        self._kill()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        _LIVE.pop(id(self), None)
 
 
 # --------------------------------------------------------------------------- #
