@@ -165,10 +165,10 @@ def interruptible(call: Callable[[], T]) -> T:
 def _lookup(key: str) -> tuple[tuple[str, str], ...]:
     try:
         t = _native.transport()
+        generation = sync(t)
+        reply: dict[str, Any] = interruptible(lambda: t.headers(key))
     except _native.NativeError as exc:
         raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
-    generation = sync(t)
-    reply: dict[str, Any] = interruptible(lambda: t.headers(key))
     if reply.get("ok"):
         items = tuple(reply["headers"].items())
         _entries[key] = (generation, time.monotonic() + reply.get("max_age_ms", 0) / 1000.0, items)
