@@ -49,9 +49,9 @@ from harness import (  # noqa: E402  (needs the sys.path entry above)
     LOCALHOST,
     HarnessError,
     ManagedServer,
-    _tail,
     free_port,
     make_tls_files,
+    venv_executable,
 )
 
 __all__ = [
@@ -130,16 +130,6 @@ class MotoServer(ManagedServer):
 
     # -- lifecycle ---------------------------------------------------------- #
 
-    @staticmethod
-    def _executable() -> str:
-        candidate = Path(sys.executable).parent / "moto_server"
-        if candidate.exists():
-            return str(candidate)
-        found = shutil.which("moto_server")
-        if found:
-            return found
-        raise HarnessError("moto_server not found next to the Python interpreter (pip install 'moto[server]')")
-
     def start(self) -> None:
         if self.running:
             return
@@ -154,7 +144,7 @@ class MotoServer(ManagedServer):
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
-                [self._executable(), "-H", LOCALHOST, "-p", str(self.port)],
+                [venv_executable("moto_server", "pip install 'moto[server]'"), "-H", LOCALHOST, "-p", str(self.port)],
                 cwd=self._tmp,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -162,25 +152,10 @@ class MotoServer(ManagedServer):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = started + self._startup_timeout
-        last = "no response"
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                last = f"process exited with code {self._proc.returncode}"
-                break
-            try:
-                r = requests.get(f"{self.url}/moto-api/", timeout=2)
-                if r.status_code == 200:
-                    self.startup_seconds = time.monotonic() - started
-                    if self._want_iam_auth:
-                        self.enable_iam_auth()
-                    return
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as exc:
-                last = type(exc).__name__
-            time.sleep(0.05)
-        self._kill()
-        raise HarnessError(f"moto_server did not become ready ({last}); log tail:\n{_tail(self.log_path)}")
+        self._wait_http_ok(f"{self.url}/moto-api/", started + self._startup_timeout, "moto_server", 0.05)
+        self.startup_seconds = time.monotonic() - started
+        if self._want_iam_auth:
+            self.enable_iam_auth()
 
     # -- moto control API --------------------------------------------------- #
 

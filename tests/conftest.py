@@ -135,3 +135,19 @@ def use_env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 def search_url(base: str) -> str:
     return f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+
+
+@pytest.fixture()
+def basic_env(
+    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
+) -> dict[str, str]:
+    """Vault holds the MLflow admin credentials; the environment that uses them in basic mode."""
+    user, password = mlflow_server.basic_auth
+    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
+    return plugin_env(
+        vault_ready,
+        mlflow_server.url,
+        VAULT_TOKEN=reader_token,
+        MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+        MLFLOW_VAULT_AUTH_MODE="basic",
+    )

@@ -233,6 +233,39 @@ class ManagedServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    log_path: Path | None = None
+
+    def _wait_http_ok(self, url: str, deadline: float, what: str, interval: float = 0.1) -> None:
+        """Poll ``url`` until it answers 200; on failure stop the server and
+        raise with the tail of its log."""
+        last = "no response"
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                last = f"process exited with code {self._proc.returncode}"
+                break
+            try:
+                r = requests.get(url, timeout=2)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}"
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+            time.sleep(interval)
+        self._kill()
+        tail = _tail(self.log_path) if self.log_path is not None else ""
+        raise HarnessError(f"{what} did not become ready ({last}); log tail:\n{tail}")
+
+
+def venv_executable(name: str, install_hint: str) -> str:
+    """A console script of this virtual environment (or, failing that, on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise HarnessError(f"{name} not found next to the Python interpreter ({install_hint})")
+
 
 _S = TypeVar("_S", bound=ManagedServer)
 
@@ -305,21 +338,7 @@ class VaultServer(ManagedServer):
                 f"Vault test server did not start (exit code {rc}); stderr tail:\n{_tail(self.log_path)}"
             )
         self.addr, self.root_token = addr, token
-        self._wait_ready(deadline)
-
-    def _wait_ready(self, deadline: float) -> None:
-        last = ""
-        while time.monotonic() < deadline:
-            try:
-                r = requests.get(f"{self.addr}/v1/sys/health", timeout=2)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as exc:
-                last = type(exc).__name__
-            time.sleep(0.1)
-        self._kill()
-        raise HarnessError(f"Vault not healthy ({last}); stderr tail:\n{_tail(self.log_path)}")
+        self._wait_http_ok(f"{self.addr}/v1/sys/health", deadline, "Vault")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop Vault (SIGTERM, then SIGKILL). Its address then refuses connections."""
@@ -519,16 +538,6 @@ class MlflowServer(ManagedServer):
         self.log_path: Path | None = None
         self.artifacts_dir: Path | None = None
 
-    @staticmethod
-    def _mlflow_executable() -> str:
-        candidate = Path(sys.executable).parent / "mlflow"
-        if candidate.exists():
-            return str(candidate)
-        found = shutil.which("mlflow")
-        if found:
-            return found
-        raise HarnessError("mlflow executable not found next to the Python interpreter")
-
     @property
     def basic_auth(self) -> tuple[str, str]:
         return self.admin_username, self.admin_password
@@ -571,7 +580,7 @@ class MlflowServer(ManagedServer):
         )
         env.update(self._extra_env)
         cmd = [
-            self._mlflow_executable(),
+            venv_executable("mlflow", "pip install 'mlflow[auth]'"),
             "server",
             "--app-name", "basic-auth",
             "--host", LOCALHOST,
@@ -591,26 +600,7 @@ class MlflowServer(ManagedServer):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        assert self._proc is not None and self.log_path is not None
-        deadline = time.monotonic() + self._startup_timeout
-        last = "no response"
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                last = f"process exited with code {self._proc.returncode}"
-                break
-            try:
-                r = requests.get(f"{self.url}/health", timeout=2)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as exc:
-                last = type(exc).__name__
-            time.sleep(0.25)
-        self._kill()
-        raise HarnessError(f"MLflow server did not become ready ({last}); log tail:\n{_tail(self.log_path)}")
+        self._wait_http_ok(f"{self.url}/health", time.monotonic() + self._startup_timeout, "MLflow server", 0.25)
 
 
 # --------------------------------------------------------------------------- #

@@ -38,18 +38,9 @@ def test_info(vault_ready: harness.VaultServer, mlflow_server: harness.MlflowSer
     assert "MLFLOW_VAULT_TTL_SEC" in bad.stdout
 
 
-def test_doctor_dry_run(
-    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
-) -> None:
-    user, password = mlflow_server.basic_auth
-    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
-    env = plugin_env(
-        vault_ready,
-        mlflow_server.url,
-        VAULT_TOKEN=reader_token,
-        MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
-        MLFLOW_VAULT_AUTH_MODE="basic",
-    )
+def test_doctor_dry_run(mlflow_server: harness.MlflowServer, basic_env: dict[str, str]) -> None:
+    env = basic_env
+    password = mlflow_server.admin_password
     url = f"{mlflow_server.url}/api/2.0/mlflow/experiments/search?max_results=1"
     ok = cli(env, "doctor", "--dry-run", url)
     assert ok.returncode == 0, ok.stdout + ok.stderr

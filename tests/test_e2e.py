@@ -135,22 +135,10 @@ def test_bearer_through_a_checking_proxy(
     ],
 )
 def test_misconfiguration_is_named_and_no_secret_leaks(
-    vault_ready: harness.VaultServer,
-    mlflow_server: harness.MlflowServer,
-    reader_token: str,
-    secret_path: str,
-    change: dict[str, str],
-    variable: str,
+    mlflow_server: harness.MlflowServer, basic_env: dict[str, str], change: dict[str, str], variable: str
 ) -> None:
-    user, password = mlflow_server.basic_auth
-    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
-    env = plugin_env(
-        vault_ready,
-        mlflow_server.url,
-        VAULT_TOKEN=reader_token,
-        MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
-        MLFLOW_VAULT_AUTH_MODE="basic",
-    )
+    password, reader_token = mlflow_server.admin_password, basic_env["VAULT_TOKEN"]
+    env = dict(basic_env)
     env.update(change)
     result = run_script(env, timeout=120)
     assert result.returncode != 0

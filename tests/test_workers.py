@@ -23,21 +23,6 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train.py"
 
 
-@pytest.fixture()
-def basic_env(
-    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
-) -> dict[str, str]:
-    user, password = mlflow_server.basic_auth
-    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
-    return plugin_env(
-        vault_ready,
-        mlflow_server.url,
-        VAULT_TOKEN=reader_token,
-        MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
-        MLFLOW_VAULT_AUTH_MODE="basic",
-    )
-
-
 def runs_in(server: harness.MlflowServer, experiment: str) -> set[str]:
     exp = requests.get(
         f"{server.url}/api/2.0/mlflow/experiments/get-by-name",
@@ -286,8 +271,8 @@ print("transport", type(_native._transport).__name__)
 """
 
 
-def test_helper_transport_end_to_end(basic_env: dict[str, str], mlflow_server: harness.MlflowServer) -> None:
-    env = clean_env(**basic_env, MLFLOW_SECRETS_AUTH_TRANSPORT="helper")
+def run_example_reporting_transport(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """examples/train.py, unmodified, then a line naming the transport it used."""
     out = subprocess.run(
         [sys.executable, "-c", HELPER_RUN, str(EXAMPLE)],
         env=env,
@@ -297,6 +282,11 @@ def test_helper_transport_end_to_end(basic_env: dict[str, str], mlflow_server: h
         check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_helper_transport_end_to_end(basic_env: dict[str, str], mlflow_server: harness.MlflowServer) -> None:
+    out = run_example_reporting_transport(clean_env(**basic_env, MLFLOW_SECRETS_AUTH_TRANSPORT="helper"))
     assert "transport Helper" in out.stdout
     run_id = out.stdout.split("logged run ")[1].split(";")[0]
     assert run_id in runs_in(mlflow_server, "secrets-auth-demo")
@@ -307,16 +297,7 @@ def test_library_that_cannot_load_falls_back_to_the_helper(
 ) -> None:
     broken = tmp_path / "libmlflow_secrets_auth.so"
     broken.write_text("not an ELF file")
-    env = clean_env(**basic_env, MLFLOW_SECRETS_AUTH_LIBRARY=str(broken))
-    out = subprocess.run(
-        [sys.executable, "-c", HELPER_RUN, str(EXAMPLE)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_example_reporting_transport(clean_env(**basic_env, MLFLOW_SECRETS_AUTH_LIBRARY=str(broken)))
     assert "transport Helper" in out.stdout
     warnings = [line for line in out.stderr.splitlines() if "using the helper process" in line]
     assert len(warnings) == 1, out.stderr[-3000:]
