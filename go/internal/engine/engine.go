@@ -15,7 +15,6 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cache"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
-	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/hostpolicy"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/aws"
