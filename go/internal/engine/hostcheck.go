@@ -35,4 +35,3 @@ func checkHost(cfg *config.Config, host string) *msaerr.Error {
 		"host %s is not the MLflow tracking or registry server (%s); to send credentials there, add it to %s",
 		t, strings.Join(cfg.AllowedHosts.Patterns(), ", "), config.EnvAllowedHosts)
 }
-
