@@ -80,7 +80,7 @@ type Engine struct {
 	cache     *cache.Cache[secret.Credential]
 
 	mu        sync.Mutex
-	instances map[string]*instance // by Spec.Key
+	instances map[string]*instance // by provider.KeyOf(name, Spec.Settings)
 }
 
 // New returns an engine reading time from now (time.Now when nil). Until
@@ -108,7 +108,7 @@ func (e *Engine) SetEnv(env config.Env) {
 	keep := map[string]bool{}
 	for _, s := range st.specs {
 		if s.err == nil {
-			keep[s.spec.Key] = true
+			keep[provider.KeyOf(s.name, s.spec.Settings)] = true
 		}
 	}
 	e.mu.Lock()
@@ -213,7 +213,7 @@ func (e *Engine) serve(ctx context.Context, cfg *config.Config, s specEntry) (ma
 	fetchCtx := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), cfg.Timeout)
 	}
-	cres, err := e.cache.Get(ctx, s.spec.Key, s.spec.TTL, fetchCtx, p.Fetch)
+	cres, err := e.cache.Get(ctx, provider.KeyOf(s.name, s.spec.Settings), s.spec.TTL, fetchCtx, p.Fetch)
 	if err != nil {
 		if ctx.Err() != nil || (errors.Is(err, context.DeadlineExceeded) && msaerr.As(err).Code == msaerr.Internal) {
 			return nil, none, msaerr.New(msaerr.Backend, config.EnvTimeout,
@@ -233,16 +233,19 @@ func (e *Engine) serve(ctx context.Context, cfg *config.Config, s specEntry) (ma
 }
 
 func (e *Engine) provider(spec provider.Spec) (provider.Provider, *msaerr.Error) {
+	key := provider.KeyOf(spec.Name, spec.Settings)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if inst := e.instances[spec.Key]; inst != nil {
+	if inst := e.instances[key]; inst != nil {
 		return inst.p, inst.err
 	}
-	p, err := spec.New()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := spec.New(ctx)
 	if err != nil {
 		return nil, msaerr.As(err) // not kept: the next call tries again
 	}
-	e.instances[spec.Key] = &instance{p: p}
+	e.instances[key] = &instance{p: p}
 	return p, nil
 }
 

@@ -64,9 +64,9 @@ func (f *fake) factory(env config.Env, _ *config.Config) (provider.Spec, error) 
 		return provider.Spec{}, err
 	}
 	p := &fakeProvider{f: f, secret: sec, fail: env.Get(prefix+"_FAIL") != "", block: env.Get(prefix+"_BLOCK") != ""}
-	return provider.Spec{Name: f.name, Key: provider.Key(f.name, sec, env.Get(prefix+"_FAIL"), env.Get(prefix+"_BLOCK")),
+	return provider.Spec{Name: f.name, Settings: [3]string{sec, env.Get(prefix + "_FAIL"), env.Get(prefix + "_BLOCK")},
 		Mode: mode, ModeVar: prefix + "_MODE", TTL: time.Minute,
-		New: func() (provider.Provider, error) { f.instances.Add(1); return p, nil }}, nil
+		New: func(context.Context) (provider.Provider, error) { f.instances.Add(1); return p, nil }}, nil
 }
 
 func newTestEngine() (*Engine, *fake, *fake) { return newTestEngineAt(nil) }

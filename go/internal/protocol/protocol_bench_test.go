@@ -22,8 +22,8 @@ func (static) Close() {}
 func BenchmarkHeadersJSON(b *testing.B) {
 	e := engine.NewWith(nil, map[string]provider.Factory{
 		config.Vault: func(config.Env, *config.Config) (provider.Spec, error) {
-			return provider.Spec{Name: "vault", Key: "k", Mode: "bearer", TTL: 1e12,
-				New: func() (provider.Provider, error) { return static{}, nil }}, nil
+			return provider.Spec{Name: "vault", Settings: "k", Mode: "bearer", TTL: 1e12,
+				New: func(context.Context) (provider.Provider, error) { return static{}, nil }}, nil
 		},
 	})
 	SetEnv(e, []byte(`{"MLFLOW_SECRETS_AUTH_ENABLE":"vault","MLFLOW_TRACKING_URI":"https://mlflow.corp.com"}`))

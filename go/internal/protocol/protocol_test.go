@@ -19,8 +19,8 @@ func (panicky) Close()                                           {}
 func TestPanicsBecomeInternalErrors(t *testing.T) {
 	factories := map[string]provider.Factory{
 		config.Vault: func(config.Env, *config.Config) (provider.Spec, error) {
-			return provider.Spec{Name: "vault", Key: "k", Mode: "bearer", TTL: 1e9,
-				New: func() (provider.Provider, error) { return panicky{}, nil }}, nil
+			return provider.Spec{Name: "vault", Settings: "k", Mode: "bearer", TTL: 1e9,
+				New: func(context.Context) (provider.Provider, error) { return panicky{}, nil }}, nil
 		},
 		config.AWSSecretsManager: func(config.Env, *config.Config) (provider.Spec, error) { panic("boom in factory") },
 	}

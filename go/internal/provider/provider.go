@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
@@ -17,20 +18,34 @@ import (
 // Provider fetches the credential from one backend. Safe for concurrent use.
 type Provider interface {
 	Fetch(ctx context.Context) (secret.Credential, error)
-	// Close stops background work (token renewal); Fetch is not called after.
+	// Close stops background work (token renewal) and closes idle
+	// connections; Fetch is not called after.
 	Close()
 }
 
 // Spec is a backend's settings, checked before any connection is made.
 type Spec struct {
-	Name    string
-	Key     string      // equal keys share one Provider and one cache entry
-	Mode    header.Mode // bearer or basic
-	ModeVar string      // the variable that sets Mode
-	TTL     time.Duration
-	// Details are non-secret facts for `info` and `doctor` (address, path, auth method).
+	Name string
+	// Settings is the backend's complete configuration as one comparable
+	// value (a struct of strings, numbers, bools and durations only),
+	// including the shared timeout, retries and TLS settings. The engine
+	// derives the provider's identity and cache key from the whole value
+	// (KeyOf): equal values share one Provider and one cache entry, and any
+	// change gives a new Provider.
+	Settings any
+	Mode     header.Mode // bearer or basic
+	ModeVar  string      // the variable that sets Mode
+	TTL      time.Duration
+	// Details are non-secret facts for `info` and `doctor` (address, path,
+	// auth method), with any URL userinfo already redacted.
 	Details [][2]string
-	New     func() (Provider, error)
+	// Warnings are non-fatal configuration concerns (for example a Vault
+	// address in cleartext http to a host other than loopback), shown by
+	// `info` and `doctor` and logged once.
+	Warnings []string
+	// New builds the Provider for Settings within ctx's deadline. Errors are
+	// *msaerr.Error without the provider's name: the engine prefixes it.
+	New func(ctx context.Context) (Provider, error)
 }
 
 // Factory reads a backend's settings from the environment. It returns a
@@ -49,12 +64,9 @@ func ModeAndTTL(env config.Env, modeVar, ttlVar string) (header.Mode, time.Durat
 	return mode, ttl, err
 }
 
-// Key hashes settings (which may include credentials) into a cache key.
-func Key(name string, parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
-	}
-	return name + ":" + hex.EncodeToString(h.Sum(nil)[:16])
+// KeyOf hashes a provider's whole settings value (which may include
+// credentials) into its identity and cache key.
+func KeyOf(name string, settings any) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%#v", settings)))
+	return name + ":" + hex.EncodeToString(h[:16])
 }

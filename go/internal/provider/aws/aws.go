@@ -48,7 +48,7 @@ type Settings struct {
 	VersionID   string // version id
 	Region      string // from the ARN, AWS_REGION or AWS_DEFAULT_REGION; else the SDK's shared config
 	MaxAttempts int    // 0: the SDK decides (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, defaults)
-	sdkEnv      []string
+	sdkEnv      string
 }
 
 // Factory reads the settings and returns the provider's Spec.
@@ -87,20 +87,19 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	if err != nil {
 		return provider.Spec{}, err
 	}
-	s.sdkEnv = env.WithPrefix("AWS_")
+	s.sdkEnv = strings.Join(env.WithPrefix("AWS_"), "\x00")
 	details := [][2]string{{"secret", s.SecretID}, {"region", orDefault(s.Region, "(from the AWS shared config)")}}
 	if s.Stage != "" || s.VersionID != "" {
 		details = append(details, [2]string{"version", s.Stage + s.VersionID})
 	}
-	key := append([]string{s.SecretID, s.Stage, s.VersionID, s.Region, fmt.Sprint(s.MaxAttempts)}, s.sdkEnv...)
 	return provider.Spec{
-		Name:    config.AWSSecretsManager,
-		Key:     provider.Key(config.AWSSecretsManager, key...),
-		Mode:    mode,
-		ModeVar: EnvAuthMode,
-		TTL:     ttl,
-		Details: details,
-		New:     func() (provider.Provider, error) { return newProvider(s, shared.Timeout) },
+		Name:     config.AWSSecretsManager,
+		Settings: s,
+		Mode:     mode,
+		ModeVar:  EnvAuthMode,
+		TTL:      ttl,
+		Details:  details,
+		New:      func(context.Context) (provider.Provider, error) { return newProvider(s, shared.Timeout) },
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func spec(t *testing.T, env config.Env) Settings {
 	if err != nil {
 		t.Fatalf("Factory(%v): %v", env, err)
 	}
-	p, err := sp.New()
+	p, err := sp.New(context.Background())
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -84,7 +85,7 @@ func TestNoRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sp.New()
+	_, err = sp.New(context.Background())
 	if err == nil || msaerr.As(err).Variable != "AWS_REGION" {
 		t.Fatalf("no region: %v", err)
 	}

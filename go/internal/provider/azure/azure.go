@@ -48,7 +48,7 @@ type Settings struct {
 	VaultURL, SecretName, Version string
 	CABundle                      string
 	relaxChallenge                bool
-	sdkEnv                        []string
+	sdkEnv                        string
 }
 
 // Factory reads the settings and returns the provider's Spec.
@@ -84,17 +84,16 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	if err != nil {
 		return provider.Spec{}, err
 	}
-	s.sdkEnv = env.WithPrefix("AZURE_", "IDENTITY_", "MSI_", "IMDS_")
+	s.sdkEnv = strings.Join(env.WithPrefix("AZURE_", "IDENTITY_", "MSI_", "IMDS_"), "\x00")
 	details := [][2]string{{"vault", s.VaultURL}, {"secret", s.SecretName}, {"version", orLatest(s.Version)}}
-	key := append([]string{s.VaultURL, s.SecretName, s.Version, s.CABundle}, s.sdkEnv...)
 	return provider.Spec{
-		Name:    config.AzureKeyVault,
-		Key:     provider.Key(config.AzureKeyVault, key...),
-		Mode:    mode,
-		ModeVar: EnvAuthMode,
-		TTL:     ttl,
-		Details: details,
-		New:     func() (provider.Provider, error) { return newProvider(s, shared.MaxRetries) },
+		Name:     config.AzureKeyVault,
+		Settings: s,
+		Mode:     mode,
+		ModeVar:  EnvAuthMode,
+		TTL:      ttl,
+		Details:  details,
+		New:      func(context.Context) (provider.Provider, error) { return newProvider(s, shared.MaxRetries) },
 	}, nil
 }
 

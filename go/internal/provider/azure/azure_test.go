@@ -1,6 +1,7 @@
 package azure
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestSettings(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", url, err)
 		}
-		p, err := sp.New()
+		p, err := sp.New(context.Background())
 		if err != nil {
 			t.Fatalf("%s: New: %v", url, err)
 		}
@@ -70,7 +71,7 @@ func TestSettingsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sp.New(); err == nil || msaerr.As(err).Variable != "MLFLOW_AZURE_CA_BUNDLE" {
+	if _, err := sp.New(context.Background()); err == nil || msaerr.As(err).Variable != "MLFLOW_AZURE_CA_BUNDLE" {
 		t.Errorf("CA bundle without PEM: %v", err)
 	}
 }

@@ -3,9 +3,9 @@
 package vault
 
 import (
+	"context"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
@@ -112,17 +112,12 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		details = append(details, [2]string{"namespace", s.Namespace})
 	}
 	return provider.Spec{
-		Name:    config.Vault,
-		Key:     provider.Key(config.Vault, s.key()...),
-		Mode:    mode,
-		ModeVar: EnvAuthMode,
-		TTL:     ttl,
-		Details: details,
-		New:     func() (provider.Provider, error) { return newProvider(s, shared.Timeout) },
+		Name:     config.Vault,
+		Settings: s,
+		Mode:     mode,
+		ModeVar:  EnvAuthMode,
+		TTL:      ttl,
+		Details:  details,
+		New:      func(context.Context) (provider.Provider, error) { return newProvider(s, shared.Timeout) },
 	}, nil
-}
-
-func (s Settings) key() []string {
-	return []string{s.Addr, s.Namespace, s.Token, s.RoleID, s.SecretID, s.AppRoleMount, s.CACert, s.CAPath,
-		s.ClientCert, s.ClientKey, s.TLSServerName, strconv.FormatBool(s.SkipVerify), s.SecretPath, strconv.Itoa(s.MaxRetries)}
 }

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 )
 
 func base() config.Env {
@@ -69,13 +71,13 @@ func TestSpec(t *testing.T) {
 			t.Errorf("details leak the token: %v", d)
 		}
 	}
-	if strings.Contains(spec.Key, "tok3n") {
+	if strings.Contains(provider.KeyOf("vault", spec.Settings), "tok3n") {
 		t.Error("the cache key holds the token in clear")
 	}
 	other := base()
 	other["MLFLOW_VAULT_SECRET_PATH"] = "secret/mlflow/other"
 	spec2, _ := Factory(other, &config.Config{Timeout: time.Second})
-	if spec2.Key == spec.Key {
+	if provider.KeyOf("vault", spec2.Settings) == provider.KeyOf("vault", spec.Settings) {
 		t.Error("a different secret path must be a different cache key")
 	}
 	approle := base()
@@ -85,7 +87,7 @@ func TestSpec(t *testing.T) {
 	if err != nil || !strings.Contains(spec3.Details[2][1], "approle") {
 		t.Errorf("approle spec = %+v, %v", spec3, err)
 	}
-	if _, err := spec3.New(); err != nil {
+	if _, err := spec3.New(context.Background()); err != nil {
 		t.Errorf("New: %v", err)
 	}
 }
