@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,74 +22,284 @@ func (c *clock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func fctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), time.Minute)
-}
-
-// counter fetches "v<n>" and counts calls; fail makes it return an error.
+// counter fetches "v<n>" and counts calls; fail makes it return an error;
+// gate, when set, holds each fetch until a value is sent on it.
 type counter struct {
 	calls atomic.Int64
 	fail  atomic.Bool
+	gate  chan struct{}
 }
 
 func (c *counter) fetch(context.Context) (string, error) {
 	n := c.calls.Add(1)
+	if c.gate != nil {
+		<-c.gate
+	}
 	if c.fail.Load() {
 		return "", errors.New("backend down")
 	}
-	return "v" + string(rune('0'+n)), nil
+	return "v" + strconv.Itoa(int(n)), nil
 }
 
-func TestTTL(t *testing.T) {
+// newTest returns a cache on a fake clock whose recorded fetches are
+// reported on the returned channel.
+func newTest(t *testing.T) (*Cache[string], *clock, chan error) {
+	t.Helper()
 	clk := &clock{t: time.Unix(1000, 0)}
 	c := New[string](clk.now)
-	var src counter
-	get := func() Result[string] {
-		r, err := c.Get(context.Background(), "k", 10*time.Second, fctx, src.fetch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	if r := get(); r.Value != "v1" || r.FreshFor != 10*time.Second {
-		t.Fatalf("first = %+v", r)
-	}
-	clk.advance(9 * time.Second)
-	if r := get(); r.Value != "v1" || r.FreshFor != time.Second || src.calls.Load() != 1 {
-		t.Fatalf("within TTL = %+v after %d fetches", r, src.calls.Load())
-	}
-	clk.advance(time.Second)
-	if r := get(); r.Value != "v2" || src.calls.Load() != 2 {
-		t.Fatalf("after TTL = %+v after %d fetches", r, src.calls.Load())
-	}
-	c.Invalidate("k")
-	if r := get(); r.Value != "v3" {
-		t.Fatalf("after Invalidate = %+v", r)
+	done := make(chan error, 16)
+	c.stored = func(_ string, err error) { done <- err }
+	return c, clk, done
+}
+
+// background waits until the cache has recorded one background fetch.
+func background(t *testing.T, done chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("no background fetch was recorded")
+		return nil
 	}
 }
 
+// noFetch asserts that no fetch was recorded since the last check.
+func noFetch(t *testing.T, done chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("unexpected fetch recorded (err %v)", err)
+	default:
+	}
+}
+
+const ttl = 8 * time.Second
+
+func fetchOf(src *counter) Fetch[string] {
+	return Fetch[string]{TTL: ttl, Timeout: time.Minute, Do: src.fetch}
+}
+
+func mustGet(t *testing.T, c *Cache[string], f Fetch[string]) Result[string] {
+	t.Helper()
+	r, err := c.Get(context.Background(), "k", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestBackoff(t *testing.T) {
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	for i, w := range want {
+		if got := Backoff(i + 1); got != w {
+			t.Errorf("Backoff(%d) = %s, want %s", i+1, got, w)
+		}
+	}
+	if got := Backoff(1000); got != BackoffMax {
+		t.Errorf("Backoff(1000) = %s", got)
+	}
+	if got := RefreshAfter(2 * time.Second); got != 1500*time.Millisecond {
+		t.Errorf("RefreshAfter(2s) = %s", got)
+	}
+}
+
+// The value is refreshed in the background from 3/4 of the TTL on, while the
+// callers keep getting the held value without waiting.
+func TestRefreshAhead(t *testing.T) {
+	c, clk, done := newTest(t)
+	src := &counter{}
+	f := fetchOf(src)
+	if r := mustGet(t, c, f); r.Value != "v1" || r.FreshFor != 6*time.Second {
+		t.Fatalf("first = %+v", r)
+	}
+	<-done
+	clk.advance(5 * time.Second)
+	if r := mustGet(t, c, f); r.Value != "v1" || r.FreshFor != time.Second || r.Pending {
+		t.Fatalf("before the refresh point = %+v", r)
+	}
+	noFetch(t, done)
+	src.gate = make(chan struct{})
+	clk.advance(time.Second) // the refresh point
+	// The refresh is held at the gate: Get must still answer at once.
+	r := mustGet(t, c, f)
+	if r.Value != "v1" || !r.Pending || r.Stale || r.FreshFor != time.Second {
+		t.Fatalf("at the refresh point = %+v", r)
+	}
+	clk.advance(3 * time.Second) // past the TTL while the refresh still runs: not stale, no second fetch
+	if r := mustGet(t, c, f); r.Value != "v1" || r.Stale || !r.Pending {
+		t.Fatalf("past the TTL during the refresh = %+v", r)
+	}
+	close(src.gate)
+	if err := background(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustGet(t, c, f); r.Value != "v2" || r.Pending || r.FreshFor != 6*time.Second {
+		t.Fatalf("after the refresh = %+v", r)
+	}
+	if n := src.calls.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
+	}
+}
+
+// During an outage the held value is served at once, refreshes are retried in
+// the background with capped exponential back-off, and recovery replaces it.
+func TestStaleWhileRevalidate(t *testing.T) {
+	c, clk, done := newTest(t)
+	src := &counter{}
+	f := fetchOf(src)
+	mustGet(t, c, f)
+	<-done
+	src.fail.Store(true)
+	clk.advance(6 * time.Second)
+	mustGet(t, c, f) // starts the first refresh, which fails
+	if err := background(t, done); err == nil {
+		t.Fatal("refresh should have failed")
+	}
+	// Still within the TTL: served, not stale yet; the next try comes after Backoff(1).
+	if r := mustGet(t, c, f); r.Value != "v1" || r.Stale || r.FreshFor != time.Second {
+		t.Fatalf("after a failed refresh = %+v", r)
+	}
+	noFetch(t, done)
+	tries := 1
+	for i := 1; i <= 7; i++ {
+		clk.advance(Backoff(i) - time.Millisecond)
+		r := mustGet(t, c, f)
+		noFetch(t, done) // the back-off has not ended: no fetch
+		if r.Value != "v1" || r.FreshFor != time.Millisecond {
+			t.Fatalf("try %d, during back-off: %+v", i, r)
+		}
+		clk.advance(time.Millisecond)
+		r = mustGet(t, c, f) // the back-off has ended: one background retry
+		if err := background(t, done); err == nil {
+			t.Fatal("retry should have failed")
+		}
+		tries++
+		// Stale (with the refresh error) once past the TTL: from the second retry on.
+		if wantStale := i >= 2; r.Value != "v1" || r.Stale != wantStale || (wantStale && (r.Err == nil || r.Err.Error() != "backend down")) {
+			t.Fatalf("try %d: %+v", i, r)
+		}
+	}
+	if n := src.calls.Load(); n != int64(tries+1) {
+		t.Fatalf("%d fetches, want %d", n, tries+1)
+	}
+	src.fail.Store(false)
+	clk.advance(BackoffMax)
+	mustGet(t, c, f)
+	if err := background(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustGet(t, c, f); r.Stale || r.Err != nil || r.Value == "v1" || r.FreshFor != 6*time.Second {
+		t.Fatalf("after recovery = %+v", r)
+	}
+}
+
+// Past TTL + MaxStale the held value is dropped and the caller waits on a fetch.
+func TestStaleWindowEnds(t *testing.T) {
+	c, clk, done := newTest(t)
+	src := &counter{}
+	f := fetchOf(src)
+	mustGet(t, c, f)
+	<-done
+	src.fail.Store(true)
+	clk.advance(ttl + MaxStale)
+	if r, err := c.Get(context.Background(), "k", f); err == nil || r.Value != "" {
+		t.Fatalf("past the stale window = %+v, %v", r, err)
+	}
+	if c.Has("k") {
+		t.Fatal("the value past the stale window is still held")
+	}
+}
+
+// A key that never produced a value backs off like one that did: during the
+// back-off its last error comes back at once without asking the backend.
+func TestNeverSucceededBacksOff(t *testing.T) {
+	c, clk, done := newTest(t)
+	src := &counter{}
+	src.fail.Store(true)
+	f := fetchOf(src)
+	if _, err := c.Get(context.Background(), "k", f); err == nil {
+		t.Fatal("want an error")
+	}
+	<-done
+	r, err := c.Get(context.Background(), "k", f)
+	if err == nil || r.FreshFor != time.Second || src.calls.Load() != 1 {
+		t.Fatalf("during back-off: %+v, %v, %d fetches", r, err, src.calls.Load())
+	}
+	if r, err := c.Peek("k", f); err == nil || errors.Is(err, ErrPending) || r.Pending {
+		t.Fatalf("peek during back-off: %+v, %v", r, err)
+	}
+	noFetch(t, done)
+	clk.advance(time.Second)
+	src.gate = make(chan struct{})
+	r, err = c.Peek("k", f) // starts a background retry, answers at once
+	if err == nil || !r.Pending || r.FreshFor <= 0 {
+		t.Fatalf("peek after back-off: %+v, %v", r, err)
+	}
+	close(src.gate)
+	<-done
+	if n := src.calls.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
+	}
+	src.fail.Store(false)
+	clk.advance(Backoff(2))
+	if r := mustGet(t, c, f); r.Value != "v3" {
+		t.Fatalf("after recovery: %+v", r)
+	}
+}
+
+func TestPeekStartsFirstFetch(t *testing.T) {
+	c, _, done := newTest(t)
+	src := &counter{gate: make(chan struct{})}
+	f := fetchOf(src)
+	if r, err := c.Peek("k", f); !errors.Is(err, ErrPending) || !r.Pending {
+		t.Fatalf("peek on a new key: %+v, %v", r, err)
+	}
+	close(src.gate)
+	if r := mustGet(t, c, f); r.Value != "v1" { // joins the running fetch
+		t.Fatalf("get = %+v", r)
+	}
+	<-done
+	if r, err := c.Peek("k", f); err != nil || r.Value != "v1" || src.calls.Load() != 1 {
+		t.Fatalf("peek after = %+v, %v, %d fetches", r, err, src.calls.Load())
+	}
+}
+
+// Every caller of a cold key waits on the same fetch. The fetch is held
+// until every caller has started and either a second fetch begins (which is
+// the failure this test catches: without singleflight it comes at once) or
+// a grace period passes.
 func TestOneFetchForConcurrentCallers(t *testing.T) {
 	c := New[string](nil)
-	release := make(chan struct{})
+	const callers = 32
+	release, second := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int64
-	fetch := func(context.Context) (string, error) {
-		calls.Add(1)
+	f := Fetch[string]{TTL: time.Minute, Timeout: time.Minute, Do: func(context.Context) (string, error) {
+		if calls.Add(1) == 2 {
+			close(second)
+		}
 		<-release
 		return "v", nil
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for range 64 {
+	}}
+	var arrived, wg sync.WaitGroup
+	arrived.Add(callers)
+	errs := make(chan error, callers)
+	for range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := c.Get(context.Background(), "k", time.Minute, fctx, fetch)
+			arrived.Done()
+			r, err := c.Get(context.Background(), "k", f)
 			if err != nil || r.Value != "v" {
 				errs <- errors.Join(err, errors.New("wrong value "+r.Value))
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let the callers pile up on the cold key
+	arrived.Wait()
+	select {
+	case <-second:
+	case <-time.After(200 * time.Millisecond):
+	}
 	close(release)
 	wg.Wait()
 	close(errs)
@@ -96,79 +307,96 @@ func TestOneFetchForConcurrentCallers(t *testing.T) {
 		t.Error(err)
 	}
 	if n := calls.Load(); n != 1 {
-		t.Fatalf("%d fetches for 64 concurrent callers, want 1", n)
+		t.Fatalf("%d fetches for %d concurrent callers, want 1", n, callers)
 	}
 }
 
-func TestStaleOnFailure(t *testing.T) {
-	clk := &clock{t: time.Unix(1000, 0)}
-	c := New[string](clk.now)
-	var src counter
-	ttl := 60 * time.Second
-	if _, err := c.Get(context.Background(), "k", ttl, fctx, src.fetch); err != nil {
+func TestCallerDeadlineDoesNotStopTheFetch(t *testing.T) {
+	c, _, done := newTest(t)
+	src := &counter{gate: make(chan struct{})}
+	f := fetchOf(src)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r, err := c.Get(ctx, "k", f); !errors.Is(err, context.Canceled) || !r.Pending {
+		t.Fatalf("cancelled caller: %+v, %v", r, err)
+	}
+	close(src.gate)
+	if err := background(t, done); err != nil {
 		t.Fatal(err)
 	}
-	src.fail.Store(true)
-	clk.advance(ttl)
-	r, err := c.Get(context.Background(), "k", ttl, fctx, src.fetch)
-	if err != nil || !r.Stale || r.Value != "v1" || r.Err == nil || r.FreshFor != RetryAfter {
-		t.Fatalf("refresh failure = %+v, %v", r, err)
-	}
-	// Within RetryAfter the backend is not asked again.
-	clk.advance(RetryAfter - time.Second)
-	if r, _ := c.Get(context.Background(), "k", ttl, fctx, src.fetch); !r.Stale || src.calls.Load() != 2 {
-		t.Fatalf("during back-off: %+v after %d fetches", r, src.calls.Load())
-	}
-	clk.advance(time.Second)
-	if _, _ = c.Get(context.Background(), "k", ttl, fctx, src.fetch); src.calls.Load() != 3 {
-		t.Fatalf("after back-off: %d fetches, want 3", src.calls.Load())
-	}
-	// Recovery replaces the stale value.
-	src.fail.Store(false)
-	clk.advance(RetryAfter)
-	if r, _ := c.Get(context.Background(), "k", ttl, fctx, src.fetch); r.Stale || r.Value != "v4" {
-		t.Fatalf("after recovery = %+v", r)
-	}
-	// Past MaxStale the error comes through.
-	src.fail.Store(true)
-	clk.advance(ttl + MaxStale)
-	if r, err := c.Get(context.Background(), "k", ttl, fctx, src.fetch); err == nil {
-		t.Fatalf("past MaxStale = %+v, want an error", r)
+	if r, err := c.Peek("k", f); err != nil || r.Value != "v1" {
+		t.Fatalf("the fetch went on: %+v, %v", r, err)
 	}
 }
 
-func TestErrorWithoutValueAndCallerDeadline(t *testing.T) {
-	c := New[string](nil)
-	var src counter
-	src.fail.Store(true)
-	if _, err := c.Get(context.Background(), "k", time.Minute, fctx, src.fetch); err == nil || err.Error() != "backend down" {
+func TestPanicInFetchIsAnError(t *testing.T) {
+	c, _, done := newTest(t)
+	f := Fetch[string]{TTL: ttl, Timeout: time.Minute, Do: func(context.Context) (string, error) { panic("boom") }}
+	if _, err := c.Get(context.Background(), "k", f); err == nil || err.Error() != "internal error while fetching: boom" {
 		t.Fatalf("err = %v", err)
 	}
-	block := make(chan struct{})
-	defer close(block)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	_, err := c.Get(ctx, "slow", time.Minute, fctx, func(context.Context) (string, error) { <-block; return "", nil })
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("slow fetch: err = %v, want deadline exceeded", err)
+	if err := <-done; err == nil {
+		t.Fatal("the failure was not recorded")
+	}
+}
+
+// Invalidate drops values older than MinRefetch; the next Get fetches again
+// instead of serving the dropped value; a second Invalidate within
+// MinRefetch drops nothing.
+func TestInvalidate(t *testing.T) {
+	c, clk, done := newTest(t)
+	src := &counter{}
+	f := fetchOf(src)
+	mustGet(t, c, f)
+	<-done
+	all := func(string) bool { return true }
+	if n := c.Invalidate(all); n != 0 {
+		t.Fatalf("a value just fetched was dropped (%d)", n)
+	}
+	clk.advance(MinRefetch)
+	if n := c.Invalidate(func(k string) bool { return k == "other" }); n != 0 {
+		t.Fatalf("dropped %d values of another key", n)
+	}
+	if n := c.Invalidate(all); n != 1 {
+		t.Fatalf("dropped %d, want 1", n)
+	}
+	if r := mustGet(t, c, f); r.Value != "v2" || src.calls.Load() != 2 {
+		t.Fatalf("after Invalidate = %+v, %d fetches", r, src.calls.Load())
+	}
+	<-done
+	clk.advance(MinRefetch - time.Millisecond)
+	if n := c.Invalidate(all); n != 0 {
+		t.Fatalf("second Invalidate within MinRefetch dropped %d", n)
 	}
 }
 
 func TestRetain(t *testing.T) {
-	c := New[string](nil)
-	var src counter
+	c, _, done := newTest(t)
+	src := &counter{}
+	f := fetchOf(src)
 	for _, k := range []string{"a", "b"} {
-		if _, err := c.Get(context.Background(), k, time.Minute, fctx, src.fetch); err != nil {
+		if _, err := c.Get(context.Background(), k, f); err != nil {
 			t.Fatal(err)
 		}
+		<-done
 	}
 	c.Retain(func(k string) bool { return k == "a" })
-	_, _ = c.Get(context.Background(), "a", time.Minute, fctx, src.fetch)
-	if src.calls.Load() != 2 {
+	if r, _ := c.Get(context.Background(), "a", f); r.Value != "v1" || src.calls.Load() != 2 {
 		t.Fatal("retained key was fetched again")
 	}
-	_, _ = c.Get(context.Background(), "b", time.Minute, fctx, src.fetch)
-	if src.calls.Load() != 3 {
+	if r, _ := c.Get(context.Background(), "b", f); r.Value != "v3" {
 		t.Fatal("dropped key was not fetched again")
+	}
+	<-done
+	// A fetch that completes after its key was dropped is discarded.
+	src.gate = make(chan struct{})
+	if _, err := c.Peek("c", f); !errors.Is(err, ErrPending) {
+		t.Fatal(err)
+	}
+	c.Retain(func(string) bool { return false })
+	close(src.gate)
+	<-done
+	if c.Has("c") || c.Has("a") {
+		t.Fatal("a dropped key holds a value")
 	}
 }
