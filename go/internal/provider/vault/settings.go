@@ -1,19 +1,23 @@
-// Package vault reads the credential from HashiCorp Vault's KV engine (v1 or
-// v2, detected per mount), logging in with a token or with AppRole.
+// Package vault reads the credential from HashiCorp Vault's or OpenBao's KV
+// engine (v1 or v2, detected per mount), logging in with a token or with
+// AppRole.
 package vault
 
 import (
 	"context"
+	"net"
 	"net/url"
-	"os"
 	"strings"
+	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 )
 
-// The variables this provider reads.
+// The variables this provider reads. Each VAULT_* variable of the client has
+// an OpenBao alias BAO_*; when both are set, the VAULT_* one wins.
 const (
 	EnvAddr          = "VAULT_ADDR"
 	EnvToken         = "VAULT_TOKEN"
@@ -32,7 +36,27 @@ const (
 	EnvTTL           = "MLFLOW_VAULT_TTL_SEC"
 )
 
-// Settings are the Vault provider's settings.
+// Alias returns the OpenBao name of a VAULT_* variable (BAO_ADDR for
+// VAULT_ADDR), or "" if it has none.
+func Alias(name string) string {
+	switch name {
+	case EnvAddr, EnvToken, EnvRoleID, EnvSecretID, EnvNamespace, EnvCACert, EnvCAPath,
+		EnvClientCert, EnvClientKey, EnvSkipVerify, EnvTLSServerName:
+		return "BAO_" + strings.TrimPrefix(name, "VAULT_")
+	}
+	return ""
+}
+
+// Vars records which variable supplied each client setting: the VAULT_* name,
+// or its BAO_* alias when only that was set. Errors name these.
+type Vars struct {
+	Addr, Token, RoleID, SecretID, Namespace string
+	CACert, CAPath, ClientCert, ClientKey    string
+	SkipVerify, TLSServerName                string
+}
+
+// Settings are the Vault provider's complete settings: equal values give the
+// same provider, any change a new one.
 type Settings struct {
 	Addr, Namespace       string
 	Token                 string // token auth; wins over AppRole
@@ -43,73 +67,103 @@ type Settings struct {
 	TLSServerName         string
 	SkipVerify            bool
 	SecretPath            string
-	MaxRetries            int
+	Timeout               time.Duration // per call (MLFLOW_SECRETS_TIMEOUT_SEC)
+	MaxRetries            int           // MLFLOW_SECRETS_MAX_RETRIES
+	Vars                  Vars
 }
 
 // Factory reads the settings and returns the provider's Spec.
 func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
-	s := Settings{
-		Addr:          env.Get(EnvAddr),
-		Namespace:     env.Get(EnvNamespace),
-		Token:         env.Get(EnvToken),
-		RoleID:        env.Get(EnvRoleID),
-		SecretID:      env.Get(EnvSecretID),
-		AppRoleMount:  strings.Trim(env.Get(EnvAppRoleMount), "/"),
-		CACert:        env.Get(EnvCACert),
-		CAPath:        env.Get(EnvCAPath),
-		ClientCert:    env.Get(EnvClientCert),
-		ClientKey:     env.Get(EnvClientKey),
-		TLSServerName: env.Get(EnvTLSServerName),
-		SecretPath:    strings.Trim(env.Get(EnvSecretPath), "/"),
-		MaxRetries:    shared.MaxRetries,
+	var s Settings
+	get := func(name string, dst, used *string) {
+		*used = name
+		if *dst = env.Get(name); *dst == "" {
+			if v := env.Get(Alias(name)); v != "" {
+				*dst, *used = v, Alias(name)
+			}
+		}
 	}
+	var skip string
+	get(EnvAddr, &s.Addr, &s.Vars.Addr)
+	get(EnvNamespace, &s.Namespace, &s.Vars.Namespace)
+	get(EnvToken, &s.Token, &s.Vars.Token)
+	get(EnvRoleID, &s.RoleID, &s.Vars.RoleID)
+	get(EnvSecretID, &s.SecretID, &s.Vars.SecretID)
+	get(EnvCACert, &s.CACert, &s.Vars.CACert)
+	get(EnvCAPath, &s.CAPath, &s.Vars.CAPath)
+	get(EnvClientCert, &s.ClientCert, &s.Vars.ClientCert)
+	get(EnvClientKey, &s.ClientKey, &s.Vars.ClientKey)
+	get(EnvTLSServerName, &s.TLSServerName, &s.Vars.TLSServerName)
+	get(EnvSkipVerify, &skip, &s.Vars.SkipVerify)
+	s.AppRoleMount = strings.Trim(env.Get(EnvAppRoleMount), "/")
+	s.SecretPath = strings.Trim(env.Get(EnvSecretPath), "/")
+	s.Timeout, s.MaxRetries = shared.Timeout, shared.MaxRetries
 	if s.AppRoleMount == "" {
 		s.AppRoleMount = "approle"
 	}
+	v := s.Vars
 	if s.Addr == "" {
-		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvAddr, "vault: %s is not set (e.g. https://vault.example.com:8200)", EnvAddr)
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvAddr,
+			"%s (or %s) is not set (e.g. https://vault.example.com:8200)", EnvAddr, Alias(EnvAddr))
 	}
-	if u, err := url.Parse(s.Addr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvAddr, "vault: %s=%q is not an http(s) URL", EnvAddr, s.Addr)
+	u, err := url.Parse(s.Addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, v.Addr, "%s=%q is not an http(s) URL",
+			v.Addr, redact.Echo(redact.URL(s.Addr)))
 	}
 	if s.SecretPath == "" {
-		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath, "vault: %s is not set (e.g. secret/mlflow/auth)", EnvSecretPath)
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath, "%s is not set (e.g. secret/mlflow/auth)", EnvSecretPath)
 	}
 	if s.Token == "" {
 		switch {
 		case s.RoleID == "" && s.SecretID == "":
 			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvToken,
-				"vault: no credentials for Vault; set %s, or %s and %s for AppRole", EnvToken, EnvRoleID, EnvSecretID)
+				"no credentials for Vault; set %s, or %s and %s for AppRole (or their BAO_* aliases)", EnvToken, EnvRoleID, EnvSecretID)
 		case s.SecretID == "":
-			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretID, "vault: %s is set but %s is not", EnvRoleID, EnvSecretID)
+			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretID, "%s is set but %s (or %s) is not",
+				v.RoleID, EnvSecretID, Alias(EnvSecretID))
 		case s.RoleID == "":
-			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvRoleID, "vault: %s is set but %s is not", EnvSecretID, EnvRoleID)
+			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvRoleID, "%s is set but %s (or %s) is not",
+				v.SecretID, EnvRoleID, Alias(EnvRoleID))
 		}
 	}
-	var err error
-	if s.SkipVerify, err = env.Bool(EnvSkipVerify); err != nil {
+	if s.SkipVerify, err = env.Bool(v.SkipVerify); err != nil {
 		return provider.Spec{}, err
 	}
-	for _, f := range [][2]string{{EnvCACert, s.CACert}, {EnvCAPath, s.CAPath}, {EnvClientCert, s.ClientCert}, {EnvClientKey, s.ClientKey}} {
-		if f[1] == "" {
-			continue
+	for _, f := range []struct {
+		variable, path string
+		dir            bool
+	}{{v.CACert, s.CACert, false}, {v.CAPath, s.CAPath, true}, {v.ClientCert, s.ClientCert, false}, {v.ClientKey, s.ClientKey, false}} {
+		if f.path != "" {
+			if err := checkFile(f.variable, f.path, f.dir); err != nil {
+				return provider.Spec{}, err
+			}
 		}
-		if _, err := os.Stat(f[1]); err != nil {
-			return provider.Spec{}, &msaerr.Error{Code: msaerr.NotConfigured, Variable: f[0],
-				Message: "vault: " + f[0] + " cannot be used", Err: err}
+	}
+	if (s.ClientCert == "") != (s.ClientKey == "") {
+		missing := EnvClientKey
+		if s.ClientCert == "" {
+			missing = EnvClientCert
 		}
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, missing,
+			"%s and %s go together: %s (or %s) is not set", EnvClientCert, EnvClientKey, missing, Alias(missing))
 	}
 	mode, ttl, err := provider.ModeAndTTL(env, EnvAuthMode, EnvTTL)
 	if err != nil {
 		return provider.Spec{}, err
 	}
-	method := "token"
+	method := "token (" + v.Token + ")"
 	if s.Token == "" {
 		method = "approle (mount " + s.AppRoleMount + ")"
 	}
-	details := [][2]string{{"address", s.Addr}, {"secret path", s.SecretPath}, {"auth method", method}}
+	details := [][2]string{{"address", redact.URL(s.Addr)}, {"secret path", s.SecretPath}, {"auth method", method}}
 	if s.Namespace != "" {
 		details = append(details, [2]string{"namespace", s.Namespace})
+	}
+	var warnings []string
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		warnings = append(warnings, v.Addr+"="+redact.Echo(redact.URL(s.Addr))+
+			" is plain http to a host other than loopback: this sends the Vault token in cleartext; use https")
 	}
 	return provider.Spec{
 		Name:     config.Vault,
@@ -118,6 +172,16 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		ModeVar:  EnvAuthMode,
 		TTL:      ttl,
 		Details:  details,
-		New:      func(context.Context) (provider.Provider, error) { return newProvider(s, shared.Timeout) },
+		Warnings: warnings,
+		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
+}
+
+// isLoopback reports whether host is localhost, 127.0.0.0/8 or ::1.
+func isLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

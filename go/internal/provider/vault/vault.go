@@ -3,9 +3,12 @@ package vault
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -16,9 +19,15 @@ import (
 	"github.com/hashicorp/vault/api/auth/approle"
 	"golang.org/x/net/http2"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
+
+// expiryMargin: an AppRole token this close to the end of its lease is
+// replaced by a new login before use.
+const expiryMargin = 500 * time.Millisecond
 
 // kvMount is where a secret path's KV engine is mounted and which version it is.
 type kvMount struct {
@@ -27,99 +36,195 @@ type kvMount struct {
 	version int    // 1 or 2
 }
 
-// Provider reads one KV secret. With AppRole it logs in once, keeps the token
-// renewed with api.LifetimeWatcher and logs in again when renewal ends.
+// Provider reads one KV secret. With AppRole it logs in, keeps the token
+// renewed with api.LifetimeWatcher and, once the watcher ends (maximum TTL
+// reached, renewal refused) or the token is refused, logs in again on the
+// next Fetch.
 type Provider struct {
-	s       Settings
-	timeout time.Duration
-	client  *api.Client
-	appRole *approle.AppRoleAuth // nil with token auth
+	s         Settings
+	client    *api.Client
+	transport *http.Transport
+	appRole   *approle.AppRoleAuth // nil with token auth
+	now       func() time.Time
 
-	mu       sync.Mutex
-	loggedIn bool   // the client holds a usable AppRole token
-	login    uint64 // counts logins, so a stale watcher cannot log out a newer token
-	kv       *kvMount
+	mu        sync.Mutex
+	loggedIn  bool      // the client holds a usable AppRole token
+	expires   time.Time // end of that token's lease; zero if it has none
+	login     uint64    // counts logins, so a stale watcher cannot log out a newer token
+	stopWatch func()
+	kv        *kvMount
 
-	ctx    context.Context // cancelled by Close; ends renewal
-	cancel context.CancelFunc
+	ctx       context.Context // cancelled by Close; ends renewal
+	cancel    context.CancelFunc
+	watchDone func() // test hook: a watcher has ended
 }
 
-func newProvider(s Settings, timeout time.Duration) (*Provider, error) {
-	cfg, err := clientConfig(s, timeout)
+func newProvider(ctx context.Context, s Settings) (*Provider, error) {
+	if err := checkProcessEnv(); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := tlsConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	client, err := api.NewClient(cfg)
-	if err != nil {
-		return nil, msaerr.Wrap(msaerr.NotConfigured, err, "vault: cannot create a client for %s", EnvAddr)
+	httpClient := cleanhttp.DefaultPooledClient()
+	transport := httpClient.Transport.(*http.Transport)
+	transport.TLSHandshakeTimeout = 10 * time.Second
+	transport.TLSClientConfig = tlsCfg
+	if err := http2.ConfigureTransport(transport); err != nil {
+		return nil, msaerr.Wrap(msaerr.Internal, err, "HTTP/2 set-up failed")
 	}
-	// NewClient reads VAULT_TOKEN and VAULT_NAMESPACE from the process
-	// environment; ours come from the snapshot we were given.
+	httpClient.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client, err := api.NewClient(&api.Config{
+		Address:      s.Addr,
+		HttpClient:   httpClient,
+		Timeout:      s.Timeout,
+		MinRetryWait: 250 * time.Millisecond,
+		MaxRetryWait: 1500 * time.Millisecond,
+		MaxRetries:   s.MaxRetries,
+		Backoff:      retryablehttp.RateLimitLinearJitterBackoff,
+	})
+	if err != nil {
+		return nil, msaerr.New(msaerr.NotConfigured, s.Vars.Addr, "cannot create a Vault client for %s=%s: %s",
+			s.Vars.Addr, redact.URL(s.Addr), scrub(err.Error()))
+	}
+	// NewClient also takes VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS
+	// from the process environment; ours come from the settings alone.
+	client.SetHeaders(http.Header{api.RequestHeaderName: {"true"}})
 	client.SetToken(s.Token)
-	client.SetNamespace(s.Namespace)
-	p := &Provider{s: s, timeout: timeout, client: client}
+	if s.Namespace != "" {
+		client.SetNamespace(s.Namespace)
+	}
+	p := &Provider{s: s, client: client, transport: transport, now: time.Now}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if s.Token == "" {
 		p.appRole, err = approle.NewAppRoleAuth(s.RoleID, &approle.SecretID{FromString: s.SecretID},
 			approle.WithMountPath(s.AppRoleMount))
 		if err != nil {
-			return nil, msaerr.Wrap(msaerr.NotConfigured, err, "vault: invalid AppRole settings")
+			return nil, msaerr.New(msaerr.NotConfigured, s.Vars.RoleID, "invalid AppRole settings (%s, %s)", s.Vars.RoleID, s.Vars.SecretID)
 		}
 	}
 	return p, nil
 }
 
-// clientConfig is api.DefaultConfig without its reading of the process
-// environment: every setting comes from the snapshot.
-func clientConfig(s Settings, timeout time.Duration) (*api.Config, error) {
-	httpClient := cleanhttp.DefaultPooledClient()
-	transport := httpClient.Transport.(*http.Transport)
-	transport.TLSHandshakeTimeout = 10 * time.Second
-	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if err := http2.ConfigureTransport(transport); err != nil {
-		return nil, msaerr.Wrap(msaerr.Internal, err, "vault: HTTP/2 set-up failed")
+// checkProcessEnv: api.NewClient reads the TLS files named by the process's
+// own VAULT_* variables (and throws the result away); one that is a FIFO or a
+// device would hang or exhaust memory there, so refuse it first.
+func checkProcessEnv() error {
+	for _, v := range []struct {
+		name string
+		dir  bool
+	}{{EnvCACert, false}, {EnvCAPath, true}, {EnvClientCert, false}, {EnvClientKey, false}} {
+		if path := os.Getenv(v.name); path != "" {
+			if err := checkFile(v.name, path, v.dir); err != nil {
+				e := msaerr.As(err)
+				e.Message += " (set in the process environment, which the Vault API client reads)"
+				return e
+			}
+		}
 	}
-	httpClient.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	cfg := &api.Config{
-		Address:      s.Addr,
-		HttpClient:   httpClient,
-		Timeout:      timeout,
-		MinRetryWait: 250 * time.Millisecond,
-		MaxRetryWait: 1500 * time.Millisecond,
-		MaxRetries:   s.MaxRetries,
-		Backoff:      retryablehttp.RateLimitLinearJitterBackoff,
+	return nil
+}
+
+// tlsConfig builds the client's TLS settings, reading every file with
+// readFile's limits (what api.Config.ConfigureTLS would do unbounded).
+func tlsConfig(ctx context.Context, s Settings) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.TLSServerName, InsecureSkipVerify: s.SkipVerify} //nolint:gosec // VAULT_SKIP_VERIFY is the user's explicit choice
+	v := s.Vars
+	switch {
+	case s.CACert != "":
+		pem, err := readFile(ctx, v.CACert, s.CACert)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, msaerr.New(msaerr.NotConfigured, v.CACert, "%s=%s holds no PEM certificate", v.CACert, redact.Echo(s.CACert))
+		}
+	case s.CAPath != "":
+		pems, err := readDir(ctx, v.CAPath, s.CAPath)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		n := 0
+		for _, pem := range pems {
+			if cfg.RootCAs.AppendCertsFromPEM(pem) {
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, msaerr.New(msaerr.NotConfigured, v.CAPath, "%s=%s holds no PEM certificate file", v.CAPath, redact.Echo(s.CAPath))
+		}
 	}
-	tlsCfg := &api.TLSConfig{CACert: s.CACert, CAPath: s.CAPath, ClientCert: s.ClientCert,
-		ClientKey: s.ClientKey, TLSServerName: s.TLSServerName, Insecure: s.SkipVerify}
-	if err := cfg.ConfigureTLS(tlsCfg); err != nil {
-		return nil, msaerr.Wrap(msaerr.NotConfigured, err, "vault: the TLS settings (%s, %s, %s, %s) are unusable",
-			EnvCACert, EnvCAPath, EnvClientCert, EnvClientKey)
+	if s.ClientCert != "" {
+		certPEM, err := readFile(ctx, v.ClientCert, s.ClientCert)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := readFile(ctx, v.ClientKey, s.ClientKey)
+		if err != nil {
+			return nil, err
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, msaerr.New(msaerr.NotConfigured, v.ClientCert, "%s and %s are not a matching PEM certificate and key: %v",
+				v.ClientCert, v.ClientKey, err)
+		}
+		// As the Vault client does: present the certificate whatever CAs the
+		// server names.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 	}
 	return cfg, nil
 }
 
-// Close stops token renewal.
-func (p *Provider) Close() { p.cancel() }
+// Close stops token renewal and closes idle connections.
+func (p *Provider) Close() {
+	p.cancel()
+	p.mu.Lock()
+	if p.stopWatch != nil {
+		p.stopWatch()
+	}
+	p.mu.Unlock()
+	p.transport.CloseIdleConnections()
+}
 
 // Fetch reads the secret and parses it into a credential.
 func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 	data, err := p.read(ctx)
-	if err != nil && p.appRole != nil && isPermissionDenied(err) {
-		// The token may have been revoked or expired under us: log in again once.
-		p.logout()
-		data, err = p.read(ctx)
+	if err != nil && hasStatus(err, http.StatusForbidden) {
+		if p.appRole != nil {
+			// The token may have been revoked or expired under us: log in again once.
+			p.logout()
+			data, err = p.read(ctx)
+		} else if p.tokenRejected(ctx) {
+			return secret.Credential{}, msaerr.New(msaerr.Backend, p.s.Vars.Token,
+				"Vault rejected the token in %s: it is invalid, expired or revoked", p.s.Vars.Token)
+		}
 	}
 	if err != nil {
-		return secret.Credential{}, err
+		return secret.Credential{}, p.describe(err)
 	}
 	cred, err := secret.FromMap(data)
 	if err != nil {
-		e := msaerr.As(err)
-		e.Message = fmt.Sprintf("vault: %s at %s", e.Message, p.s.SecretPath)
-		return secret.Credential{}, e
+		e := *msaerr.As(err)
+		e.Message = fmt.Sprintf("%s at %s=%s", e.Message, EnvSecretPath, p.s.SecretPath)
+		if e.Variable == "" {
+			e.Variable = EnvSecretPath
+		}
+		return secret.Credential{}, &e
 	}
 	return cred, nil
 }
+
+// opError is a failed Vault call, described by Fetch once it is final.
+type opError struct {
+	what string
+	err  error
+}
+
+func (e *opError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
 
 func (p *Provider) read(ctx context.Context) (map[string]any, error) {
 	if err := p.ensureLogin(ctx); err != nil {
@@ -135,14 +240,34 @@ func (p *Provider) read(ctx context.Context) (map[string]any, error) {
 	} else {
 		s, err = p.client.KVv1(kv.mount).Get(ctx, kv.rest)
 	}
+	if err != nil {
+		p.forgetMount() // it may have been moved or removed
+	}
 	if errors.Is(err, api.ErrSecretNotFound) {
-		return nil, msaerr.New(msaerr.Backend, EnvSecretPath, "vault: no secret at %s=%s (KV v%d mount %q)",
+		return nil, msaerr.New(msaerr.Backend, EnvSecretPath, "no secret at %s=%s (KV v%d mount %q)",
 			EnvSecretPath, p.s.SecretPath, kv.version, kv.mount)
 	}
 	if err != nil {
-		return nil, p.backendError(err, "reading "+p.s.SecretPath)
+		return nil, &opError{"reading " + p.s.SecretPath, err}
+	}
+	if m := s.VersionMetadata; kv.version == 2 && s.Data == nil && m != nil {
+		switch {
+		case m.Destroyed:
+			return nil, msaerr.New(msaerr.SecretUnusable, EnvSecretPath,
+				"the latest version (%d) of the secret at %s=%s is destroyed; write a new version", m.Version, EnvSecretPath, p.s.SecretPath)
+		case !m.DeletionTime.IsZero():
+			return nil, msaerr.New(msaerr.SecretUnusable, EnvSecretPath,
+				"the latest version (%d) of the secret at %s=%s was deleted at %s; undelete it or write a new version",
+				m.Version, EnvSecretPath, p.s.SecretPath, m.DeletionTime.UTC().Format(time.RFC3339))
+		}
 	}
 	return s.Data, nil
+}
+
+func (p *Provider) forgetMount() {
+	p.mu.Lock()
+	p.kv = nil
+	p.mu.Unlock()
 }
 
 // mountFor finds the KV mount of the secret path and its version, asking
@@ -155,17 +280,22 @@ func (p *Provider) mountFor(ctx context.Context) (kvMount, error) {
 		return *kv, nil
 	}
 	resp, err := p.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+p.s.SecretPath)
+	if err != nil && hasStatus(err, http.StatusForbidden) && p.noRoute(ctx) {
+		// Vault answers 403 here for a path without a mount, whatever the
+		// token may do; a direct read tells the two apart.
+		resp, err = nil, nil
+	}
 	if err != nil {
-		return kvMount{}, p.backendError(err, "looking up the KV mount of "+p.s.SecretPath)
+		return kvMount{}, &opError{"looking up the KV mount of " + p.s.SecretPath, err}
 	}
 	if resp == nil || resp.Data == nil {
-		return kvMount{}, msaerr.New(msaerr.Backend, EnvSecretPath, "vault: no secrets engine is mounted at %s=%s", EnvSecretPath, p.s.SecretPath)
+		return kvMount{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath, "no secrets engine is mounted at %s=%s", EnvSecretPath, p.s.SecretPath)
 	}
 	mountPath, _ := resp.Data["path"].(string)
 	engine, _ := resp.Data["type"].(string)
 	if engine != "kv" && engine != "generic" {
 		return kvMount{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath,
-			"vault: %s=%s is on a %q secrets engine at %q, not KV", EnvSecretPath, p.s.SecretPath, engine, mountPath)
+			"%s=%s is on a %q secrets engine at %q, not KV", EnvSecretPath, p.s.SecretPath, engine, mountPath)
 	}
 	m := kvMount{mount: strings.TrimSuffix(mountPath, "/"), version: 1}
 	if opts, ok := resp.Data["options"].(map[string]any); ok && fmt.Sprint(opts["version"]) == "2" {
@@ -178,12 +308,38 @@ func (p *Provider) mountFor(ctx context.Context) (kvMount, error) {
 	}
 	if m.rest == "" {
 		return kvMount{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath,
-			"vault: %s=%s names the mount %q itself, not a secret in it", EnvSecretPath, p.s.SecretPath, m.mount)
+			"%s=%s names the mount %q itself, not a secret in it", EnvSecretPath, p.s.SecretPath, m.mount)
 	}
 	p.mu.Lock()
 	p.kv = &m
 	p.mu.Unlock()
 	return m, nil
+}
+
+// noRoute reports whether Vault has no mount for the secret path ("no
+// handler for route", HTTP 404).
+func (p *Provider) noRoute(ctx context.Context) bool {
+	resp, err := p.client.Logical().ReadRawWithContext(ctx, p.s.SecretPath)
+	if resp != nil {
+		_ = resp.Body.Close()
+	}
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusNotFound {
+		return false
+	}
+	for _, e := range re.Errors {
+		if strings.Contains(e, "no handler for route") {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenRejected reports whether Vault refuses the static token itself
+// (lookup-self denied), as opposed to a policy denying the path.
+func (p *Provider) tokenRejected(ctx context.Context) bool {
+	_, err := p.client.Auth().Token().LookupSelfWithContext(ctx)
+	return hasStatus(err, http.StatusForbidden) || hasStatus(err, http.StatusUnauthorized)
 }
 
 // ensureLogin logs in with AppRole unless a usable token is already held.
@@ -193,7 +349,7 @@ func (p *Provider) ensureLogin(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.loggedIn {
+	if p.loggedIn && (p.expires.IsZero() || p.now().Before(p.expires.Add(-expiryMargin))) {
 		return nil
 	}
 	return p.loginLocked(ctx)
@@ -202,29 +358,29 @@ func (p *Provider) ensureLogin(ctx context.Context) error {
 func (p *Provider) loginLocked(ctx context.Context) error {
 	auth, err := p.client.Auth().Login(ctx, p.appRole)
 	if err != nil {
-		return p.backendError(err, "AppRole login (check "+EnvRoleID+" and "+EnvSecretID+")")
+		return &opError{"AppRole login at auth/" + p.s.AppRoleMount, err}
 	}
 	p.loggedIn = true
 	p.login++
-	if auth == nil || auth.Auth == nil {
-		return nil
+	p.expires = time.Time{}
+	if lease := auth.Auth.LeaseDuration; lease > 0 {
+		p.expires = p.now().Add(time.Duration(lease) * time.Second)
+	}
+	if p.stopWatch != nil {
+		p.stopWatch()
+		p.stopWatch = nil
 	}
 	if auth.Auth.Renewable {
 		if w, err := p.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: auth}); err == nil {
+			p.stopWatch = w.Stop
 			go p.watch(w, p.login)
-			return nil
 		}
-	}
-	// Not renewable: log in again shortly before the token expires.
-	if ttl := time.Duration(auth.Auth.LeaseDuration) * time.Second; ttl > 0 {
-		n := p.login
-		time.AfterFunc(ttl*9/10, func() { p.expire(n) })
 	}
 	return nil
 }
 
-// watch keeps one login's token renewed; when it can no longer be renewed it
-// logs in again, in the background, so requests do not wait for it.
+// watch keeps one login's token renewed, as Vault documents for
+// LifetimeWatcher; when the watcher ends, the next Fetch logs in again.
 func (p *Provider) watch(w *api.LifetimeWatcher, login uint64) {
 	defer func() { _ = recover() }() // never crash the host process; the next Fetch logs in
 	go w.Start()
@@ -233,28 +389,25 @@ func (p *Provider) watch(w *api.LifetimeWatcher, login uint64) {
 		select {
 		case <-p.ctx.Done():
 			return
-		case <-w.RenewCh():
+		case r := <-w.RenewCh():
+			p.mu.Lock()
+			if p.login == login && r != nil && r.Secret != nil && r.Secret.Auth != nil && r.Secret.Auth.LeaseDuration > 0 {
+				p.expires = p.now().Add(time.Duration(r.Secret.Auth.LeaseDuration) * time.Second)
+			}
+			p.mu.Unlock()
 		case <-w.DoneCh():
 			p.mu.Lock()
-			defer p.mu.Unlock()
-			if p.login != login || p.ctx.Err() != nil {
-				return
+			if p.login == login {
+				p.loggedIn = false
 			}
-			p.loggedIn = false
-			ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
-			defer cancel()
-			_ = p.loginLocked(ctx) // on failure the next Fetch tries again and reports
+			hook := p.watchDone
+			p.mu.Unlock()
+			if hook != nil {
+				hook()
+			}
 			return
 		}
 	}
-}
-
-func (p *Provider) expire(login uint64) {
-	p.mu.Lock()
-	if p.login == login {
-		p.loggedIn = false
-	}
-	p.mu.Unlock()
 }
 
 func (p *Provider) logout() {
@@ -263,28 +416,72 @@ func (p *Provider) logout() {
 	p.mu.Unlock()
 }
 
-func isPermissionDenied(err error) bool {
+// hasStatus reports whether err (through any wrapping) is a Vault response
+// with HTTP status code.
+func hasStatus(err error, code int) bool {
 	var re *api.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
+	return errors.As(err, &re) && re.StatusCode == code
 }
 
-// backendError describes a failed Vault call. Vault's messages name paths and
-// reasons, never the token or secret ID.
-func (p *Provider) backendError(err error, what string) error {
+// userinfo matches the userinfo part of URLs inside a message.
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
+
+// scrub hides URL userinfo inside an error text.
+func scrub(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }
+
+// describe turns a failed call into an error naming the cause and the
+// variable to change. Vault's own messages name paths and reasons, never the
+// token or secret ID; URLs in them are shown without userinfo.
+func (p *Provider) describe(err error) error {
+	var me *msaerr.Error
+	if errors.As(err, &me) {
+		return me
+	}
+	what := "Vault call"
+	var oe *opError
+	if errors.As(err, &oe) {
+		what = oe.what
+	}
+	login := strings.HasPrefix(what, "AppRole login")
 	var re *api.ResponseError
 	if errors.As(err, &re) {
-		reason := strings.Join(re.Errors, "; ")
+		reason := redact.Echo(scrub(strings.Join(re.Errors, "; ")))
 		if reason == "" {
 			reason = http.StatusText(re.StatusCode)
 		}
-		if re.StatusCode == http.StatusForbidden {
-			return msaerr.New(msaerr.Backend, "", "vault: permission denied %s: %s (check the token's policies)", what, reason)
+		switch {
+		case login && re.StatusCode == http.StatusNotFound || login && strings.Contains(reason, "no handler for route"):
+			return msaerr.New(msaerr.NotConfigured, EnvAppRoleMount, "%s failed (HTTP %d: %s): is AppRole enabled at %s=%s?",
+				what, re.StatusCode, reason, EnvAppRoleMount, p.s.AppRoleMount)
+		case login && (re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusForbidden):
+			return msaerr.New(msaerr.Backend, p.s.Vars.SecretID, "%s refused (HTTP %d: %s): check %s and %s",
+				what, re.StatusCode, reason, p.s.Vars.RoleID, p.s.Vars.SecretID)
+		case re.StatusCode == http.StatusForbidden:
+			return msaerr.New(msaerr.Backend, EnvSecretPath, "permission denied %s (HTTP 403: %s): check the token's policies for %s=%s",
+				what, reason, EnvSecretPath, p.s.SecretPath)
 		}
-		return msaerr.New(msaerr.Backend, "", "vault: %s failed with HTTP %d: %s", what, re.StatusCode, reason)
+		return msaerr.New(msaerr.Backend, "", "%s failed with HTTP %d: %s", what, re.StatusCode, reason)
+	}
+	if strings.Contains(err.Error(), "did not return client token") || strings.Contains(err.Error(), "response did not return") {
+		return msaerr.New(msaerr.NotConfigured, EnvAppRoleMount, "%s returned no token: is AppRole enabled at %s=%s?",
+			what, EnvAppRoleMount, p.s.AppRoleMount)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return msaerr.New(msaerr.Backend, EnvAddr, "vault: %s timed out talking to %s=%s", what, EnvAddr, p.s.Addr)
+		return msaerr.New(msaerr.Backend, config.EnvTimeout, "%s: no answer from %s=%s within the deadline",
+			what, p.s.Vars.Addr, redact.URL(p.s.Addr))
 	}
-	return &msaerr.Error{Code: msaerr.Backend, Variable: EnvAddr,
-		Message: fmt.Sprintf("vault: %s failed talking to %s=%s", what, EnvAddr, p.s.Addr), Err: err}
+	return msaerr.New(msaerr.Backend, p.s.Vars.Addr, "%s failed talking to %s=%s: %s",
+		what, p.s.Vars.Addr, redact.URL(p.s.Addr), redact.Echo(scrub(rootCause(err))))
+}
+
+// rootCause is the innermost error's text (the network reason, without the
+// wrappers' repetitions of the URL).
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
 }
