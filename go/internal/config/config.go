@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/hostpolicy"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 )
 
 // Provider names, in the order the per-provider switches add them.
@@ -28,6 +30,7 @@ var Known = []struct{ Name, Switch string }{
 const (
 	EnvEnable       = "MLFLOW_SECRETS_AUTH_ENABLE"
 	EnvAllowedHosts = "MLFLOW_SECRETS_ALLOWED_HOSTS"
+	EnvAllowHTTP    = "MLFLOW_SECRETS_ALLOW_HTTP"
 	EnvHeaderName   = "MLFLOW_AUTH_HEADER_NAME"
 	EnvLogLevel     = "MLFLOW_SECRETS_LOG_LEVEL"
 	EnvTimeout      = "MLFLOW_SECRETS_TIMEOUT_SEC"
@@ -42,9 +45,13 @@ type Config struct {
 	HeaderName   string             // canonical header name
 	AllowedHosts *hostpolicy.Policy // the effective host policy
 	AllowedFrom  string             // the variable(s) the policy came from
+	AllowHTTP    bool               // credentials may go over http:// to hosts that are not loopback
 	LogLevel     string
 	Timeout      time.Duration // deadline for one GetAuthHeaders call
 	MaxRetries   int
+	// Warnings are problems that do not stop the plugin (an invalid log level,
+	// say); the engine reports each as an event. They never hold a secret.
+	Warnings []string
 }
 
 // Parse reads the shared settings. The first error found is returned.
@@ -57,13 +64,14 @@ func Parse(env Env) (*Config, error) {
 	if c.HeaderName, err = header.CanonicalName(EnvHeaderName, env.Get(EnvHeaderName)); err != nil {
 		return nil, err
 	}
-	if c.LogLevel, err = parseLogLevel(env); err != nil {
-		return nil, err
-	}
+	c.LogLevel = parseLogLevel(c, env)
 	if c.Timeout, err = env.Seconds(EnvTimeout, 10, 1, 300); err != nil {
 		return nil, err
 	}
 	if c.MaxRetries, err = env.Int(EnvMaxRetries, 2, 0, 10); err != nil {
+		return nil, err
+	}
+	if c.AllowHTTP, err = env.Bool(EnvAllowHTTP); err != nil {
 		return nil, err
 	}
 	if patterns := env.Get(EnvAllowedHosts); patterns != "" {
@@ -103,15 +111,20 @@ func parseProviders(env Env) ([]string, error) {
 	return out, nil
 }
 
-func parseLogLevel(env Env) (string, error) {
-	v := strings.ToUpper(env.Get(EnvLogLevel))
+// parseLogLevel reads the log level. Only Python's logger uses it, so an
+// invalid value never stops requests: INFO is used and a warning recorded.
+func parseLogLevel(c *Config, env Env) string {
+	raw := env.Get(EnvLogLevel)
+	v := strings.ToUpper(raw)
 	switch v {
 	case "":
-		return "INFO", nil
+		return "INFO"
 	case "WARN":
-		return "WARNING", nil
+		return "WARNING"
 	case "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL":
-		return v, nil
+		return v
 	}
-	return "", msaerr.New(msaerr.NotConfigured, EnvLogLevel, "%s=%q is not a level; use DEBUG, INFO, WARNING or ERROR", EnvLogLevel, v)
+	c.Warnings = append(c.Warnings, fmt.Sprintf("%s=%q is not a level; using INFO (use DEBUG, INFO, WARNING or ERROR)",
+		EnvLogLevel, redact.Echo(raw)))
+	return "INFO"
 }

@@ -39,8 +39,12 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,gcp"}, "MLFLOW_SECRETS_AUTH_ENABLE"},
 		{Env{"MLFLOW_SECRETS_AUTH_ENABLE_VAULT": "maybe"}, "MLFLOW_SECRETS_AUTH_ENABLE_VAULT"},
 		{Env{"MLFLOW_AUTH_HEADER_NAME": "X Bad"}, "MLFLOW_AUTH_HEADER_NAME"},
-		{Env{"MLFLOW_SECRETS_LOG_LEVEL": "loud"}, "MLFLOW_SECRETS_LOG_LEVEL"},
-		{Env{"MLFLOW_SECRETS_ALLOWED_HOSTS": "https://x.com"}, "MLFLOW_SECRETS_ALLOWED_HOSTS"},
+		{Env{"MLFLOW_SECRETS_ALLOWED_HOSTS": "ftp://x.com"}, "MLFLOW_SECRETS_ALLOWED_HOSTS"},
+		{Env{"MLFLOW_SECRETS_ALLOWED_HOSTS": "127.0.0.1:99999"}, "MLFLOW_SECRETS_ALLOWED_HOSTS"},
+		{Env{"MLFLOW_SECRETS_ALLOWED_HOSTS": "*."}, "MLFLOW_SECRETS_ALLOWED_HOSTS"},
+		{Env{"MLFLOW_SECRETS_ALLOWED_HOSTS": "a..b"}, "MLFLOW_SECRETS_ALLOWED_HOSTS"},
+		{Env{"MLFLOW_SECRETS_ALLOWED_HOSTS": "ok.com,a b"}, "MLFLOW_SECRETS_ALLOWED_HOSTS"},
+		{Env{"MLFLOW_SECRETS_ALLOW_HTTP": "sometimes"}, "MLFLOW_SECRETS_ALLOW_HTTP"},
 		{Env{"MLFLOW_SECRETS_TIMEOUT_SEC": "ten"}, "MLFLOW_SECRETS_TIMEOUT_SEC"},
 		{Env{"MLFLOW_SECRETS_MAX_RETRIES": "-x"}, "MLFLOW_SECRETS_MAX_RETRIES"},
 	}
@@ -66,8 +70,11 @@ func TestDefaultsAndClamping(t *testing.T) {
 	if cfg.HeaderName != "Authorization" || cfg.LogLevel != "DEBUG" || cfg.Timeout != 10*time.Second || cfg.MaxRetries != 2 {
 		t.Errorf("cfg = %+v", cfg)
 	}
-	if got := cfg.AllowedHosts.Patterns(); len(got) != 1 || got[0] != "mlflow.corp.com:443" {
+	if got := cfg.AllowedHosts.Patterns(); len(got) != 1 || got[0] != "https://mlflow.corp.com:443" {
 		t.Errorf("default allowed hosts = %v", got)
+	}
+	if cfg.AllowHTTP || len(cfg.Warnings) != 0 {
+		t.Errorf("AllowHTTP %v, warnings %v", cfg.AllowHTTP, cfg.Warnings)
 	}
 	env := Env{"MLFLOW_VAULT_TTL_SEC": "0", "BIG": "999999", "NEG": "-5"}
 	if d, _ := env.Seconds("MLFLOW_VAULT_TTL_SEC", 300, 1, 86400); d != time.Second {
@@ -78,5 +85,46 @@ func TestDefaultsAndClamping(t *testing.T) {
 	}
 	if d, _ := env.Seconds("UNSET", 300, 1, 86400); d != 300*time.Second {
 		t.Errorf("default TTL %s", d)
+	}
+}
+
+func TestInvalidLogLevelIsAWarning(t *testing.T) {
+	cfg, err := Parse(Env{"MLFLOW_SECRETS_LOG_LEVEL": "loud\x1b[2J" + strings.Repeat("x", 5000)})
+	if err != nil {
+		t.Fatalf("an invalid log level stopped the plugin: %v", err)
+	}
+	if cfg.LogLevel != "INFO" || len(cfg.Warnings) != 1 {
+		t.Fatalf("level %q, warnings %q", cfg.LogLevel, cfg.Warnings)
+	}
+	w := cfg.Warnings[0]
+	if !strings.Contains(w, "MLFLOW_SECRETS_LOG_LEVEL") || !strings.Contains(w, "INFO") || strings.Contains(w, "\x1b") || len(w) > 400 {
+		t.Errorf("warning %q", w)
+	}
+	for in, want := range map[string]string{"warn": "WARNING", "Debug": "DEBUG", "": "INFO", "critical": "CRITICAL"} {
+		cfg, err := Parse(Env{"MLFLOW_SECRETS_LOG_LEVEL": in})
+		if err != nil || cfg.LogLevel != want || len(cfg.Warnings) != 0 {
+			t.Errorf("level %q: %v %v", in, cfg, err)
+		}
+	}
+}
+
+func TestAllowHTTPAndRedaction(t *testing.T) {
+	for _, on := range []string{"true", "1", "YES", "on"} {
+		cfg, err := Parse(Env{"MLFLOW_SECRETS_ALLOW_HTTP": on})
+		if err != nil || !cfg.AllowHTTP {
+			t.Errorf("%s: %v %v", on, cfg, err)
+		}
+	}
+	// The tracking URI may hold a password: the derived policy never shows it.
+	cfg, err := Parse(Env{"MLFLOW_TRACKING_URI": "https://svc:hunter2@mlflow.corp.com:8443/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.AllowedHosts.Patterns(), ","); got != "https://mlflow.corp.com:8443" {
+		t.Errorf("patterns %q", got)
+	}
+	_, err = Parse(Env{"MLFLOW_SECRETS_ALLOWED_HOSTS": "https://svc:hunter2@mlflow.corp.com"})
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "***") {
+		t.Errorf("userinfo in a pattern: %v", err)
 	}
 }

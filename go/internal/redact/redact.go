@@ -3,6 +3,7 @@ package redact
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -59,4 +60,30 @@ func itoa(n int) string {
 		n /= 10
 	}
 	return string(b[i:])
+}
+
+// Quote returns s with URL userinfo hidden, as a Go-quoted string (control
+// characters escaped) of at most about MaxEcho bytes, marking the cut.
+func Quote(s string) string {
+	s = URL(s)
+	var b strings.Builder
+	b.WriteByte('"')
+	for i, r := range s {
+		q := strconv.QuoteRune(r)
+		q = q[1 : len(q)-1]
+		if r == '"' {
+			q = `\"`
+		} else if r == '\'' {
+			q = "'"
+		}
+		if b.Len()+len(q) > MaxEcho {
+			b.WriteString(`"…(`)
+			b.WriteString(itoa(len(s) - i))
+			b.WriteString(" more bytes)")
+			return b.String()
+		}
+		b.WriteString(q)
+	}
+	b.WriteByte('"')
+	return b.String()
 }

@@ -38,3 +38,23 @@ func TestEcho(t *testing.T) {
 		t.Errorf("Echo does not say how long the input was: %q", got[len(got)-20:])
 	}
 }
+
+func TestQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"h":                     `"h"`,
+		"a\"b'c\\d":             `"a\"b'c\\d"`,
+		"h\x00\x1b\r\n":         `"h\x00\x1b\r\n"`,
+		"http://u:pw@h/":        `"http://***@h/"`,
+		strings.Repeat("a", 10): `"aaaaaaaaaa"`,
+	} {
+		if got := Quote(in); got != want {
+			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+	for _, long := range []string{strings.Repeat("\U0001F600", 1<<16), strings.Repeat("\x01", 1<<16), strings.Repeat("x", 1<<20)} {
+		got := Quote(long)
+		if len(got) > MaxEcho+40 || !strings.Contains(got, "more bytes)") {
+			t.Errorf("Quote of %d bytes gave %d bytes: %.60s", len(long), len(got), got)
+		}
+	}
+}
