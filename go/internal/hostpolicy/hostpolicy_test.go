@@ -186,7 +186,7 @@ func TestParseTarget(t *testing.T) {
 		"https://[2001:DB8::1]:8443/x":    {Scheme: "https", Host: "2001:db8::1", Port: "8443"},
 		"192.168.0.1:65535":               {Host: "192.168.0.1", Port: "65535"},
 		"https://bücher.example":          {Scheme: "https", Host: "xn--bcher-kva.example", Port: "443"},
-		"https://ｅｘａｍｐｌｅ．com":           {Scheme: "https", Host: "example.com", Port: "443"},
+		"https://ｅｘａｍｐｌｅ．com":             {Scheme: "https", Host: "example.com", Port: "443"},
 		"my_host.internal:5000":           {Host: "my_host.internal", Port: "5000"},
 		"https://h?x=http://evil.test@z/": {Scheme: "https", Host: "h", Port: "443"},
 	}
