@@ -8,9 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
@@ -22,6 +25,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
 
@@ -48,7 +52,10 @@ type Settings struct {
 	VersionID   string // version id
 	Region      string // from the ARN, AWS_REGION or AWS_DEFAULT_REGION; else the SDK's shared config
 	MaxAttempts int    // 0: the SDK decides (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, defaults)
-	sdkEnv      string
+	Timeout     time.Duration
+	// SDKEnv is every AWS_* variable ("NAME=value", NUL-separated): the SDK
+	// reads them itself, so a change of any gives a new client.
+	SDKEnv string
 }
 
 // Factory reads the settings and returns the provider's Spec.
@@ -56,15 +63,15 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	s := Settings{SecretID: env.Get(EnvSecretID, EnvSecretName)}
 	if s.SecretID == "" {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretID,
-			"aws-secrets-manager: %s (or %s) is not set: give the secret's name or ARN", EnvSecretID, EnvSecretName)
+			"%s (or %s) is not set: give the secret's name or ARN", EnvSecretID, EnvSecretName)
 	}
 	s.Region = env.Get(EnvRegion, EnvDefaultRegion)
 	if strings.HasPrefix(s.SecretID, "arn:") {
 		a, err := arn.Parse(s.SecretID)
 		if err != nil || a.Service != "secretsmanager" || a.Region == "" {
 			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretID,
-				"aws-secrets-manager: %s=%q is not a Secrets Manager ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)",
-				EnvSecretID, s.SecretID)
+				"%s=%q is not a Secrets Manager ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)",
+				EnvSecretID, redact.Echo(s.SecretID))
 		}
 		s.Region = a.Region // the ARN's region wins
 	}
@@ -87,7 +94,8 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	if err != nil {
 		return provider.Spec{}, err
 	}
-	s.sdkEnv = strings.Join(env.WithPrefix("AWS_"), "\x00")
+	s.Timeout = shared.Timeout
+	s.SDKEnv = strings.Join(env.WithPrefix("AWS_"), "\x00")
 	details := [][2]string{{"secret", s.SecretID}, {"region", orDefault(s.Region, "(from the AWS shared config)")}}
 	if s.Stage != "" || s.VersionID != "" {
 		details = append(details, [2]string{"version", s.Stage + s.VersionID})
@@ -99,7 +107,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		ModeVar:  EnvAuthMode,
 		TTL:      ttl,
 		Details:  details,
-		New:      func(context.Context) (provider.Provider, error) { return newProvider(s, shared.Timeout) },
+		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
 }
 
@@ -114,10 +122,11 @@ func orDefault(v, def string) string {
 type Provider struct {
 	s      Settings
 	client *secretsmanager.Client
+	idle   interface{ CloseIdleConnections() } // the HTTP client, when it has idle connections to close
 }
 
-func newProvider(s Settings, timeout time.Duration) (*Provider, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+func newProvider(ctx context.Context, s Settings) (*Provider, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
 	var opts []func(*awsconfig.LoadOptions) error
 	if s.Region != "" {
@@ -129,17 +138,30 @@ func newProvider(s Settings, timeout time.Duration) (*Provider, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, msaerr.Wrap(msaerr.NotConfigured, err,
-			"aws-secrets-manager: cannot load the AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE)")
+			"cannot load the AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE)")
 	}
 	if cfg.Region == "" {
 		return nil, msaerr.New(msaerr.NotConfigured, EnvRegion,
-			"aws-secrets-manager: no region: set %s, give %s as an ARN, or set a region in the AWS profile", EnvRegion, EnvSecretID)
+			"no region: set %s, give %s as an ARN, or set a region in the AWS profile", EnvRegion, EnvSecretID)
 	}
-	return &Provider{s: s, client: secretsmanager.NewFromConfig(cfg)}, nil
+	// Freeze the SDK's HTTP client (its transport settings, AWS_CA_BUNDLE
+	// included) into a plain *http.Client, so that Close can close its idle
+	// connections.
+	p := &Provider{s: s}
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		cfg.HTTPClient = bc.Freeze()
+	}
+	p.idle, _ = cfg.HTTPClient.(interface{ CloseIdleConnections() })
+	p.client = secretsmanager.NewFromConfig(cfg)
+	return p, nil
 }
 
-// Close has nothing to stop.
-func (p *Provider) Close() {}
+// Close closes idle connections.
+func (p *Provider) Close() {
+	if p.idle != nil {
+		p.idle.CloseIdleConnections()
+	}
+}
 
 // Fetch reads the secret version and parses it.
 func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
@@ -159,15 +181,19 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 		raw = []byte(*out.SecretString)
 	case out.SecretBinary != nil:
 		raw = out.SecretBinary // the SDK has already base64-decoded it: use as is
+		if !utf8.Valid(raw) {
+			return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretID,
+				"the SecretBinary of secret %s (%s) is not UTF-8 text; store the credential as text", p.s.SecretID, p.version())
+		}
 	default:
-		return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretVersion,
-			"aws-secrets-manager: secret %s (%s) has no value", p.s.SecretID, p.version())
+		return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, p.versionVar(),
+			"secret %s (%s) has no value", p.s.SecretID, p.version())
 	}
 	cred, err := secret.Parse(raw)
 	if err != nil {
 		e := msaerr.As(err)
 		return secret.Credential{}, &msaerr.Error{Code: e.Code, Variable: EnvSecretID,
-			Message: fmt.Sprintf("aws-secrets-manager: %s in secret %s", e.Message, p.s.SecretID)}
+			Message: fmt.Sprintf("%s in secret %s (%s)", e.Message, p.s.SecretID, p.version())}
 	}
 	return cred, nil
 }
@@ -182,44 +208,70 @@ func (p *Provider) version() string {
 	return "stage AWSCURRENT"
 }
 
+// versionVar is the variable to blame for a missing version: the version
+// when one is set, else the secret.
+func (p *Provider) versionVar() string {
+	if p.s.Stage != "" || p.s.VersionID != "" {
+		return EnvSecretVersion
+	}
+	return EnvSecretID
+}
+
 // describe turns an SDK error into one that names the cause and the variable.
+// AWS's messages name the secret and the reason, never its value.
 func (p *Provider) describe(err error) error {
+	id := p.s.SecretID
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
-		code, msg := apiErr.ErrorCode(), apiErr.ErrorMessage()
+		code, msg := apiErr.ErrorCode(), redact.Echo(apiErr.ErrorMessage())
 		switch code {
 		case "ResourceNotFoundException":
-			variable := EnvSecretID
-			if p.s.Stage != "" || p.s.VersionID != "" {
-				variable = EnvSecretVersion
-			}
-			return msaerr.New(msaerr.Backend, variable, "aws-secrets-manager: secret %s (%s) not found: %s",
-				p.s.SecretID, p.version(), msg)
+			return msaerr.New(msaerr.Backend, p.versionVar(), "secret %s (%s) not found: %s", id, p.version(), msg)
 		case "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch",
-			"ExpiredTokenException", "InvalidClientTokenId", "IncompleteSignature":
-			return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID",
-				"aws-secrets-manager: the AWS credentials were rejected (%s: %s)", code, msg)
-		case "AccessDeniedException":
-			return msaerr.New(msaerr.Backend, "", "aws-secrets-manager: access denied to secret %s: %s", p.s.SecretID, msg)
+			"ExpiredTokenException", "ExpiredToken", "InvalidClientTokenId", "IncompleteSignature", "MissingAuthenticationToken":
+			return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID", "the AWS credentials were rejected (%s: %s)", code, msg)
+		case "AccessDeniedException", "AccessDenied":
+			return msaerr.New(msaerr.Backend, EnvSecretID,
+				"access denied to secret %s: the identity needs secretsmanager:GetSecretValue (and kms:Decrypt for a customer key): %s", id, msg)
 		case "DecryptionFailure":
-			return msaerr.New(msaerr.Backend, "", "aws-secrets-manager: cannot decrypt secret %s (KMS): %s", p.s.SecretID, msg)
+			return msaerr.New(msaerr.Backend, EnvSecretID, "cannot decrypt secret %s with its KMS key: %s", id, msg)
+		case "InvalidRequestException":
+			// For example: the secret is marked for deletion.
+			return msaerr.New(msaerr.Backend, EnvSecretID, "Secrets Manager refused to read secret %s (%s): %s", id, p.version(), msg)
+		case "InvalidParameterException", "ValidationException":
+			return msaerr.New(msaerr.NotConfigured, p.versionVar(), "Secrets Manager rejected the request for secret %s (%s): %s",
+				id, p.version(), msg)
+		case "InternalServiceError", "InternalFailure", "ServiceUnavailable":
+			return msaerr.New(msaerr.Backend, "", "Secrets Manager failed internally reading secret %s (%s: %s)", id, code, msg)
+		case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded":
+			return msaerr.New(msaerr.Backend, EnvMaxRetries, "Secrets Manager throttled reading secret %s (%s); retries were exhausted", id, code)
 		}
-		return msaerr.New(msaerr.Backend, "", "aws-secrets-manager: reading secret %s failed: %s: %s", p.s.SecretID, code, msg)
+		return msaerr.New(msaerr.Backend, "", "reading secret %s failed: %s: %s", id, code, msg)
 	}
 	var respErr *awshttp.ResponseError
-	if errors.As(err, &respErr) && (respErr.HTTPStatusCode() == 401 || respErr.HTTPStatusCode() == 403) {
-		// Some endpoints answer 403 without an error code the SDK can read.
-		return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID",
-			"aws-secrets-manager: access to secret %s refused (HTTP %d): the AWS credentials were rejected or lack secretsmanager:GetSecretValue",
-			p.s.SecretID, respErr.HTTPStatusCode())
+	if errors.As(err, &respErr) {
+		switch status := respErr.HTTPStatusCode(); status {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			// Some endpoints answer 403 without an error code the SDK can read.
+			return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID",
+				"access to secret %s refused (HTTP %d): the AWS credentials were rejected or lack secretsmanager:GetSecretValue", id, status)
+		case http.StatusNotFound:
+			return msaerr.New(msaerr.Backend, p.versionVar(), "secret %s (%s) not found (HTTP 404)", id, p.version())
+		default:
+			return msaerr.New(msaerr.Backend, "", "reading secret %s failed with HTTP %d", id, status)
+		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return msaerr.New(msaerr.Backend, config.EnvTimeout, "aws-secrets-manager: no answer in time reading %s", p.s.SecretID)
+		return msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer in time reading secret %s", id)
 	}
 	if strings.Contains(err.Error(), "failed to retrieve credentials") || strings.Contains(err.Error(), "no EC2 IMDS role found") {
 		return &msaerr.Error{Code: msaerr.Backend, Variable: "AWS_PROFILE",
-			Message: "aws-secrets-manager: no usable AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role)",
+			Message: "no usable AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role)",
 			Err:     err}
 	}
-	return &msaerr.Error{Code: msaerr.Backend, Message: "aws-secrets-manager: reading secret " + p.s.SecretID + " failed", Err: err}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return msaerr.New(msaerr.Backend, "", "cannot reach Secrets Manager reading secret %s: %s", id, redact.Echo(netErr.Error()))
+	}
+	return &msaerr.Error{Code: msaerr.Backend, Message: "reading secret " + id + " failed", Err: err}
 }

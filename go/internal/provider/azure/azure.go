@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -23,6 +23,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
 
@@ -47,22 +48,27 @@ var keyVaultDomains = []string{".vault.azure.net", ".vault.azure.cn", ".vault.us
 type Settings struct {
 	VaultURL, SecretName, Version string
 	CABundle                      string
+	Timeout                       time.Duration // MLFLOW_SECRETS_TIMEOUT_SEC
+	MaxRetries                    int           // MLFLOW_SECRETS_MAX_RETRIES
 	relaxChallenge                bool
-	sdkEnv                        string
+	// sdkEnv is every variable azidentity reads ("NAME=value",
+	// NUL-separated), so a change of any gives a new client.
+	sdkEnv string
 }
 
 // Factory reads the settings and returns the provider's Spec.
 func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	s := Settings{VaultURL: env.Get(EnvVaultURL, EnvVaultURLAlias), SecretName: env.Get(EnvSecretName),
-		Version: env.Get(EnvSecretVersion), CABundle: env.Get(EnvCABundle)}
+		Version: env.Get(EnvSecretVersion), CABundle: env.Get(EnvCABundle),
+		Timeout: shared.Timeout, MaxRetries: shared.MaxRetries}
 	if s.VaultURL == "" {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvVaultURL,
-			"azure-key-vault: %s (or %s) is not set (e.g. https://my-vault.vault.azure.net)", EnvVaultURL, EnvVaultURLAlias)
+			"%s (or %s) is not set (e.g. https://my-vault.vault.azure.net)", EnvVaultURL, EnvVaultURLAlias)
 	}
 	u, err := url.Parse(s.VaultURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvVaultURL,
-			"azure-key-vault: %s=%q is not an https URL (e.g. https://my-vault.vault.azure.net)", EnvVaultURL, s.VaultURL)
+			"%s=%q is not an https URL (e.g. https://my-vault.vault.azure.net)", EnvVaultURL, redact.Echo(redact.URL(s.VaultURL)))
 	}
 	host := strings.ToLower(u.Hostname())
 	s.relaxChallenge = true
@@ -72,12 +78,11 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		}
 	}
 	if s.SecretName == "" {
-		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretName, "azure-key-vault: %s is not set", EnvSecretName)
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretName, "%s is not set", EnvSecretName)
 	}
 	if s.CABundle != "" {
-		if _, err := os.Stat(s.CABundle); err != nil {
-			return provider.Spec{}, &msaerr.Error{Code: msaerr.NotConfigured, Variable: EnvCABundle,
-				Message: "azure-key-vault: " + EnvCABundle + " cannot be used", Err: err}
+		if err := checkFile(EnvCABundle, s.CABundle); err != nil {
+			return provider.Spec{}, err
 		}
 	}
 	mode, ttl, err := provider.ModeAndTTL(env, EnvAuthMode, EnvTTL)
@@ -85,7 +90,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		return provider.Spec{}, err
 	}
 	s.sdkEnv = strings.Join(env.WithPrefix("AZURE_", "IDENTITY_", "MSI_", "IMDS_"), "\x00")
-	details := [][2]string{{"vault", s.VaultURL}, {"secret", s.SecretName}, {"version", orLatest(s.Version)}}
+	details := [][2]string{{"vault", redact.URL(s.VaultURL)}, {"secret", s.SecretName}, {"version", orLatest(s.Version)}}
 	return provider.Spec{
 		Name:     config.AzureKeyVault,
 		Settings: s,
@@ -93,7 +98,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		ModeVar:  EnvAuthMode,
 		TTL:      ttl,
 		Details:  details,
-		New:      func(context.Context) (provider.Provider, error) { return newProvider(s, shared.MaxRetries) },
+		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
 }
 
@@ -106,61 +111,68 @@ func orLatest(v string) string {
 
 // Provider reads one Key Vault secret.
 type Provider struct {
-	s      Settings
-	client *azsecrets.Client
-	now    func() time.Time
+	s         Settings
+	client    *azsecrets.Client
+	transport *http.Transport
+	now       func() time.Time
 }
 
-func newProvider(s Settings, maxRetries int) (*Provider, error) {
+// newCredential is azidentity's DefaultAzureCredential; tests replace it.
+var newCredential = func(opts azcore.ClientOptions) (azcore.TokenCredential, error) {
+	// DefaultAzureCredential also honours AZURE_AUTHORITY_HOST (sovereign clouds).
+	return azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: opts})
+}
+
+func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	// azcore's default retry waits up to a minute; within our call deadline,
 	// a few quick retries are worth more (MLFLOW_SECRETS_MAX_RETRIES).
-	opts := azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: int32(maxRetries),
+	opts := azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: int32(s.MaxRetries),
 		RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 2 * time.Second}}
-	if maxRetries == 0 {
+	if s.MaxRetries == 0 {
 		opts.Retry.MaxRetries = -1 // azcore: 0 means its default of 3
 	}
+	// A transport of our own (for the vault and the token endpoint alike),
+	// so that Close can close its idle connections.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if s.CABundle != "" {
-		transport, err := trusting(s.CABundle)
+		pool, err := trusting(ctx, s.CABundle)
 		if err != nil {
 			return nil, err
 		}
-		opts.Transport = transport
+		transport.TLSClientConfig.RootCAs = pool
 	}
-	// DefaultAzureCredential also honours AZURE_AUTHORITY_HOST (sovereign clouds).
-	cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: opts})
+	opts.Transport = &http.Client{Transport: transport}
+	cred, err := newCredential(opts)
 	if err != nil {
-		return nil, msaerr.Wrap(msaerr.NotConfigured, err, "azure-key-vault: cannot set up DefaultAzureCredential (AZURE_* variables)")
+		return nil, msaerr.Wrap(msaerr.NotConfigured, err, "cannot set up DefaultAzureCredential (AZURE_* variables)")
 	}
 	client, err := azsecrets.NewClient(s.VaultURL, cred, &azsecrets.ClientOptions{ClientOptions: opts,
 		DisableChallengeResourceVerification: s.relaxChallenge})
 	if err != nil {
-		return nil, msaerr.Wrap(msaerr.NotConfigured, err, "azure-key-vault: cannot create a client for %s", EnvVaultURL)
+		return nil, msaerr.Wrap(msaerr.NotConfigured, err, "cannot create a client for %s", EnvVaultURL)
 	}
-	return &Provider{s: s, client: client, now: time.Now}, nil
+	return &Provider{s: s, client: client, transport: transport, now: time.Now}, nil
 }
 
-// trusting returns a transport that trusts the system roots plus the PEM
-// certificates in caFile, for the vault and the token endpoint alike.
-func trusting(caFile string) (policy.Transporter, error) {
-	pem, err := os.ReadFile(caFile)
+// trusting returns the system roots plus the PEM certificates in caFile.
+func trusting(ctx context.Context, caFile string) (*x509.CertPool, error) {
+	pem, err := readFile(ctx, EnvCABundle, caFile)
 	if err != nil {
-		return nil, &msaerr.Error{Code: msaerr.NotConfigured, Variable: EnvCABundle,
-			Message: "azure-key-vault: " + EnvCABundle + " cannot be read", Err: err}
+		return nil, err
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, msaerr.New(msaerr.NotConfigured, EnvCABundle, "azure-key-vault: %s=%s holds no PEM certificate", EnvCABundle, caFile)
+		return nil, msaerr.New(msaerr.NotConfigured, EnvCABundle, "%s=%s holds no PEM certificate", EnvCABundle, redact.Echo(caFile))
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: t}, nil
+	return pool, nil
 }
 
-// Close has nothing to stop.
-func (p *Provider) Close() {}
+// Close closes idle connections.
+func (p *Provider) Close() { p.transport.CloseIdleConnections() }
 
 // Fetch reads the secret version, refusing a disabled or expired one.
 func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
@@ -171,61 +183,86 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 	what := fmt.Sprintf("secret %s (%s)", p.s.SecretName, orLatest(p.s.Version))
 	if a := resp.Attributes; a != nil {
 		if a.Enabled != nil && !*a.Enabled {
-			return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretVersion, "azure-key-vault: %s is disabled", what)
+			return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretVersion, "%s is disabled", what)
 		}
 		if a.Expires != nil && !p.now().Before(*a.Expires) {
 			return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretVersion,
-				"azure-key-vault: %s expired at %s", what, a.Expires.UTC().Format(time.RFC3339))
+				"%s expired at %s", what, a.Expires.UTC().Format(time.RFC3339))
 		}
 		if a.NotBefore != nil && p.now().Before(*a.NotBefore) {
 			return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretVersion,
-				"azure-key-vault: %s is not valid before %s", what, a.NotBefore.UTC().Format(time.RFC3339))
+				"%s is not valid before %s", what, a.NotBefore.UTC().Format(time.RFC3339))
 		}
 	}
 	if resp.Value == nil {
-		return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretName, "azure-key-vault: %s has no value", what)
+		return secret.Credential{}, msaerr.New(msaerr.SecretUnusable, EnvSecretName, "%s has no value", what)
 	}
 	cred, err := secret.Parse([]byte(*resp.Value))
 	if err != nil {
 		e := msaerr.As(err)
 		return secret.Credential{}, &msaerr.Error{Code: e.Code, Variable: EnvSecretName,
-			Message: fmt.Sprintf("azure-key-vault: %s in %s", e.Message, what)}
+			Message: fmt.Sprintf("%s in %s", e.Message, what)}
 	}
 	return cred, nil
 }
 
 // describe turns an SDK error into one that names the cause and the variable.
+// Key Vault's error codes name the reason, never the secret's value.
 func (p *Provider) describe(err error) error {
+	what := fmt.Sprintf("secret %s (%s) in %s", p.s.SecretName, orLatest(p.s.Version), redact.URL(p.s.VaultURL))
+	versionVar := EnvSecretName
+	if p.s.Version != "" {
+		versionVar = EnvSecretVersion
+	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
-		switch {
-		case re.StatusCode == http.StatusNotFound:
-			variable := EnvSecretName
-			if p.s.Version != "" {
-				variable = EnvSecretVersion
-			}
-			return msaerr.New(msaerr.Backend, variable, "azure-key-vault: secret %s (%s) not found in %s (%s)",
-				p.s.SecretName, orLatest(p.s.Version), p.s.VaultURL, re.ErrorCode)
-		case re.StatusCode == http.StatusForbidden && strings.Contains(strings.ToLower(err.Error()), "disabled"):
+		switch status := re.StatusCode; {
+		case status == http.StatusNotFound:
+			return msaerr.New(msaerr.Backend, versionVar, "%s not found (%s)", what, re.ErrorCode)
+		case status == http.StatusForbidden && strings.Contains(strings.ToLower(err.Error()), "disabled"):
 			// Key Vault: 403 Forbidden, innererror SecretDisabled.
-			return msaerr.New(msaerr.SecretUnusable, EnvSecretVersion, "azure-key-vault: secret %s (%s) is disabled",
-				p.s.SecretName, orLatest(p.s.Version))
-		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
-			return msaerr.New(msaerr.Backend, "", "azure-key-vault: access denied to secret %s in %s (HTTP %d %s): check the identity's Key Vault permissions",
-				p.s.SecretName, p.s.VaultURL, re.StatusCode, re.ErrorCode)
+			return msaerr.New(msaerr.SecretUnusable, EnvSecretVersion, "%s is disabled", what)
+		case status == http.StatusUnauthorized:
+			return msaerr.New(msaerr.Backend, "AZURE_CLIENT_ID",
+				"Key Vault did not accept the Azure token for %s (HTTP 401 %s): check the identity (AZURE_CLIENT_ID, AZURE_TENANT_ID)",
+				what, re.ErrorCode)
+		case status == http.StatusForbidden:
+			return msaerr.New(msaerr.Backend, "",
+				"access denied to %s (HTTP 403 %s): the identity needs get permission on secrets (for example the Key Vault Secrets User role)",
+				what, re.ErrorCode)
+		case status == http.StatusBadRequest:
+			return msaerr.New(msaerr.NotConfigured, versionVar, "Key Vault rejected the request for %s (HTTP 400 %s)", what, re.ErrorCode)
+		case status == http.StatusTooManyRequests:
+			return msaerr.New(msaerr.Backend, config.EnvMaxRetries, "Key Vault throttled reading %s; retries were exhausted", what)
 		}
-		return msaerr.New(msaerr.Backend, "", "azure-key-vault: reading secret %s failed with HTTP %d %s",
-			p.s.SecretName, re.StatusCode, re.ErrorCode)
+		return msaerr.New(msaerr.Backend, "", "reading %s failed with HTTP %d %s", what, re.StatusCode, re.ErrorCode)
 	}
 	var authErr *azidentity.AuthenticationFailedError
 	// "credential unavailable" errors have no exported type; they name the chain.
 	if errors.As(err, &authErr) || strings.Contains(err.Error(), "DefaultAzureCredential") {
 		return &msaerr.Error{Code: msaerr.Backend, Variable: "AZURE_CLIENT_ID",
-			Message: "azure-key-vault: no Azure credential could get a token (DefaultAzureCredential)", Err: err}
+			Message: "no Azure credential could get a token (DefaultAzureCredential)", Err: err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return msaerr.New(msaerr.Backend, config.EnvTimeout, "azure-key-vault: no answer in time from %s", p.s.VaultURL)
+		return msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer in time reading %s", what)
 	}
-	return &msaerr.Error{Code: msaerr.Backend, Variable: EnvVaultURL,
-		Message: "azure-key-vault: reading secret " + p.s.SecretName + " from " + p.s.VaultURL + " failed", Err: err}
+	return msaerr.New(msaerr.Backend, EnvVaultURL, "reading %s failed: %s", what, redact.Echo(scrub(rootCause(err))))
+}
+
+// userinfo matches the userinfo part of URLs inside a message.
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
+
+// scrub hides URL userinfo inside an error text.
+func scrub(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }
+
+// rootCause is the innermost error's text (the network reason, without the
+// wrappers' repetitions of the URL).
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
 }
