@@ -11,6 +11,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 )
 
 // ABIVersion changes whenever the C API or a reply's shape changes incompatibly.
@@ -24,6 +25,13 @@ type Error struct {
 	Code     msaerr.Code `json:"code"`
 	Message  string      `json:"message"`
 	Variable string      `json:"variable,omitempty"`
+}
+
+// Event is a one-shot message the caller logs once at its level
+// ("warning" or "info").
+type Event struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
 }
 
 // Attempt is a provider that did not serve, and why.
@@ -40,6 +48,7 @@ type HeadersReply struct {
 	MaxAgeMs int64             `json:"max_age_ms,omitempty"`
 	Stale    *Error            `json:"stale,omitempty"`
 	Attempts []Attempt         `json:"attempts,omitempty"`
+	Events   []Event           `json:"events,omitempty"`
 	*Error
 }
 
@@ -68,6 +77,20 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// Failure is an "internal" error reply with message (echoed input in it is
+// cut to a readable length by the caller).
+func Failure(message string) []byte {
+	return mustJSON(HeadersReply{Error: &Error{Code: msaerr.Internal, Message: redact.Echo(message)}})
+}
+
+// ABI is the reply to the helper's "abi" request.
+func ABI() []byte {
+	return mustJSON(struct {
+		OK  bool `json:"ok"`
+		ABI int  `json:"abi"`
+	}{true, ABIVersion})
+}
+
 // Headers answers GetAuthHeaders(host).
 func Headers(e *engine.Engine, host string) (out []byte) {
 	defer guard(&out)
@@ -76,6 +99,9 @@ func Headers(e *engine.Engine, host string) (out []byte) {
 		MaxAgeMs: res.FreshFor.Milliseconds(), Stale: toError(res.Stale), Error: toError(res.Err)}
 	for _, a := range res.Attempts {
 		reply.Attempts = append(reply.Attempts, Attempt{Provider: a.Provider, Error: *toError(a.Err)})
+	}
+	for _, ev := range res.Events {
+		reply.Events = append(reply.Events, Event{Level: ev.Level, Message: ev.Message})
 	}
 	return mustJSON(reply)
 }
