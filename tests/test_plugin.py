@@ -16,14 +16,25 @@ from conftest import apply, plugin_env, search_url, send
 from mlflow.tracking.request_auth.registry import fetch_auth
 from mlflow_secrets_auth.provider import MlflowSecretsAuthError, SecretsAuth
 
+pytestmark = pytest.mark.both_vaults  # every test here runs against OpenBao and HashiCorp Vault
+
+
+def poll_until(check, what: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    """Call ``check`` until it returns a truthy value (returned); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not observed within {timeout:.0f}s: {what}"
+        time.sleep(0.05)
+
 
 def test_entry_point_returns_our_auth_object() -> None:
     assert isinstance(fetch_auth("mlflow_secrets_auth"), SecretsAuth)
 
 
-def test_import_loads_nothing_until_the_first_request(
-    vault_ready: harness.VaultServer, mlflow_server: harness.MlflowServer
-) -> None:
+def test_import_loads_nothing_until_the_first_request() -> None:
     code = """
 import sys
 from mlflow_secrets_auth.provider import SecretsAuthProvider
@@ -43,7 +54,7 @@ print("ok")
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VAULT_"))}
     out = subprocess.run(
-        [sys.executable, "-c", code, mlflow_server.url],
+        [sys.executable, "-c", code, "http://mlflow.test:5000"],
         env=env,
         capture_output=True,
         text=True,
@@ -57,7 +68,7 @@ print("ok")
 
 def test_host_policy_is_enforced_per_request(
     use_env,
-    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    vault_ready: harness.VaultAPIServer,  # type: ignore[no-untyped-def]
     mlflow_server: harness.MlflowServer,
     reader_token: str,
     secret_path: str,
@@ -96,7 +107,7 @@ def test_host_policy_is_enforced_per_request(
 
 def test_errors_raise_with_the_variable(
     use_env,
-    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    vault_ready: harness.VaultAPIServer,  # type: ignore[no-untyped-def]
     mlflow_server: harness.MlflowServer,
 ) -> None:
     use_env(
@@ -110,7 +121,7 @@ def test_errors_raise_with_the_variable(
     with pytest.raises(MlflowSecretsAuthError) as err:
         apply(mlflow_server.url)
     assert err.value.code == "backend"
-    assert "permission denied" in str(err.value)
+    assert "rejected the token in VAULT_TOKEN" in str(err.value)
     assert "not-a-real-token-value" not in str(err.value)
     os.environ["MLFLOW_SECRETS_AUTH_ENABLE"] = ""
     with pytest.raises(MlflowSecretsAuthError) as err:
@@ -121,7 +132,7 @@ def test_errors_raise_with_the_variable(
 
 def test_environment_change_switches_secret(
     use_env,
-    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    vault_ready: harness.VaultAPIServer,  # type: ignore[no-untyped-def]
     bearer_proxy: harness.NginxBearerProxy,
     reader_token: str,
 ) -> None:
@@ -137,13 +148,15 @@ def test_environment_change_switches_secret(
     assert apply(bearer_proxy.url).headers["X-Api-Key"] == bearer_proxy.token
 
 
-def test_rotation_is_picked_up_after_the_ttl(
+def test_rotation_cached_within_the_ttl_then_picked_up(
     use_env,
-    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    vault_ready: harness.VaultAPIServer,  # type: ignore[no-untyped-def]
     mlflow_server: harness.MlflowServer,
     reader_token: str,
     secret_path: str,
 ) -> None:
+    """Within the TTL the cached credential is sent even after the secret changed
+    (one Vault read); after it, the rotated one is picked up without a restart."""
     admin = mlflow_server.basic_auth
     user = f"svc-{secret_path.split('/')[-1]}"
     old, new = "old-Passw0rd-" + user, "new-Passw0rd-" + user
@@ -153,81 +166,87 @@ def test_rotation_is_picked_up_after_the_ttl(
         auth=admin,
         timeout=30,
     ).raise_for_status()
-    vault_ready.kv_put("secret", secret_path, {"username": user, "password": old}, version=1)
-    use_env(
-        plugin_env(
+    cached, short = f"secret/{secret_path}-cached", f"secret/{secret_path}-short"
+    for path in (cached, short):
+        vault_ready.kv_put("secret", path.removeprefix("secret/"), {"username": user, "password": old}, version=1)
+    with harness.LoopbackProxy(vault_ready.addr.split("//")[1]) as proxy:
+        env = plugin_env(
             vault_ready,
             mlflow_server.url,
+            VAULT_ADDR=proxy.url,
             VAULT_TOKEN=reader_token,
-            MLFLOW_VAULT_TTL_SEC="3",
-            MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
             MLFLOW_VAULT_AUTH_MODE="basic",
         )
-    )
-    assert send(search_url(mlflow_server.url)).status_code == 200
-    rotated_at = time.monotonic()
-    requests.patch(
-        f"{mlflow_server.url}/api/2.0/mlflow/users/update-password",
-        json={"username": user, "password": new},
-        auth=admin,
-        timeout=30,
-    ).raise_for_status()
-    vault_ready.kv_put("secret", secret_path, {"username": user, "password": new}, version=1)
-    # Within the TTL the cached (now rotated-out) credential is still sent.
-    status = send(search_url(mlflow_server.url)).status_code
-    if time.monotonic() - rotated_at < 2.5:
-        assert status == 401
-    time.sleep(max(0.0, 3.2 - (time.monotonic() - rotated_at)))
-    assert send(search_url(mlflow_server.url)).status_code == 200
+        # A one-hour TTL: the value read first is kept, whatever Vault holds now.
+        use_env({**env, "MLFLOW_VAULT_SECRET_PATH": cached, "MLFLOW_VAULT_TTL_SEC": "3600"})
+        assert send(search_url(mlflow_server.url)).status_code == 200
+        vault_ready.kv_put("secret", cached.removeprefix("secret/"), {"username": user, "password": "wrong"}, version=1)
+        for _ in range(3):
+            assert send(search_url(mlflow_server.url)).status_code == 200
+        assert proxy.count("GET", f"/v1/{cached}") == 1, proxy.request_lines
+        # A two-second TTL: rotate in MLflow and in Vault; the new password is used
+        # as soon as the plugin has re-read it.
+        use_env({**env, "MLFLOW_VAULT_SECRET_PATH": short, "MLFLOW_VAULT_TTL_SEC": "2"})
+        assert send(search_url(mlflow_server.url)).status_code == 200
+        requests.patch(
+            f"{mlflow_server.url}/api/2.0/mlflow/users/update-password",
+            json={"username": user, "password": new},
+            auth=admin,
+            timeout=30,
+        ).raise_for_status()
+        vault_ready.kv_put("secret", short.removeprefix("secret/"), {"username": user, "password": new}, version=1)
+        poll_until(lambda: send(search_url(mlflow_server.url)).status_code == 200, "the rotated password in use")
+        assert proxy.count("GET", f"/v1/{short}") >= 2
 
 
 def test_approle_token_is_renewed_then_replaced(
     use_env,
-    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    vault_ready: harness.VaultAPIServer,  # type: ignore[no-untyped-def]
     mlflow_server: harness.MlflowServer,
     secret_path: str,
 ) -> None:
-    """2-second renewable tokens, 6-second max TTL, secret re-read every second:
-    requests keep succeeding for 14 s while the plugin renews and logs in again,
-    and it logs in far less often than it fetches."""
+    """2-second renewable tokens with a 6-second max TTL, the secret re-read every
+    second: the plugin renews its token (observed: renew-self) before it logs in
+    again (observed: a second login), every request meanwhile succeeds, and it
+    logs in less often than it reads."""
     user, password = mlflow_server.basic_auth
     vault_ready.kv_put("kv2", secret_path, {"username": user, "password": password}, version=2)
     role = "renew-" + secret_path.split("/")[-1]
-    vault_ready.api(
-        "POST",
-        f"auth/approle/role/{role}",
-        {"token_policies": ["mlflow-reader"], "token_ttl": "2s", "token_max_ttl": "6s"},
-    )
-    role_id = vault_ready.api("GET", f"auth/approle/role/{role}/role-id")["data"]["role_id"]
-    secret_id = vault_ready.api("POST", f"auth/approle/role/{role}/secret-id", {"num_uses": 100})["data"]["secret_id"]
-    use_env(
-        plugin_env(
-            vault_ready,
-            mlflow_server.url,
-            VAULT_ROLE_ID=role_id,
-            VAULT_SECRET_ID=secret_id,
-            MLFLOW_VAULT_TTL_SEC="1",
-            MLFLOW_VAULT_SECRET_PATH=f"kv2/{secret_path}",
-            MLFLOW_VAULT_AUTH_MODE="basic",
+    role_id, secret_id = vault_ready.create_approle(role, ["mlflow-reader"], token_ttl="2s", token_max_ttl="6s")
+    with harness.LoopbackProxy(vault_ready.addr.split("//")[1]) as proxy:
+        use_env(
+            plugin_env(
+                vault_ready,
+                mlflow_server.url,
+                VAULT_ADDR=proxy.url,
+                VAULT_ROLE_ID=role_id,
+                VAULT_SECRET_ID=secret_id,
+                MLFLOW_VAULT_TTL_SEC="1",
+                MLFLOW_VAULT_SECRET_PATH=f"kv2/{secret_path}",
+                MLFLOW_VAULT_AUTH_MODE="basic",
+            )
         )
-    )
-    deadline, requests_sent = time.monotonic() + 14, 0
-    while time.monotonic() < deadline:
-        assert send(search_url(mlflow_server.url)).status_code == 200
-        requests_sent += 1
-        time.sleep(0.25)
-    remaining = vault_ready.api("POST", f"auth/approle/role/{role}/secret-id/lookup", {"secret_id": secret_id})["data"][
-        "secret_id_num_uses"
-    ]
-    logins = 100 - int(remaining)
-    # One login per 6 s token lifetime (renewed at 2 s in between): about 3 in 14 s.
-    # Without renewal it would be ~7, with a login per fetch ~14.
-    assert 2 <= logins <= 4, f"{logins} logins for {requests_sent} requests"
+
+        def events() -> tuple[list[str], list[int], list[int]]:
+            lines = list(proxy.request_lines)
+            logins = [i for i, line in enumerate(lines) if line.startswith("PUT /v1/auth/approle/login")]
+            renewals = [i for i, line in enumerate(lines) if line.startswith("PUT /v1/auth/token/renew-self")]
+            return lines, logins, renewals
+
+        def replaced_after_renewal() -> bool:
+            assert send(search_url(mlflow_server.url)).status_code == 200  # never a failed request
+            _, logins, renewals = events()
+            return len(logins) >= 2 and bool(renewals) and renewals[0] < logins[1]
+
+        poll_until(replaced_after_renewal, "a token renewal followed by a new login", timeout=45)
+        lines, logins, _ = events()
+    reads = sum(1 for line in lines if line.startswith(f"GET /v1/kv2/data/{secret_path}"))
+    assert len(logins) < reads, lines
 
 
 def test_vault_over_tls(
     use_env,
-    vault_ready: harness.VaultServer,
+    vault_ready: harness.VaultAPIServer,
     mlflow_server: harness.MlflowServer,  # type: ignore[no-untyped-def]
     reader_token: str,
     secret_path: str,

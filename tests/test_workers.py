@@ -46,7 +46,6 @@ def runs_in(server: harness.MlflowServer, experiment: str) -> set[str]:
 def test_pool_workers_log_runs(
     basic_env: dict[str, str], mlflow_server: harness.MlflowServer, method: str, transport: str
 ) -> None:
-    start = time.monotonic()
     out = subprocess.run(
         [sys.executable, str(SCRIPTS / "pool_runs.py"), method],
         env=clean_env(**basic_env),
@@ -55,26 +54,27 @@ def test_pool_workers_log_runs(
         timeout=180,
         check=False,
     )
-    took = time.monotonic() - start
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     worker_runs = {run_id for run_id, _ in result["workers"]}
     assert len(worker_runs) == 8
     assert {t for _, t in result["workers"]} == {transport}
     assert runs_in(mlflow_server, f"pool-{method}") >= worker_runs | {result["parent"]}
-    assert took < 120, f"{method} pool took {took:.0f} s"
 
 
-def test_64_threads_one_fetch_per_refresh(
+def test_64_threads_one_fetch(
     use_env,
-    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    vault_ready: harness.VaultAPIServer,  # type: ignore[no-untyped-def]
     mlflow_server: harness.MlflowServer,
     reader_token: str,
     secret_path: str,
 ) -> None:
+    """64 threads miss the cold cache together while Vault is slow to answer
+    (each connection held 0.5 s): one Vault read serves all 640 requests."""
     user, password = mlflow_server.basic_auth
     vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
     with harness.LoopbackProxy(vault_ready.addr.split("//")[1]) as proxy:
+        proxy.delay = 0.5
         use_env(
             plugin_env(
                 vault_ready,
@@ -83,7 +83,7 @@ def test_64_threads_one_fetch_per_refresh(
                 VAULT_TOKEN=reader_token,
                 MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
                 MLFLOW_VAULT_AUTH_MODE="basic",
-                MLFLOW_VAULT_TTL_SEC="1",
+                MLFLOW_VAULT_TTL_SEC="3600",
             )
         )
         statuses: list[int] = []
@@ -94,22 +94,19 @@ def test_64_threads_one_fetch_per_refresh(
             for _ in range(10):
                 statuses.append(send(search_url(mlflow_server.url)).status_code)
 
-        start = time.monotonic()
         threads = [threading.Thread(target=worker) for _ in range(64)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(120)
-        elapsed = time.monotonic() - start
+            t.join(180)
         reads = proxy.count("GET", f"/v1/secret/{secret_path}")
     assert statuses.count(200) == 640, {s: statuses.count(s) for s in set(statuses)}
-    # One read per TTL period at most (plus the first), whatever the number of threads.
-    assert 1 <= reads <= int(elapsed) + 2, f"{reads} Vault reads in {elapsed:.1f} s with a 1 s TTL"
+    assert reads == 1, proxy.request_lines
 
 
 def test_environment_changes_take_effect(
     use_env,
-    vault_ready: harness.VaultServer,  # type: ignore[no-untyped-def]
+    vault_ready: harness.VaultAPIServer,  # type: ignore[no-untyped-def]
     mlflow_server: harness.MlflowServer,
     reader_token: str,
     secret_path: str,
@@ -131,8 +128,10 @@ def test_environment_changes_take_effect(
     vault_ready.kv_put("secret", secret_path, {"token": "rotated"}, version=1)
     assert apply("http://mlflow.test").headers["Authorization"] == "Bearer vault-token"  # cached for an hour
     os.environ["MLFLOW_VAULT_TTL_SEC"] = "1"
-    time.sleep(1.1)
-    assert apply("http://mlflow.test").headers["Authorization"] == "Bearer rotated"
+    deadline = time.monotonic() + 15
+    while apply("http://mlflow.test").headers["Authorization"] != "Bearer rotated":
+        assert time.monotonic() < deadline, "the rotated token was not picked up after the TTL was shortened"
+        time.sleep(0.05)
     # Provider list: switch to AWS mid-session.
     os.environ.update(
         {
@@ -163,10 +162,12 @@ print("not interrupted", flush=True)
 """
 
 
-def test_ctrl_c_interrupts_a_slow_fetch(vault_ready: harness.VaultServer, reader_token: str, secret_path: str) -> None:
+def test_ctrl_c_interrupts_a_slow_fetch(
+    vault_ready: harness.VaultAPIServer, reader_token: str, secret_path: str
+) -> None:
     vault_ready.kv_put("secret", secret_path, {"token": "slow"}, version=1)
     with harness.LoopbackProxy(vault_ready.addr.split("//")[1]) as proxy:
-        proxy.delay = 20  # the backend answers after 20 s
+        proxy.delay = 120  # the backend would answer after two minutes
         env = clean_env(
             **plugin_env(
                 vault_ready,
@@ -186,17 +187,17 @@ def test_ctrl_c_interrupts_a_slow_fetch(vault_ready: harness.VaultServer, reader
         )
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(1.5)  # the fetch is now waiting on the delayed backend
-        signalled = time.monotonic()
+        # The fetch is waiting once its connection reached the (held) backend.
+        proxy.wait_for(lambda: proxy.accepted >= 1, "the fetch to reach the backend", timeout=60)
         proc.send_signal(signal.SIGINT)
         try:
-            stdout, stderr = proc.communicate(timeout=10)
+            stdout, stderr = proc.communicate(timeout=30)  # far less than the backend's 120 s
         finally:
             proc.kill()
-        exited_after = time.monotonic() - signalled
+        forwarded = proxy.connections
     assert "KeyboardInterrupt" in stderr, stderr[-2000:]
     assert "interrupted after" in stdout
-    assert exited_after < 3, f"exited {exited_after:.1f} s after SIGINT"
+    assert forwarded == 0, "the backend answered: the fetch was not interrupted while waiting"
 
 
 CLOSED_STDIO = """
@@ -218,7 +219,7 @@ with open(marker, "w") as f:
 
 
 def test_closed_stdout_and_stderr_do_not_kill(
-    vault_ready: harness.VaultServer, reader_token: str, secret_path: str, tmp_path: Path
+    vault_ready: harness.VaultAPIServer, reader_token: str, secret_path: str, tmp_path: Path
 ) -> None:
     vault_ready.kv_put("secret", secret_path, {"token": "quiet"}, version=1)
     marker = tmp_path / "done"

@@ -1,4 +1,7 @@
-"""Checks that the integration-test harness really runs working servers."""
+"""Checks that the integration-test harness really runs working servers.
+
+Its own suite (`make test-harness`), so the product suite's count means product
+tests. The Vault API checks run against OpenBao and HashiCorp Vault."""
 
 from __future__ import annotations
 
@@ -41,11 +44,14 @@ def test_vault_binary_cached_under_hash(vault_binary: Path) -> None:
 
 
 # --------------------------------------------------------------------------- #
-# Vault
+# Vault and OpenBao
 # --------------------------------------------------------------------------- #
 
+both = pytest.mark.both_vaults
 
-def test_vault_kv_v1_roundtrip(vault_server: harness.VaultServer) -> None:
+
+@both
+def test_vault_kv_v1_roundtrip(vault_server: harness.VaultAPIServer) -> None:
     # secret/ is pre-mounted as KV v1 in the test core; enable_kv must cope.
     vault_server.enable_kv("secret", 1)
     path = f"app/{_uid()}"
@@ -60,7 +66,8 @@ def test_vault_kv_v1_roundtrip(vault_server: harness.VaultServer) -> None:
     assert vault_server.kv_get("secret", path, version=1) == {"token": "v1-value"}
 
 
-def test_vault_kv_v2_roundtrip(vault_server: harness.VaultServer) -> None:
+@both
+def test_vault_kv_v2_roundtrip(vault_server: harness.VaultAPIServer) -> None:
     mount = f"kv2-{_uid()}"
     vault_server.enable_kv(mount, 2)
     vault_server.enable_kv(mount, 2)  # idempotent
@@ -79,7 +86,8 @@ def test_vault_kv_v2_roundtrip(vault_server: harness.VaultServer) -> None:
     assert mounts[f"{mount}/"]["options"]["version"] == "2"
 
 
-def test_vault_kv_version_switch(vault_server: harness.VaultServer) -> None:
+@both
+def test_vault_kv_version_switch(vault_server: harness.VaultAPIServer) -> None:
     mount = f"kvsw-{_uid()}"
     vault_server.enable_kv(mount, 1)
     vault_server.kv_put(mount, "x", {"a": "1"}, version=1)
@@ -95,7 +103,8 @@ def test_vault_kv_version_switch(vault_server: harness.VaultServer) -> None:
     assert mounts[f"{mount}/"]["options"]["version"] == "1"
 
 
-def test_vault_policy_token_and_approle(vault_server: harness.VaultServer) -> None:
+@both
+def test_vault_policy_token_and_approle(vault_server: harness.VaultAPIServer) -> None:
     mount = f"kv-{_uid()}"
     vault_server.enable_kv(mount, 2)
     vault_server.kv_put(mount, "app", {"token": "t"}, version=2)
@@ -153,9 +162,11 @@ def test_vault_policy_token_and_approle(vault_server: harness.VaultServer) -> No
     assert bad.status_code in (400, 403)
 
 
-def test_vault_stop_and_start(vault_binary: Path) -> None:
+@both
+def test_vault_stop_and_start(vault_kind: str) -> None:
     # Own instance, so the session-wide server is not disturbed.
-    with harness.VaultServer(binary=vault_binary) as vault:
+    kwargs = {"binary": harness.ensure_vault_server_binary()} if vault_kind == harness.HASHICORP else {}
+    with harness.vault_api_server(vault_kind, **kwargs) as vault:
         vault.enable_kv("secret", 1)
         vault.kv_put("secret", "a", {"k": "v"}, version=1)
         old_addr = vault.addr
@@ -177,6 +188,21 @@ def test_vault_stop_and_start(vault_binary: Path) -> None:
         assert proc is not None
     assert tmp is not None and not tmp.exists()
     assert proc.poll() is not None
+
+
+def test_openbao_namespace_and_tls_listener(tmp_path: Path) -> None:
+    ca, cert, key = harness.make_tls_files(tmp_path / "tls", names=("vault.test",))
+    with harness.OpenBaoServer(tls=harness.TLSListener(cert, key)) as bao:
+        assert bao.kind == harness.OPENBAO
+        assert bao.api("GET", "sys/mounts")["data"]["secret/"]["options"]["version"] == "1"  # like Vault's core
+        bao.create_namespace("team")
+        bao.api("POST", "sys/mounts/kv", {"type": "kv", "options": {"version": "2"}}, namespace="team")
+        bao.api("POST", "kv/data/x", {"data": {"k": "in-team"}}, namespace="team")
+        assert bao.api("GET", "kv/data/x", namespace="team")["data"]["data"] == {"k": "in-team"}
+        with pytest.raises(harness.HarnessError, match="404"):
+            bao.api("GET", "kv/data/x")  # not in the root namespace
+        with pytest.raises(requests.exceptions.SSLError, match=r"vault\.test"):  # the certificate names vault.test
+            requests.get(f"{bao.tls_addr}/v1/sys/health", verify=str(ca), timeout=5)
 
 
 # --------------------------------------------------------------------------- #
