@@ -1,6 +1,8 @@
 """PEP 517 backend: setuptools, after build.sh has built the Go library.
 
 Wheels get a platform tag (see setup.py) because they carry a native library.
+``make wheels`` (packaging/build_wheels.py) builds the wheels for every
+platform from this Linux machine and calls this backend with MSA_PREBUILT=1.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _build_native() -> None:
+    if os.environ.get("MSA_PREBUILT") == "1":
+        # packaging/build_wheels.py cross-builds the binaries for each platform
+        # and stages them next to the package before calling this backend.
+        return
     env = dict(os.environ, PYTHON=sys.executable)
     subprocess.run(["bash", str(ROOT / "build.sh")], check=True, env=env)
 

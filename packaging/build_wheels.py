@@ -1,0 +1,290 @@
+"""Build every wheel of mlflow-secrets-auth into dist/ from this Linux machine.
+
+    python packaging/build_wheels.py [--out dist] [--only manylinux_x86_64,win_amd64,...]
+
+Toolchains come only from package registries: Go (go.dev / the module proxy),
+zig from PyPI (``ziglang``) as cgo's C compiler for every target, Debian's
+llvm for stripping. Each target's binaries are built once, stripped, checked
+for debug sections, staged with the Python package in a temporary copy of the
+project, and turned into a wheel by the project's own PEP 517 backend
+(``MSA_PREBUILT=1``, ``MSA_PLAT_NAME``). ``SOURCE_DATE_EPOCH`` is honoured (set
+from the last commit when unset) for the zip timestamps; Go builds use
+-trimpath, -buildvcs=false and an empty build id.
+
+Linux glibc wheels are checked with ``auditwheel show`` before they are kept;
+``twine check`` runs on the lot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = "mlflow_secrets_auth"
+MODULE = "github.com/mlflow-secrets-auth/mlflow-secrets-auth"
+TBD_DIR = Path(__file__).resolve().parent / "macos-sdk"
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str  # --only name
+    plat: str  # wheel platform tag(s)
+    goos: str
+    goarch: str
+    zig: str | None  # zig target for the cgo library; None: helper-only wheel
+    library: str | None  # library file name in the wheel
+    helper: str  # helper file name in the wheel
+    auditwheel: str | None = None  # the manylinux tag auditwheel must accept
+
+
+TARGETS = [
+    Target(
+        "manylinux_x86_64",
+        "manylinux_2_17_x86_64.manylinux2014_x86_64",
+        "linux",
+        "amd64",
+        "x86_64-linux-gnu.2.17",
+        "libmlflow_secrets_auth.so",
+        "msa-helper",
+        "manylinux_2_17_x86_64",
+    ),
+    Target(
+        "manylinux_aarch64",
+        "manylinux_2_17_aarch64.manylinux2014_aarch64",
+        "linux",
+        "arm64",
+        "aarch64-linux-gnu.2.17",
+        "libmlflow_secrets_auth.so",
+        "msa-helper",
+        "manylinux_2_17_aarch64",
+    ),
+    # musl cannot load a Go c-shared library: these carry the static helper only.
+    Target("musllinux_x86_64", "musllinux_1_2_x86_64", "linux", "amd64", None, None, "msa-helper"),
+    Target("musllinux_aarch64", "musllinux_1_2_aarch64", "linux", "arm64", None, None, "msa-helper"),
+    # Go 1.26 needs macOS 12 (Monterey) or later.
+    Target(
+        "macos_arm64",
+        "macosx_12_0_arm64",
+        "darwin",
+        "arm64",
+        "aarch64-macos.12.0",
+        "libmlflow_secrets_auth.dylib",
+        "msa-helper",
+    ),
+    Target(
+        "macos_x86_64",
+        "macosx_12_0_x86_64",
+        "darwin",
+        "amd64",
+        "x86_64-macos.12.0",
+        "libmlflow_secrets_auth.dylib",
+        "msa-helper",
+    ),
+    Target(
+        "win_amd64",
+        "win_amd64",
+        "windows",
+        "amd64",
+        "x86_64-windows-gnu",
+        "mlflow_secrets_auth.dll",
+        "msa-helper.exe",
+    ),
+]
+
+
+def log(msg: str) -> None:
+    print(f"build_wheels: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> str:
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+        raise SystemExit(f"build_wheels: failed ({proc.returncode}): {' '.join(cmd)}")
+    return proc.stdout
+
+
+def go_exe() -> str:
+    found = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if not found:
+        raise SystemExit("build_wheels: the Go toolchain (go 1.26 or newer) is not on PATH")
+    return found
+
+
+def version() -> str:
+    text = (ROOT / "python" / PKG / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "(.+)"$', text, re.M)
+    if not match:
+        raise SystemExit("build_wheels: __version__ not found in python/mlflow_secrets_auth/__init__.py")
+    return match.group(1)
+
+
+def source_date_epoch() -> str:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value:
+        if not value.isdigit():
+            raise SystemExit(f"build_wheels: SOURCE_DATE_EPOCH must be whole seconds, got {value!r}")
+        return value
+    out = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True)
+    stamp = out.stdout.strip()
+    # Zip cannot store dates before 1980; a checkout without history gets a fixed date.
+    return stamp if out.returncode == 0 and stamp.isdigit() else "315532800"
+
+
+def zig_wrapper(tmp: Path, zig_target: str, extra: list[str]) -> Path:
+    """cgo wants CC to be one executable: a shell script around `python -m ziglang cc`."""
+    path = tmp / f"zcc-{zig_target}"
+    args = " ".join(extra)
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ziglang cc -target {zig_target} {args} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def go_env(t: Target, cgo: bool, cc: Path | None) -> dict[str, str]:
+    env = dict(os.environ, GOOS=t.goos, GOARCH=t.goarch, CGO_ENABLED="1" if cgo else "0", GOFLAGS="-mod=readonly")
+    env.pop("GOAMD64", None)  # baseline x86-64 (v1) for wheels
+    if cc is not None:
+        env["CC"] = str(cc)
+    return env
+
+
+def strip(path: Path, macho: bool) -> None:
+    """Go's -s -w does not reach all of the external linker's output (cgo builds).
+
+    Mach-O files are left alone: they are already linked with -s -w / -Wl,-S,-x,
+    carry no debug sections (checked below), and are ad-hoc code-signed by the
+    linker, which stripping afterwards would invalidate (arm64 macOS refuses to
+    run unsigned code). Debian's llvm-strip 14 also crashes on zig's Mach-O.
+    """
+    if not macho:
+        run(["llvm-strip", "--strip-all", str(path)])
+
+
+def debug_sections(path: Path) -> list[str]:
+    out = run(["llvm-objdump", "-h", str(path)])
+    return [line.split()[1] for line in out.splitlines() if re.search(r"\s(\.debug|__debug|__DWARF|\.zdebug)", line)]
+
+
+def build_binaries(t: Target, work: Path, ver: str, tmp: Path) -> dict[str, Path]:
+    out_dir = work / f"{t.goos}-{t.goarch}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ldflags = f"-s -w -buildid= -X {MODULE}/go/internal/protocol.Version={ver}"
+    common = ["build", "-trimpath", "-buildvcs=false"]
+    files: dict[str, Path] = {}
+    go = go_exe()
+
+    helper = out_dir / t.helper
+    if not helper.exists():
+        log(f"{t.goos}/{t.goarch}: helper")
+        run([go, *common, "-ldflags", ldflags, "-o", str(helper), "./go/cmd/msa-helper"], go_env(t, False, None))
+        strip(helper, t.goos == "darwin")
+    files[t.helper] = helper
+
+    if t.library and t.zig:
+        lib = out_dir / t.library
+        if not lib.exists():
+            log(f"{t.goos}/{t.goarch}: library ({t.zig})")
+            extra: list[str] = []
+            if t.goos == "darwin":
+                if not (TBD_DIR / "System/Library/Frameworks/CoreFoundation.framework").exists():
+                    raise SystemExit(f"build_wheels: {TBD_DIR} has no CoreFoundation stub")
+                extra = [f"-F{TBD_DIR}/System/Library/Frameworks", f"-L{TBD_DIR}/usr/lib"]
+            cc = zig_wrapper(tmp, t.zig, extra)
+            run([go, *common, "-buildmode=c-shared", "-ldflags", ldflags, "-o", str(lib), "./go/capi"], go_env(t, True, cc))
+            lib.with_suffix(".h").unlink(missing_ok=True)  # Go's generated header; include/ has ours
+            strip(lib, t.goos == "darwin")
+        files[t.library] = lib
+
+    for name, path in files.items():
+        left = debug_sections(path)
+        if left:
+            raise SystemExit(f"build_wheels: {path} ({name}) still has debug sections after stripping: {left}")
+    return files
+
+
+def stage(t: Target, files: dict[str, Path], tmp: Path) -> Path:
+    """A copy of the project with this target's binaries next to the package."""
+    src = tmp / f"src-{t.key}"
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE", "MANIFEST.in", "build.sh"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "build_backend", src / "build_backend", ignore=shutil.ignore_patterns("__pycache__"))
+    pkg = src / "python" / PKG
+    pkg.mkdir(parents=True)
+    for f in (ROOT / "python" / PKG).iterdir():
+        if f.suffix == ".py" and f.name != "_ffi.py" or f.name == "py.typed":
+            shutil.copy2(f, pkg / f.name)
+    run([sys.executable, str(ROOT / "python" / "build_ffi.py"), str(pkg)])
+    for name, path in files.items():
+        shutil.copy2(path, pkg / name)
+        (pkg / name).chmod(0o755)
+    return src
+
+
+def build_wheel(t: Target, src: Path, out: Path, epoch: str) -> Path:
+    before = set(out.glob("*.whl"))
+    env = dict(os.environ, MSA_PREBUILT="1", MSA_PLAT_NAME=t.plat, SOURCE_DATE_EPOCH=epoch)
+    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)], env)
+    (wheel,) = set(out.glob("*.whl")) - before
+    if not wheel.name.endswith(f"-py3-none-{t.plat}.whl"):
+        raise SystemExit(f"build_wheels: {wheel.name} does not carry the tag {t.plat}")
+    return wheel
+
+
+def check_auditwheel(t: Target, wheel: Path) -> None:
+    if t.auditwheel is None:
+        return
+    out = run([sys.executable, "-m", "auditwheel", "show", str(wheel)])
+    flat = " ".join(out.split())
+    if f'"{t.auditwheel}"' not in flat and not re.search(r'"manylinux_2_(5|12|17)_', flat):
+        raise SystemExit(f"build_wheels: auditwheel does not accept {wheel.name} as {t.auditwheel}:\n{out}")
+    if "external shared libraries" in flat and "system-provided shared libraries" not in flat:
+        raise SystemExit(f"build_wheels: {wheel.name} needs external libraries:\n{out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "dist"), help="wheel directory (default: dist/)")
+    parser.add_argument("--only", default="", help="comma-separated target keys: " + ", ".join(t.key for t in TARGETS))
+    parser.add_argument("--work", default="", help="where binaries are built (default: a temporary directory)")
+    args = parser.parse_args()
+
+    keys = [k for k in args.only.split(",") if k]
+    unknown = sorted(set(keys) - {t.key for t in TARGETS})
+    if unknown:
+        raise SystemExit(f"build_wheels: unknown target(s) in --only: {', '.join(unknown)}")
+    targets = [t for t in TARGETS if not keys or t.key in keys]
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    epoch = source_date_epoch()
+    ver = version()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="msa-wheels-") as tmp_name:
+        tmp = Path(tmp_name)
+        work = Path(args.work).resolve() if args.work else tmp / "bin"
+        built: list[Path] = []
+        for t in targets:
+            for old in out.glob(f"*-py3-none-{t.plat}.whl"):
+                old.unlink()
+            files = build_binaries(t, work, ver, tmp)
+            wheel = build_wheel(t, stage(t, files, tmp), out, epoch)
+            check_auditwheel(t, wheel)
+            built.append(wheel)
+            log(f"{wheel.name} ({wheel.stat().st_size / 2**20:.1f} MiB)")
+    run([sys.executable, "-m", "twine", "check", "--strict", *map(str, built)])
+    log(f"{len(built)} wheel(s) in {out}, twine check passed, {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
