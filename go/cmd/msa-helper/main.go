@@ -1,46 +1,68 @@
 // Command msa-helper serves the library's calls over a pipe, for processes
 // that must not call the Go runtime in their own address space (a child forked
-// after the library was loaded, or a process that cannot load it).
+// after the library was loaded, a process that cannot load it, or a platform
+// for which no library is built).
 //
 // Protocol: one JSON request per line on stdin,
 //
-//	{"op": "headers", "arg": "https://host:port"}
-//	{"op": "set_env", "env": {"NAME": "value", ...}}   (env null: process environment)
-//	{"op": "info"} | {"op": "doctor", "arg": "url"} | {"op": "invalidate"} | {"op": "abi"}
+//	{"id": 1, "op": "headers", "arg": "https://host:port"}
+//	{"id": 2, "op": "set_env", "env": {"NAME": "value", ...}}   (env null: process environment)
+//	{"id": 3, "op": "info"} | {"op": "doctor", "arg": "url"} | {"op": "invalidate"} | {"op": "abi"}
 //
-// and one JSON reply per line on stdout, exactly as the C API returns them.
-// It exits when stdin closes (its parent is gone). It writes nothing else.
+// and one JSON reply per line on stdout, {"id": <the request's id>, "reply": {...}},
+// where the reply is exactly what the C API returns. Requests are served
+// concurrently, so replies may come in any order; the id pairs them up. A
+// request without an id gets "id": null. It exits when stdin closes (its
+// parent is gone). It writes nothing else.
 package main
 
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
+	"io"
 	"os"
+	"sync"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol"
 )
 
 type request struct {
+	ID  json.RawMessage `json:"id"`
 	Op  string          `json:"op"`
 	Arg string          `json:"arg"`
 	Env json.RawMessage `json:"env"`
 }
 
+type envelope struct {
+	ID    json.RawMessage `json:"id"`
+	Reply json.RawMessage `json:"reply"`
+}
+
 func main() {
-	eng := engine.New(nil)
-	in := bufio.NewReaderSize(os.Stdin, 1<<16)
-	out := bufio.NewWriter(os.Stdout)
+	run(engine.New(nil), os.Stdin, os.Stdout)
+}
+
+// run serves requests from in until it ends, each on its own goroutine.
+func run(eng *engine.Engine, in io.Reader, w io.Writer) {
+	r := bufio.NewReaderSize(in, 1<<16)
+	out := bufio.NewWriter(w)
+	var mu sync.Mutex
+	var broken bool
+	write := func(b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken {
+			return
+		}
+		if _, err := out.Write(append(b, '\n')); err != nil || out.Flush() != nil {
+			broken = true
+		}
+	}
 	for {
-		line, err := in.ReadBytes('\n')
+		line, err := r.ReadBytes('\n')
 		if len(line) > 0 {
-			if _, werr := out.Write(append(serve(eng, line), '\n')); werr != nil {
-				return
-			}
-			if out.Flush() != nil {
-				return
-			}
+			go func() { write(handle(eng, line)) }()
 		}
 		if err != nil { // EOF: the parent closed the pipe or exited
 			return
@@ -48,11 +70,32 @@ func main() {
 	}
 }
 
-func serve(eng *engine.Engine, line []byte) []byte {
+// handle serves one request line and returns the reply line.
+func handle(eng *engine.Engine, line []byte) []byte {
 	var req request
 	if err := json.Unmarshal(line, &req); err != nil {
-		return []byte(`{"ok":false,"code":"internal","message":"msa-helper: the request is not JSON"}`)
+		return wrap(nil, protocol.Failure("msa-helper: the request is not JSON"))
 	}
+	return wrap(req.ID, serve(eng, req))
+}
+
+func wrap(id json.RawMessage, reply []byte) []byte {
+	if len(id) == 0 || !json.Valid(id) {
+		id = json.RawMessage("null")
+	}
+	b, err := json.Marshal(envelope{ID: id, Reply: reply})
+	if err != nil {
+		b, _ = json.Marshal(envelope{ID: id, Reply: protocol.Failure("msa-helper: cannot encode the reply")})
+	}
+	return b
+}
+
+func serve(eng *engine.Engine, req request) (out []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = protocol.Failure("msa-helper: internal error")
+		}
+	}()
 	switch req.Op {
 	case "headers":
 		return protocol.Headers(eng, req.Arg)
@@ -69,7 +112,7 @@ func serve(eng *engine.Engine, line []byte) []byte {
 		eng.Invalidate()
 		return []byte(`{"ok":true}`)
 	case "abi":
-		return []byte(fmt.Sprintf(`{"ok":true,"abi":%d}`, protocol.ABIVersion))
+		return protocol.ABI()
 	}
-	return []byte(fmt.Sprintf(`{"ok":false,"code":"internal","message":%q}`, "msa-helper: unknown op "+req.Op))
+	return protocol.Failure("msa-helper: unknown op " + req.Op)
 }
