@@ -7,9 +7,8 @@ package secret
 
 import (
 	"encoding/json"
-	"fmt"
-	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 )
@@ -26,6 +25,10 @@ func (c Credential) IsZero() bool { return c == Credential{} }
 
 // Parse reads a secret stored as text or bytes.
 func Parse(raw []byte) (Credential, error) {
+	if !utf8.Valid(raw) {
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "",
+			"the secret is not valid UTF-8 text (a binary secret must hold the token or JSON as UTF-8)")
+	}
 	text := strings.TrimSpace(string(raw))
 	if text == "" {
 		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret is empty")
@@ -54,6 +57,8 @@ func Parse(raw []byte) (Credential, error) {
 }
 
 // FromMap reads a secret stored as key/value fields (JSON object, Vault KV data).
+// Errors name only the expected fields ("token", "username", "password"),
+// never the fields the secret has: a field name can itself be sensitive.
 func FromMap(m map[string]any) (Credential, error) {
 	token, err := field(m, "token")
 	if err != nil {
@@ -70,25 +75,32 @@ func FromMap(m map[string]any) (Credential, error) {
 	if err != nil {
 		return Credential{}, err
 	}
+	_, hasUser := m["username"]
+	_, hasPass := m["password"]
 	switch {
 	case user != "" && pass != "":
 		return Credential{Username: user, Password: pass}, nil
+	case user != "" && hasPass:
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret's \"password\" field is empty")
 	case user != "":
 		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret has a \"username\" but no \"password\" field")
+	case pass != "" && hasUser:
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret's \"username\" field is empty")
 	case pass != "":
 		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret has a \"password\" but no \"username\" field")
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, fmt.Sprintf("%q", k))
+	if _, ok := m["token"]; ok {
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret's \"token\" field is empty")
 	}
-	slices.Sort(keys)
-	have := "no fields"
-	if len(keys) > 0 {
-		have = "only the fields " + strings.Join(keys, ", ")
+	if hasUser || hasPass {
+		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret's \"username\" and \"password\" fields are empty")
+	}
+	have := "it has no fields"
+	if len(m) > 0 {
+		have = "it has none of them"
 	}
 	return Credential{}, msaerr.New(msaerr.SecretUnusable, "",
-		"the secret needs a \"token\" field, or \"username\" and \"password\" fields; it has %s", have)
+		"the secret needs a \"token\" field or \"username\" and \"password\" fields; %s", have)
 }
 
 // field returns a trimmed string or number field; other JSON types are an error.

@@ -41,8 +41,16 @@ func TestParseErrorsNeverShowTheSecret(t *testing.T) {
 		{`{"token": "s3cr3t-value"`, "not a valid JSON object"},
 		{`{"username": "s3cr3t-value"}`, "no \"password\""},
 		{`{"password": "s3cr3t-value"}`, "no \"username\""},
-		{`{"api_key": "s3cr3t-value"}`, `"api_key"`},
+		{`{"api_key": "s3cr3t-value"}`, `needs a "token" field or "username" and "password" fields; it has none of them`},
+		{`{"s3cr3t-name": "x"}`, "it has none of them"},
 		{`{}`, "no fields"},
+		{`{"token": "   "}`, `"token" field is empty`},
+		{`{"token": ""}`, `"token" field is empty`},
+		{`{"username": "s3cr3t-u", "password": " "}`, `"password" field is empty`},
+		{`{"username": "", "password": "s3cr3t-p"}`, `"username" field is empty`},
+		{`{"username": "", "password": ""}`, `"username" and "password" fields are empty`},
+		{"s3cr3t\xff\xfe", "not valid UTF-8"},
+		{`"   "`, "empty"},
 		{`{"token": ["s3cr3t-value"]}`, "must be a string"},
 	}
 	for _, c := range cases {
