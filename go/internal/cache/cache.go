@@ -95,8 +95,13 @@ type Cache[V any] struct {
 	mu      sync.Mutex
 	entries map[string]*entry[V]
 	group   singleflight.Group
-	stored  func(key string, err error) // test hook: called after each fetch is recorded
+	stored  func(key string, err error)
 }
+
+// OnRecord sets a function called after each fetch's outcome is recorded
+// (tests use it to know when a background fetch has completed). Call it
+// before the cache is used.
+func (c *Cache[V]) OnRecord(fn func(key string, err error)) { c.stored = fn }
 
 // New returns a cache that reads time from now (time.Now when nil).
 func New[V any](now func() time.Time) *Cache[V] {

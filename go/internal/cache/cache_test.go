@@ -48,7 +48,7 @@ func newTest(t *testing.T) (*Cache[string], *clock, chan error) {
 	clk := &clock{t: time.Unix(1000, 0)}
 	c := New[string](clk.now)
 	done := make(chan error, 16)
-	c.stored = func(_ string, err error) { done <- err }
+	c.OnRecord(func(_ string, err error) { done <- err })
 	return c, clk, done
 }
 

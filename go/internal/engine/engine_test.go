@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cache"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
@@ -17,14 +18,20 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
 
-// fake is a backend whose secret is the env variable FAKE_<NAME>_SECRET;
-// FAKE_<NAME>_FAIL makes fetches fail, FAKE_<NAME>_BLOCK makes them hang.
+// fake is a backend whose secret is the env variable FAKE_<NAME>_SECRET
+// (or, once set, override); FAKE_<NAME>_FAIL makes fetches fail,
+// FAKE_<NAME>_BLOCK makes them hang until the fetch deadline,
+// FAKE_<NAME>_WARN adds a settings warning.
 type fake struct {
 	name      string
 	fetches   atomic.Int64
 	instances atomic.Int64
 	closed    atomic.Int64
 	failNow   atomic.Bool // fail every fetch from now on
+	plainErr  atomic.Bool // fail with a message that lacks the provider's name
+	override  atomic.Pointer[string]
+	hold      atomic.Pointer[chan struct{}] // when set, fetches wait for it to close (or the deadline)
+	entered   chan struct{}                 // every fetch announces itself here (when there is room)
 	block     chan struct{}
 }
 
@@ -37,6 +44,17 @@ type fakeProvider struct {
 
 func (p *fakeProvider) Fetch(ctx context.Context) (secret.Credential, error) {
 	p.f.fetches.Add(1)
+	select {
+	case p.f.entered <- struct{}{}:
+	default:
+	}
+	if h := p.f.hold.Load(); h != nil {
+		select {
+		case <-*h:
+		case <-ctx.Done():
+			return secret.Credential{}, fmt.Errorf("backend call: %w", ctx.Err())
+		}
+	}
 	if p.block {
 		select {
 		case <-p.f.block:
@@ -45,8 +63,14 @@ func (p *fakeProvider) Fetch(ctx context.Context) (secret.Credential, error) {
 			return secret.Credential{}, fmt.Errorf("backend call: %w", ctx.Err())
 		}
 	}
+	if p.f.plainErr.Load() {
+		return secret.Credential{}, msaerr.New(msaerr.Backend, "", "permission denied")
+	}
 	if p.fail || p.f.failNow.Load() {
 		return secret.Credential{}, msaerr.New(msaerr.Backend, "", "%s: backend down", p.f.name)
+	}
+	if o := p.f.override.Load(); o != nil {
+		return secret.Parse([]byte(*o))
 	}
 	return secret.Parse([]byte(p.secret))
 }
@@ -57,22 +81,33 @@ func (f *fake) factory(env config.Env, _ *config.Config) (provider.Spec, error) 
 	prefix := "FAKE_" + strings.ToUpper(strings.ReplaceAll(f.name, "-", "_"))
 	sec := env.Get(prefix + "_SECRET")
 	if sec == "" {
-		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, prefix+"_SECRET", "%s: %s_SECRET is not set", f.name, prefix)
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, prefix+"_SECRET", "%s_SECRET is not set", prefix)
 	}
 	mode, err := header.ParseMode(prefix+"_MODE", env.Get(prefix+"_MODE"))
 	if err != nil {
 		return provider.Spec{}, err
 	}
 	p := &fakeProvider{f: f, secret: sec, fail: env.Get(prefix+"_FAIL") != "", block: env.Get(prefix+"_BLOCK") != ""}
-	return provider.Spec{Name: f.name, Settings: [3]string{sec, env.Get(prefix + "_FAIL"), env.Get(prefix + "_BLOCK")},
+	spec := provider.Spec{Name: f.name, Settings: [4]string{sec, env.Get(prefix + "_FAIL"), env.Get(prefix + "_BLOCK"), env.Get(prefix + "_WARN")},
 		Mode: mode, ModeVar: prefix + "_MODE", TTL: time.Minute,
-		New: func(context.Context) (provider.Provider, error) { f.instances.Add(1); return p, nil }}, nil
+		New: func(context.Context) (provider.Provider, error) {
+			if env.Get(prefix+"_NEWFAIL") != "" {
+				return nil, msaerr.New(msaerr.NotConfigured, prefix+"_NEWFAIL", "cannot build the client")
+			}
+			f.instances.Add(1)
+			return p, nil
+		}}
+	if w := env.Get(prefix + "_WARN"); w != "" {
+		spec.Warnings = []string{w}
+	}
+	return spec, nil
 }
 
 func newTestEngine() (*Engine, *fake, *fake) { return newTestEngineAt(nil) }
 
 func newTestEngineAt(now func() time.Time) (*Engine, *fake, *fake) {
-	v, a := &fake{name: config.Vault, block: make(chan struct{})}, &fake{name: config.AWSSecretsManager}
+	v := &fake{name: config.Vault, block: make(chan struct{}), entered: make(chan struct{}, 256)}
+	a := &fake{name: config.AWSSecretsManager, entered: make(chan struct{}, 256)}
 	return NewWith(now, map[string]provider.Factory{config.Vault: v.factory, config.AWSSecretsManager: a.factory}), v, a
 }
 
@@ -104,7 +139,7 @@ func TestHostPolicy(t *testing.T) {
 	}
 	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": "tok", "MLFLOW_TRACKING_URI": tracking,
 		"MLFLOW_SECRETS_ALLOWED_HOSTS": "*.corp.com"})
-	if res := e.Headers(context.Background(), "http://other.corp.com:8080"); res.Err != nil {
+	if res := e.Headers(context.Background(), "https://other.corp.com:8080"); res.Err != nil {
 		t.Fatalf("allowed by pattern: %+v", res)
 	}
 	if res := e.Headers(context.Background(), tracking+".evil.net"); res.Err == nil {
@@ -173,25 +208,38 @@ func TestEnvChangeReplacesProvider(t *testing.T) {
 	}
 }
 
+// Every caller of a cold credential waits on one fetch. The fake backend
+// holds the fetch until all callers have started and either a second fetch
+// begins (the failure this catches: without singleflight it comes at once)
+// or a grace period passes.
 func TestConcurrentCallersOneFetch(t *testing.T) {
 	e, v, _ := newTestEngine()
 	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": "tok", "MLFLOW_TRACKING_URI": tracking})
-	var wg sync.WaitGroup
-	for range 64 {
+	hold := make(chan struct{})
+	v.hold.Store(&hold)
+	const callers = 64
+	var arrived, wg sync.WaitGroup
+	arrived.Add(callers)
+	for range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range 100 {
-				if res := e.Headers(context.Background(), tracking); res.Err != nil {
-					t.Error(res.Err)
-					return
-				}
+			arrived.Done()
+			if res := e.Headers(context.Background(), tracking); res.Err != nil || res.Headers["Authorization"] != "Bearer tok" {
+				t.Errorf("res = %+v", res)
 			}
 		}()
 	}
+	arrived.Wait()
+	<-v.entered // the first fetch is running
+	select {
+	case <-v.entered: // a second fetch: singleflight is broken
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(hold)
 	wg.Wait()
 	if n := v.fetches.Load(); n != 1 {
-		t.Fatalf("%d fetches, want 1", n)
+		t.Fatalf("%d fetches for %d concurrent callers, want 1", n, callers)
 	}
 }
 
@@ -234,37 +282,393 @@ func TestInfoAndDoctor(t *testing.T) {
 }
 
 func TestFreshFallbackBeatsStale(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Unix(1000, 0)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	e, v, a := newTestEngineAt(clock)
+	e, v, a, clk, rec := newClocked(t)
 	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,aws-secrets-manager", "MLFLOW_TRACKING_URI": tracking,
 		"FAKE_VAULT_SECRET": "from-vault", "FAKE_AWS_SECRETS_MANAGER_SECRET": "from-aws"})
-	if res := e.Headers(context.Background(), tracking); res.Provider != config.Vault {
-		t.Fatalf("first: %+v", res)
-	}
-	v.failNow.Store(true) // Vault goes down; its value expires
-	advance(61 * time.Second)
+	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer from-vault")
+	recorded(t, rec)
+	v.failNow.Store(true) // Vault goes down; its refresh fails
+	clk.advance(45 * time.Second)
+	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer from-vault")
+	recorded(t, rec)
+	clk.advance(16 * time.Second) // past the TTL: Vault's value is stale
 	res := e.Headers(context.Background(), tracking)
-	if res.Err != nil || res.Provider != config.AWSSecretsManager || res.Headers["Authorization"] != "Bearer from-aws" {
-		t.Fatalf("vault down: %+v", res)
+	// AWS was never fetched: it is fetched in the background, the stale
+	// value is served meanwhile.
+	if res.Provider != config.Vault || res.Stale == nil || res.FreshFor != 0 {
+		t.Fatalf("vault stale, aws being fetched: %+v", res)
 	}
+	recorded(t, rec)
+	recorded(t, rec)
+	res = e.Headers(context.Background(), tracking)
+	want(t, res, config.AWSSecretsManager, "Bearer from-aws")
 	if len(res.Attempts) != 1 || !strings.Contains(res.Attempts[0].Err.Error(), "vault: backend down") || res.Stale != nil {
 		t.Fatalf("attempts = %+v", res.Attempts)
 	}
-	if res.FreshFor > 5*time.Second {
+	if res.FreshFor > 2*time.Second {
 		t.Errorf("FreshFor = %s: the caller should come back when Vault's back-off ends", res.FreshFor)
 	}
 	a.failNow.Store(true) // both down: the stale Vault value is better than nothing
-	advance(61 * time.Second)
+	clk.advance(61 * time.Second)
+	e.Headers(context.Background(), tracking)
+	recorded(t, rec)
+	recorded(t, rec)
 	res = e.Headers(context.Background(), tracking)
 	if res.Err != nil || res.Provider != config.Vault || res.Stale == nil || res.Headers["Authorization"] != "Bearer from-vault" {
 		t.Fatalf("both down: %+v", res)
 	}
 	v.failNow.Store(false) // Vault recovers: fresh again once the back-off has passed
-	advance(6 * time.Second)
+	clk.advance(cache.BackoffMax)
+	e.Headers(context.Background(), tracking)
+	recorded(t, rec)
+	recorded(t, rec)
 	if res = e.Headers(context.Background(), tracking); res.Provider != config.Vault || res.Stale != nil {
 		t.Fatalf("recovered: %+v", res)
 	}
+}
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// newClocked returns an engine on a fake clock; every fetch outcome the cache
+// records is reported on the returned channel.
+func newClocked(t *testing.T) (*Engine, *fake, *fake, *testClock, chan error) {
+	t.Helper()
+	clk := &testClock{t: time.Unix(1000, 0)}
+	e, v, a := newTestEngineAt(clk.now)
+	rec := make(chan error, 64)
+	e.cache.OnRecord(func(_ string, err error) { rec <- err })
+	return e, v, a, clk, rec
+}
+
+// recorded waits for the next recorded fetch outcome.
+func recorded(t *testing.T, rec chan error) error {
+	t.Helper()
+	select {
+	case err := <-rec:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fetch was recorded")
+		return nil
+	}
+}
+
+func quiet(t *testing.T, rec chan error) {
+	t.Helper()
+	select {
+	case err := <-rec:
+		t.Fatalf("unexpected fetch (err %v)", err)
+	default:
+	}
+}
+
+func vaultOnly(secret string) config.Env {
+	return config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": secret, "MLFLOW_TRACKING_URI": tracking}
+}
+
+func want(t *testing.T, res Result, provider, auth string) {
+	t.Helper()
+	if res.Err != nil || res.Provider != provider || res.Headers["Authorization"] != auth {
+		t.Fatalf("want %s from %s, got %+v", auth, provider, res)
+	}
+}
+
+// From 3/4 of the TTL on, the credential is refreshed in the background while
+// every request is answered from the cache, even when the refresh hangs past
+// the TTL.
+func TestRefreshAheadNeverWaits(t *testing.T) {
+	e, v, _, clk, rec := newClocked(t)
+	e.SetEnv(vaultOnly("one"))
+	res := e.Headers(context.Background(), tracking)
+	want(t, res, config.Vault, "Bearer one")
+	if res.FreshFor != 45*time.Second {
+		t.Errorf("FreshFor = %s, want 45s (the refresh point)", res.FreshFor)
+	}
+	recorded(t, rec)
+	<-v.entered // the first fetch's
+	clk.advance(44 * time.Second)
+	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer one")
+	quiet(t, rec)
+
+	hold := make(chan struct{})
+	v.hold.Store(&hold)
+	two := "two"
+	v.override.Store(&two)
+	clk.advance(time.Second) // the refresh point
+	res = e.Headers(context.Background(), tracking)
+	want(t, res, config.Vault, "Bearer one") // answered while the refresh is held
+	<-v.entered                              // and the refresh did start
+	if res.FreshFor <= 0 || res.FreshFor > time.Second {
+		t.Errorf("FreshFor during the refresh = %s, want a short recheck", res.FreshFor)
+	}
+	clk.advance(20 * time.Second) // past the TTL while the refresh still runs
+	res = e.Headers(context.Background(), tracking)
+	want(t, res, config.Vault, "Bearer one")
+	if res.Stale != nil || v.fetches.Load() != 2 {
+		t.Fatalf("past the TTL during the refresh: %+v, %d fetches", res, v.fetches.Load())
+	}
+	close(hold)
+	if err := recorded(t, rec); err != nil {
+		t.Fatal(err)
+	}
+	res = e.Headers(context.Background(), tracking)
+	want(t, res, config.Vault, "Bearer two")
+	if len(res.Events) != 0 {
+		t.Errorf("events = %+v", res.Events)
+	}
+}
+
+// During an outage the held credential is served at once, retries back off,
+// one warning is raised for the whole outage and one info line on recovery.
+func TestOutageServesStaleWithOneWarning(t *testing.T) {
+	e, v, _, clk, rec := newClocked(t)
+	e.SetEnv(vaultOnly("one"))
+	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer one")
+	recorded(t, rec)
+	var events []Event
+	v.failNow.Store(true)
+	clk.advance(45 * time.Second)
+	res := e.Headers(context.Background(), tracking)
+	want(t, res, config.Vault, "Bearer one")
+	events = append(events, res.Events...)
+	if err := recorded(t, rec); err == nil {
+		t.Fatal("the refresh should have failed")
+	}
+	for i := 1; i <= 6; i++ {
+		clk.advance(cache.Backoff(i) - time.Millisecond)
+		res = e.Headers(context.Background(), tracking) // back-off not over: no fetch
+		events = append(events, res.Events...)
+		quiet(t, rec)
+		clk.advance(time.Millisecond)
+		res = e.Headers(context.Background(), tracking)
+		want(t, res, config.Vault, "Bearer one")
+		events = append(events, res.Events...)
+		if err := recorded(t, rec); err == nil {
+			t.Fatal("the retry should have failed")
+		}
+		if i >= 4 && (res.Stale == nil || !strings.Contains(res.Stale.Message, "vault: backend down")) { // past the TTL
+			t.Fatalf("retry %d: stale = %+v", i, res.Stale)
+		}
+	}
+	events = append(events, e.Headers(context.Background(), tracking).Events...)
+	if len(events) != 1 || events[0].Level != LevelWarning || !strings.Contains(events[0].Message, "vault: backend down") ||
+		!strings.Contains(events[0].Message, "last good credential") {
+		t.Fatalf("events during the outage = %+v, want one warning", events)
+	}
+	if n := v.fetches.Load(); n != 8 {
+		t.Fatalf("%d fetches, want 8 (first, refresh, 6 retries)", n)
+	}
+	v.failNow.Store(false)
+	clk.advance(cache.BackoffMax)
+	e.Headers(context.Background(), tracking)
+	if err := recorded(t, rec); err != nil {
+		t.Fatal(err)
+	}
+	res = e.Headers(context.Background(), tracking)
+	want(t, res, config.Vault, "Bearer one")
+	if res.Stale != nil || len(res.Events) != 1 || res.Events[0].Level != LevelInfo || res.Events[0].Message != "vault: answering again; serving fresh credentials" {
+		t.Fatalf("after recovery: %+v", res)
+	}
+}
+
+// A hanging primary that never succeeded does not starve a healthy fallback:
+// after the first failure window requests are served by the fallback without
+// waiting, the primary is retried in the background and takes over again.
+func TestHangingPrimaryHealthyFallback(t *testing.T) {
+	e, v, a, clk, rec := newClocked(t)
+	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,aws-secrets-manager", "MLFLOW_TRACKING_URI": tracking,
+		"FAKE_VAULT_SECRET": "from-vault", "FAKE_AWS_SECRETS_MANAGER_SECRET": "from-aws", "MLFLOW_SECRETS_TIMEOUT_SEC": "30"})
+	v.failNow.Store(true) // the first failure window (failing at once, so the test does not wait)
+	res := e.Headers(context.Background(), tracking)
+	want(t, res, config.AWSSecretsManager, "Bearer from-aws")
+	if len(res.Attempts) != 1 || res.Attempts[0].Provider != config.Vault {
+		t.Fatalf("attempts = %+v", res.Attempts)
+	}
+	recorded(t, rec)
+	recorded(t, rec)
+	if len(res.Events) != 1 || !strings.Contains(res.Events[0].Message, "vault: backend down; retrying in the background") {
+		t.Fatalf("events = %+v", res.Events)
+	}
+	// From now on Vault hangs: a request that waited on it would wait 30 s.
+	hold := make(chan struct{})
+	v.hold.Store(&hold)
+	v.failNow.Store(false)
+	res = e.Headers(context.Background(), tracking) // Vault's back-off: not asked
+	want(t, res, config.AWSSecretsManager, "Bearer from-aws")
+	if v.fetches.Load() != 1 || res.FreshFor != time.Second {
+		t.Fatalf("during back-off: %d vault fetches, FreshFor %s (want 1s, the end of Vault's back-off)", v.fetches.Load(), res.FreshFor)
+	}
+	<-v.entered // the first fetch's
+	clk.advance(time.Second)
+	for range 3 {
+		want(t, e.Headers(context.Background(), tracking), config.AWSSecretsManager, "Bearer from-aws")
+	}
+	<-v.entered // Vault's retry is running (and hanging) while AWS served
+	if v.fetches.Load() != 2 || a.fetches.Load() != 1 {
+		t.Fatalf("fetches vault=%d aws=%d, want 2 and 1", v.fetches.Load(), a.fetches.Load())
+	}
+	close(hold) // Vault answers
+	if err := recorded(t, rec); err != nil {
+		t.Fatal(err)
+	}
+	res = e.Headers(context.Background(), tracking)
+	want(t, res, config.Vault, "Bearer from-vault")
+	if len(res.Events) != 1 || res.Events[0].Level != LevelInfo {
+		t.Fatalf("events = %+v", res.Events)
+	}
+}
+
+// Each provider gets its own deadline: a hanging primary does not eat the
+// fallback's time. The fallback here needs longer than what would remain of
+// one shared deadline.
+func TestEachProviderHasItsOwnDeadline(t *testing.T) {
+	e, _, a := newTestEngine()
+	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,aws-secrets-manager", "MLFLOW_TRACKING_URI": tracking,
+		"FAKE_VAULT_SECRET": "v", "FAKE_VAULT_BLOCK": "1", "FAKE_AWS_SECRETS_MANAGER_SECRET": "from-aws",
+		"MLFLOW_SECRETS_TIMEOUT_SEC": "1"})
+	hold := make(chan struct{})
+	a.hold.Store(&hold)
+	go func() {
+		<-a.entered
+		time.Sleep(600 * time.Millisecond) // longer than the 250 ms a shared deadline leaves
+		close(hold)
+	}()
+	res := e.Headers(context.Background(), tracking)
+	want(t, res, config.AWSSecretsManager, "Bearer from-aws")
+	if len(res.Attempts) != 1 || res.Attempts[0].Err.Variable != "MLFLOW_SECRETS_TIMEOUT_SEC" ||
+		!strings.HasPrefix(res.Attempts[0].Err.Message, "vault: no answer within 1s") {
+		t.Fatalf("attempts = %+v", res.Attempts)
+	}
+}
+
+// A provider that never succeeded backs off too; once its back-off ends and
+// nothing else can serve, the caller waits on the retry.
+func TestNeverSucceededBacksOff(t *testing.T) {
+	e, v, _, clk, rec := newClocked(t)
+	e.SetEnv(vaultOnly("tok"))
+	v.failNow.Store(true)
+	if res := e.Headers(context.Background(), tracking); res.Err == nil || res.Err.Message != "vault: backend down" {
+		t.Fatalf("res = %+v", res)
+	}
+	recorded(t, rec)
+	res := e.Headers(context.Background(), tracking)
+	if res.Err == nil || v.fetches.Load() != 1 {
+		t.Fatalf("during back-off: %+v, %d fetches", res, v.fetches.Load())
+	}
+	quiet(t, rec)
+	v.failNow.Store(false)
+	clk.advance(time.Second)
+	res = e.Headers(context.Background(), tracking)
+	want(t, res, config.Vault, "Bearer tok")
+	if v.fetches.Load() != 2 || len(res.Attempts) != 0 {
+		t.Fatalf("after back-off: %+v, %d fetches", res, v.fetches.Load())
+	}
+}
+
+// After Invalidate the next call fetches again and waits for it (the dropped
+// value is not served); a credential is refetched this way at most once per
+// cache.MinRefetch.
+func TestInvalidate(t *testing.T) {
+	e, v, _, clk, rec := newClocked(t)
+	e.SetEnv(vaultOnly("one"))
+	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer one")
+	recorded(t, rec)
+	two := "two"
+	v.override.Store(&two)
+	if n := e.Invalidate(); n != 0 {
+		t.Fatalf("a credential fetched just now was dropped (%d)", n)
+	}
+	clk.advance(cache.MinRefetch)
+	if n := e.Invalidate(); n != 1 {
+		t.Fatalf("Invalidate dropped %d, want 1", n)
+	}
+	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer two")
+	recorded(t, rec)
+	clk.advance(cache.MinRefetch - time.Millisecond)
+	if n := e.Invalidate(); n != 0 {
+		t.Fatalf("second Invalidate within %s dropped %d", cache.MinRefetch, n)
+	}
+	e.Headers(context.Background(), tracking)
+	if n := v.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
+	}
+}
+
+// Settings warnings are events once per settings change.
+func TestSettingsWarningsAreEventsOnce(t *testing.T) {
+	e, _, _ := newTestEngine()
+	env := vaultOnly("tok")
+	env["FAKE_VAULT_WARN"] = "address is cleartext"
+	e.SetEnv(env)
+	res := e.Headers(context.Background(), tracking)
+	if len(res.Events) != 1 || res.Events[0] != (Event{Level: LevelWarning, Message: "vault: address is cleartext"}) {
+		t.Fatalf("events = %+v", res.Events)
+	}
+	e.SetEnv(env)
+	if res := e.Headers(context.Background(), tracking); len(res.Events) != 0 {
+		t.Fatalf("same settings again: events = %+v", res.Events)
+	}
+	env["FAKE_VAULT_WARN"] = "vault: another"
+	e.SetEnv(env)
+	if res := e.Headers(context.Background(), tracking); len(res.Events) != 1 || res.Events[0].Message != "vault: another" {
+		t.Fatalf("changed settings: events = %+v", res.Events)
+	}
+}
+
+// The engine names the provider in its errors exactly once, whether or not
+// the provider's message already does; a client that cannot be built is an
+// error of that provider and is retried later.
+func TestErrorsNamedOnce(t *testing.T) {
+	e, v, _, clk, rec := newClocked(t)
+	e.SetEnv(vaultOnly("tok"))
+	v.plainErr.Store(true)
+	if res := e.Headers(context.Background(), tracking); res.Err == nil || res.Err.Error() != "vault: permission denied" {
+		t.Fatalf("res = %+v", res)
+	}
+	recorded(t, rec)
+	v.plainErr.Store(false)
+	v.failNow.Store(true)
+	clk.advance(time.Second)
+	if res := e.Headers(context.Background(), tracking); res.Err == nil || res.Err.Error() != "vault: backend down" {
+		t.Fatalf("res = %+v", res)
+	}
+	recorded(t, rec)
+
+	env := vaultOnly("other")
+	env["FAKE_VAULT_NEWFAIL"] = "1"
+	e.SetEnv(env)
+	res := e.Headers(context.Background(), tracking)
+	if res.Err == nil || res.Err.Error() != "vault: cannot build the client" || res.Err.Variable != "FAKE_VAULT_NEWFAIL" {
+		t.Fatalf("res = %+v", res)
+	}
+}
+
+// A provider built for settings that were replaced while it was being built
+// serves that one fetch and is then closed.
+func TestProviderOfReplacedSettingsIsClosed(t *testing.T) {
+	e, v, _ := newTestEngine()
+	e.SetEnv(vaultOnly("one"))
+	hold := make(chan struct{})
+	v.hold.Store(&hold)
+	done := make(chan Result)
+	go func() { done <- e.Headers(context.Background(), tracking) }()
+	<-v.entered
+	e.SetEnv(vaultOnly("two"))
+	close(hold)
+	if res := <-done; res.Headers["Authorization"] != "Bearer one" {
+		t.Fatalf("res = %+v", res)
+	}
+	if v.closed.Load() != 1 {
+		t.Fatalf("closed = %d, want 1", v.closed.Load())
+	}
+	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer two")
 }

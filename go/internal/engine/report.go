@@ -74,9 +74,7 @@ func (e *Engine) Doctor(ctx context.Context, target string) []Check {
 		}
 		checks = append(checks, Check{Name: s.name + " settings", OK: true, Detail: details(s)})
 		start := time.Now()
-		fctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout+callerGrace)
-		hdrs, cres, err := e.serve(fctx, st.cfg, s)
-		cancel()
+		hdrs, cres, err := e.serve(ctx, st.cfg, s)
 		took := time.Since(start).Round(time.Millisecond)
 		if err != nil {
 			checks = append(checks, Check{Name: s.name + " credential", Err: err})
