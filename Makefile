@@ -82,6 +82,14 @@ test-harness-hashicorp: $(DEPS) system-deps vault-server
 
 test-harness: test-harness-openbao test-harness-hashicorp
 
+# Go native fuzz targets (seed corpora in testdata/fuzz/<Name>/): `make fuzz` runs each for FUZZTIME.
+FUZZ_TARGETS := FuzzTarget:./go/internal/hostpolicy FuzzSecretHeader:./go/internal/header
+FUZZTIME ?= 60s
+fuzz: ## each fuzz target for FUZZTIME (60s); fuzz-short (3s each) is the step `make test` runs
+	@for t in $(FUZZ_TARGETS); do go test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $${t#*:} || exit 1; done
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
 mutants: install ## deliberate breakages on a copy of the tree: the fast suite must fail for each
 	$(PY) tools/mutants/run.py
 
