@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
@@ -83,10 +84,23 @@ func (e Env) WithPrefix(prefixes ...string) []string {
 	return out
 }
 
-// SyncProcess makes the process environment match e for every variable whose
-// name starts with one of prefixes. The cloud SDKs read their settings
+// synced remembers, for every variable SyncProcess has set, the value the
+// process had before (nil when it was unset), so that SyncProcess can undo
+// its own changes and never touches anything else.
+var synced = struct {
+	sync.Mutex
+	before map[string]*string
+}{before: map[string]*string{}}
+
+// SyncProcess makes the process environment follow e for every variable
+// whose name starts with one of prefixes. The cloud SDKs read their settings
 // (credentials, profiles, endpoints) from the process environment, which a
 // caller's later changes do not reach otherwise.
+//
+// A variable in e is set in the process. A variable missing from e is
+// touched only if SyncProcess set it earlier: it gets back the value it had
+// before (or is unset if it had none). A process variable SyncProcess never
+// set is never removed or changed by its absence from e.
 func SyncProcess(e Env, prefixes ...string) {
 	has := func(k string) bool {
 		for _, p := range prefixes {
@@ -96,18 +110,35 @@ func SyncProcess(e Env, prefixes ...string) {
 		}
 		return false
 	}
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, keep := e[k]; !keep && has(k) {
-			_ = os.Unsetenv(k)
+	synced.Lock()
+	defer synced.Unlock()
+	for k, before := range synced.before {
+		if _, still := e[k]; still || !has(k) {
+			continue
 		}
+		if before == nil {
+			_ = os.Unsetenv(k)
+		} else {
+			_ = os.Setenv(k, *before)
+		}
+		delete(synced.before, k)
 	}
 	for k, v := range e {
-		if has(k) {
-			if cur, ok := os.LookupEnv(k); !ok || cur != v {
-				_ = os.Setenv(k, v)
+		if !has(k) {
+			continue
+		}
+		cur, ok := os.LookupEnv(k)
+		if ok && cur == v {
+			continue
+		}
+		if _, mine := synced.before[k]; !mine {
+			if ok {
+				synced.before[k] = &cur
+			} else {
+				synced.before[k] = nil
 			}
 		}
+		_ = os.Setenv(k, v)
 	}
 }
 
