@@ -128,3 +128,26 @@ func TestAllowHTTPAndRedaction(t *testing.T) {
 		t.Errorf("userinfo in a pattern: %v", err)
 	}
 }
+
+func TestEnvHelpers(t *testing.T) {
+	env := Env{"A": "  ", "B": " b ", "L": " x, ,y ,", "P_1": "1", "P_2": "2", "Q": "q", "N": "12"}
+	if got := env.Get("A", "B"); got != "b" {
+		t.Errorf("Get = %q", got)
+	}
+	if got := env.List("L"); !reflect.DeepEqual(got, []string{"x", "y"}) {
+		t.Errorf("List = %q", got)
+	}
+	if got := env.WithPrefix("P_"); !reflect.DeepEqual(got, []string{"P_1=1", "P_2=2"}) {
+		t.Errorf("WithPrefix = %q", got)
+	}
+	if n, err := env.Int("N", 0, 0, 10); err != nil || n != 10 {
+		t.Errorf("Int = %d, %v", n, err)
+	}
+	if _, err := env.Int("B", 0, 0, 10); err == nil || msaerr.As(err).Variable != "B" {
+		t.Errorf("Int(b) = %v", err)
+	}
+	t.Setenv("MSA_CONFIG_TEST_VAR", "v=1")
+	if got := ProcessEnv()["MSA_CONFIG_TEST_VAR"]; got != "v=1" {
+		t.Errorf("ProcessEnv = %q", got)
+	}
+}
