@@ -416,6 +416,13 @@ func (p *Provider) logout() {
 	p.mu.Unlock()
 }
 
+func (p *Provider) inNamespace() string {
+	if p.s.Namespace == "" {
+		return ""
+	}
+	return " in namespace " + p.s.Vars.Namespace + "=" + p.s.Namespace
+}
+
 // hasStatus reports whether err (through any wrapping) is a Vault response
 // with HTTP status code.
 func hasStatus(err error, code int) bool {
@@ -453,9 +460,15 @@ func (p *Provider) describe(err error) error {
 		case login && re.StatusCode == http.StatusNotFound || login && strings.Contains(reason, "no handler for route"):
 			return msaerr.New(msaerr.NotConfigured, EnvAppRoleMount, "%s failed (HTTP %d: %s): is AppRole enabled at %s=%s?",
 				what, re.StatusCode, reason, EnvAppRoleMount, p.s.AppRoleMount)
-		case login && (re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusForbidden):
-			return msaerr.New(msaerr.Backend, p.s.Vars.SecretID, "%s refused (HTTP %d: %s): check %s and %s",
-				what, re.StatusCode, reason, p.s.Vars.RoleID, p.s.Vars.SecretID)
+		case login && re.StatusCode == http.StatusForbidden:
+			// Vault asks for a token on a path that is no login path: AppRole
+			// is not enabled there (or not in this namespace).
+			return msaerr.New(msaerr.NotConfigured, EnvAppRoleMount,
+				"%s refused (HTTP 403: %s): is AppRole enabled at %s=%s%s? Otherwise check %s and %s",
+				what, reason, EnvAppRoleMount, p.s.AppRoleMount, p.inNamespace(), p.s.Vars.RoleID, p.s.Vars.SecretID)
+		case login && re.StatusCode == http.StatusBadRequest:
+			return msaerr.New(msaerr.Backend, p.s.Vars.SecretID, "%s refused (HTTP 400: %s): check %s and %s",
+				what, reason, p.s.Vars.RoleID, p.s.Vars.SecretID)
 		case re.StatusCode == http.StatusForbidden:
 			return msaerr.New(msaerr.Backend, EnvSecretPath, "permission denied %s (HTTP 403: %s): check the token's policies for %s=%s",
 				what, reason, EnvSecretPath, p.s.SecretPath)

@@ -1,0 +1,189 @@
+package vault
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeVault serves the Vault HTTP endpoints the provider uses, with Vault's
+// own status codes and JSON shapes:
+//
+//	PUT  /v1/auth/<mount>/login            AppRole login
+//	PUT  /v1/auth/token/renew-self         renewal (LifetimeWatcher)
+//	GET  /v1/auth/token/lookup-self        token check
+//	GET  /v1/sys/internal/ui/mounts/<path> mount and KV version
+//	GET  /v1/<mount>/data/<path>           KV v2 read
+//	GET  /v1/<mount>/<path>                KV v1 read
+type fakeVault struct {
+	mu           sync.Mutex
+	mounts       map[string]fakeMount      // "secret/" -> engine
+	kv           map[string]map[string]any // full API path -> KV v1 data, or KV v2 {"data":..., "metadata":...}
+	deny         map[string]bool           // API paths the tokens' policy denies
+	tokens       map[string]bool           // valid tokens
+	appRoleMount string
+	roleID       string
+	secretID     string
+	loginLease   int  // lease_duration of login tokens
+	renewable    bool // of login tokens
+	renewLease   int  // lease_duration returned by renew-self
+	fail         map[string]int
+	namespace    string // when set, every request must carry it
+
+	logins      int
+	renews      int
+	namespaces  []string // X-Vault-Namespace of each request
+	tokensSeen  []string // X-Vault-Token of each KV read
+	lastTokenID int
+}
+
+type fakeMount struct {
+	engine  string
+	version string
+}
+
+func newFakeVault() *fakeVault {
+	return &fakeVault{
+		mounts:       map[string]fakeMount{"secret/": {"kv", "2"}, "kv1/": {"kv", "1"}, "pki/": {"pki", ""}},
+		kv:           map[string]map[string]any{},
+		deny:         map[string]bool{},
+		tokens:       map[string]bool{"root-token": true},
+		appRoleMount: "approle",
+		roleID:       "role-1",
+		secretID:     "secret-id-1",
+		fail:         map[string]int{},
+	}
+}
+
+// putV2 stores a KV v2 secret's latest version.
+func (f *fakeVault) putV2(path string, data map[string]any, version int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.kv["secret/data/"+path] = map[string]any{"data": data, "metadata": map[string]any{
+		"created_time": "2026-01-01T00:00:00Z", "deletion_time": "", "destroyed": false, "version": version}}
+}
+
+func (f *fakeVault) revokeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t := range f.tokens {
+		if t != "root-token" {
+			delete(f.tokens, t)
+		}
+	}
+}
+
+func (f *fakeVault) counts() (logins, renews int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.logins, f.renews
+}
+
+func reply(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func errorsBody(msgs ...string) map[string]any { return map[string]any{"errors": msgs} }
+
+func (f *fakeVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	path := strings.TrimPrefix(r.URL.Path, "/v1/")
+	f.namespaces = append(f.namespaces, r.Header.Get("X-Vault-Namespace"))
+	if f.fail[path] > 0 {
+		f.fail[path]--
+		reply(w, http.StatusInternalServerError, errorsBody("internal error"))
+		return
+	}
+	if f.namespace != "" && r.Header.Get("X-Vault-Namespace") != f.namespace {
+		reply(w, http.StatusForbidden, errorsBody("permission denied"))
+		return
+	}
+	token := r.Header.Get("X-Vault-Token")
+	switch {
+	case path == "auth/"+f.appRoleMount+"/login" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
+		var body struct {
+			RoleID   string `json:"role_id"`
+			SecretID string `json:"secret_id"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		if body.RoleID != f.roleID || body.SecretID != f.secretID {
+			reply(w, http.StatusBadRequest, errorsBody("invalid role or secret ID"))
+			return
+		}
+		f.logins++
+		f.lastTokenID++
+		tok := fmt.Sprintf("approle-token-%d", f.lastTokenID)
+		f.tokens[tok] = true
+		reply(w, http.StatusOK, map[string]any{"auth": map[string]any{"client_token": tok, "policies": []string{"default"},
+			"lease_duration": f.loginLease, "renewable": f.renewable}})
+		return
+	case !f.tokens[token]:
+		reply(w, http.StatusForbidden, errorsBody("permission denied"))
+		return
+	case path == "auth/token/renew-self":
+		f.renews++
+		reply(w, http.StatusOK, map[string]any{"auth": map[string]any{"client_token": token, "policies": []string{"default"},
+			"lease_duration": f.renewLease, "renewable": true}})
+		return
+	case path == "auth/token/lookup-self":
+		reply(w, http.StatusOK, map[string]any{"data": map[string]any{"id": "x", "ttl": 0}})
+		return
+	case strings.HasPrefix(path, "sys/internal/ui/mounts/"):
+		rest := strings.TrimPrefix(path, "sys/internal/ui/mounts/")
+		m, mount := f.mountOf(rest)
+		if mount == "" || f.deny[rest] {
+			reply(w, http.StatusForbidden, errorsBody(fmt.Sprintf(
+				"preflight capability check returned 403, please ensure client's policies grant access to path %q", rest+"/")))
+			return
+		}
+		opts := map[string]any{}
+		if m.version != "" {
+			opts["version"] = m.version
+		}
+		reply(w, http.StatusOK, map[string]any{"data": map[string]any{"path": mount, "type": m.engine, "options": opts}})
+		return
+	}
+	if _, mount := f.mountOf(path); mount == "" {
+		reply(w, http.StatusNotFound, errorsBody(fmt.Sprintf("no handler for route %q. route entry not found.", path)))
+		return
+	}
+	if f.deny[path] {
+		reply(w, http.StatusForbidden, errorsBody("1 error occurred:\n\t* permission denied\n\n"))
+		return
+	}
+	f.tokensSeen = append(f.tokensSeen, token)
+	data, ok := f.kv[path]
+	if !ok {
+		reply(w, http.StatusNotFound, errorsBody())
+		return
+	}
+	status := http.StatusOK
+	if d, isV2 := data["data"]; isV2 && d == nil {
+		status = http.StatusNotFound // a deleted or destroyed latest version
+	}
+	reply(w, status, map[string]any{"data": data})
+}
+
+func (f *fakeVault) mountOf(path string) (fakeMount, string) {
+	best := ""
+	for m := range f.mounts {
+		if strings.HasPrefix(path+"/", m) && len(m) > len(best) {
+			best = m
+		}
+	}
+	return f.mounts[best], best
+}
+
+func (f *fakeVault) start(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return srv
+}
