@@ -256,7 +256,7 @@ class VaultAPIServer(ManagedServer):
 
     _verify: bool | str = True
 
-    def enable_kv(self, mount: str, version: int | str = 2) -> None:
+    def enable_kv(self, mount: str, version: int | str = 2, namespace: str = "") -> None:
         """Make ``mount`` a KV engine of ``version`` (1 or 2).
 
         The test core pre-mounts KV v1 at ``secret/``: an existing KV mount of the
@@ -266,20 +266,20 @@ class VaultAPIServer(ManagedServer):
         want = str(version)
         if want not in ("1", "2"):
             raise ValueError(f"KV version must be 1 or 2, not {version!r}")
-        mounts = self.api("GET", "sys/mounts")
+        mounts = self.api("GET", "sys/mounts", namespace=namespace)
         table = mounts.get("data", mounts)
         current = table.get(f"{mount}/")
         if current is not None:
             options = current.get("options") or {}
             have = str(options.get("version") or "1")
             if current.get("type") in ("kv", "generic") and have == want:
-                self._wait_kv_ready(mount, want)
+                self._wait_kv_ready(mount, want, namespace=namespace)
                 return
-            self.api("DELETE", f"sys/mounts/{mount}")
-        self.api("POST", f"sys/mounts/{mount}", {"type": "kv", "options": {"version": want}})
-        self._wait_kv_ready(mount, want)
+            self.api("DELETE", f"sys/mounts/{mount}", namespace=namespace)
+        self.api("POST", f"sys/mounts/{mount}", {"type": "kv", "options": {"version": want}}, namespace=namespace)
+        self._wait_kv_ready(mount, want, namespace=namespace)
 
-    def _wait_kv_ready(self, mount: str, version: str, timeout: float = 15.0) -> None:
+    def _wait_kv_ready(self, mount: str, version: str, timeout: float = 15.0, namespace: str = "") -> None:
         # A new KV v2 mount briefly answers "Upgrading from non-versioned to
         # versioned data" until its metadata is set up.
         if version != "2":
@@ -287,7 +287,7 @@ class VaultAPIServer(ManagedServer):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self.api("GET", f"{mount}/config")
+                self.api("GET", f"{mount}/config", namespace=namespace)
                 return
             except HarnessError:
                 if time.monotonic() > deadline:
@@ -301,13 +301,13 @@ class VaultAPIServer(ManagedServer):
             return f"{mount}/{kind}/{path}"
         return f"{mount}/{path}"
 
-    def kv_put(self, mount: str, path: str, data: dict[str, Any], version: int | str = 2) -> None:
+    def kv_put(self, mount: str, path: str, data: dict[str, Any], version: int | str = 2, namespace: str = "") -> None:
         """Write ``data`` at ``path`` in the KV engine at ``mount``."""
         body = {"data": data} if str(version) == "2" else dict(data)
         deadline = time.monotonic() + 10
         while True:
             try:
-                self.api("POST", self._kv_path(mount, path, version), body)
+                self.api("POST", self._kv_path(mount, path, version), body, namespace=namespace)
                 return
             except HarnessError as exc:
                 if "pgrading" not in str(exc) or time.monotonic() > deadline:
@@ -324,8 +324,8 @@ class VaultAPIServer(ManagedServer):
         """Delete the secret (v2: all versions and metadata)."""
         self.api("DELETE", self._kv_path(mount, path, version, kind="metadata"))
 
-    def write_policy(self, name: str, hcl: str) -> None:
-        self.api("PUT", f"sys/policies/acl/{name}", {"policy": hcl})
+    def write_policy(self, name: str, hcl: str, namespace: str = "") -> None:
+        self.api("PUT", f"sys/policies/acl/{name}", {"policy": hcl}, namespace=namespace)
 
     def enable_approle(self, mount: str = "approle") -> None:
         """Enable the AppRole auth method at ``auth/<mount>`` (idempotent)."""
@@ -368,9 +368,9 @@ class VaultAPIServer(ManagedServer):
         auth: dict[str, Any] = body["auth"]
         return auth
 
-    def create_token(self, policies: list[str], ttl: int | str = "1h") -> str:
+    def create_token(self, policies: list[str], ttl: int | str = "1h", namespace: str = "") -> str:
         """Create a child token of the root token with ``policies`` and ``ttl``."""
-        body = self.api("POST", "auth/token/create", {"policies": list(policies), "ttl": ttl})
+        body = self.api("POST", "auth/token/create", {"policies": list(policies), "ttl": ttl}, namespace=namespace)
         return str(body["auth"]["client_token"])
 
     def lookup_token(self, token: str) -> dict[str, Any]:
@@ -946,6 +946,91 @@ def make_tls_files(directory: Path, names: tuple[str, ...] = ("127.0.0.1", "loca
         str(cert),
     )
     return ca_cert, cert, key
+
+
+class PKI(NamedTuple):
+    """PEM files of a throw-away CA, a server certificate and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_pki(directory: Path, server_names: tuple[str, ...] = ("127.0.0.1",), client_cn: str = "mlflow-client") -> PKI:
+    """A CA, a server certificate for ``server_names`` (IPs or DNS names) and a
+    client certificate (clientAuth), all signed by that CA, written as PEM files
+    with the ``cryptography`` package (an MLflow dependency)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, stem: str) -> tuple[Path, Path]:
+        cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        key_path.chmod(0o600)
+        return cert_path, key_path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_subject = name(f"msa-test-ca-{secrets.token_hex(3)}")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_subject)
+        .issuer_name(ca_subject)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def leaf(cn: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> tuple[x509.Certificate, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(ca_subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(ca_key, hashes.SHA256()), key
+
+    sans: list[x509.GeneralName] = []
+    for n in server_names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    server_cert, server_key = leaf(server_names[0], ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    client_cert, client_key = leaf(client_cn, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    ca_path, _ = write(ca_cert, ca_key, "ca")
+    server = write(server_cert, server_key, "server")
+    client = write(client_cert, client_key, "client")
+    return PKI(ca_path, server[0], server[1], client[0], client[1])
 
 
 class HTTPRequestStream:
