@@ -18,9 +18,9 @@ VAULT ?= openbao
 # into a failure that says so, never a silent pass.
 PYTEST = run_pytest() { $(PY) -m pytest -p no:cacheprovider "$$@"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests for: $$*" >&2; fi; return $$rc; }; run_pytest
-PRODUCT_TESTS := tests --ignore=tests/harness_selftest
+PRODUCT_TESTS := tests --ignore=tests/harness_selftest --ignore=tests/test_wheels.py
 
-.PHONY: build wheel install system-deps vault-server vault-server-bg lint test test-go test-py \
+.PHONY: build wheel wheels check-tidy test-wheels install system-deps vault-server vault-server-bg lint test test-go test-py \
 	test-py-openbao test-py-hashicorp test-harness test-harness-openbao test-harness-hashicorp \
 	mutants bench demo clean
 
@@ -37,12 +37,30 @@ wheel: $(DEPS) ## a platform wheel with the library inside, in dist/
 	rm -rf dist
 	$(PIP) wheel . -w dist --no-deps -q
 
+wheels: $(DEPS) ## every platform wheel (manylinux, musllinux, macOS, Windows) cross-built into dist/
+	rm -rf dist
+	$(PY) packaging/build_wheels.py --out dist
+
+check-tidy: ## go.mod and go.sum are what `go mod tidy` makes them
+	go mod tidy -diff
+
+# Builds every wheel into a temporary directory (sharing the Go build cache) and
+# checks each: auditwheel, stripping, qemu (aarch64), wine (Windows), Mach-O.
+test-wheels: $(DEPS) system-deps
+	$(PYTEST) -q tests/test_wheels.py
+
 install: wheel
 	$(PIP) install -q --no-deps --force-reinstall dist/*.whl
 
 system-deps: ## nginx (Debian) for the bearer-token proxy in the tests
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+	@# tests/test_wheels.py: arm64 binaries under qemu-user with Debian's arm64 libc, the Windows helper
+	@# under wine, ELF/Mach-O/PE inspection with llvm and binutils.
+	@command -v qemu-aarch64 >/dev/null && [ -e /lib/ld-linux-aarch64.so.1 ] && command -v llvm-objdump >/dev/null && \
+	  command -v readelf >/dev/null && [ -x /usr/lib/wine/wine64 ] || \
+	  { dpkg --add-architecture arm64 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends qemu-user libc6:arm64 llvm binutils wine64 >/dev/null; }
 
 vault-server: ## build the real HashiCorp Vault test server (cached outside the repo), or wait for the background build
 	python3 tests/vaultbuild.py
@@ -53,7 +71,7 @@ vault-server-bg: ## start that build in the background (needs only Go and python
 lint: $(DEPS)
 	go vet ./...
 	@test -z "$$(gofmt -l go tests/vaultserver)" || { gofmt -l go tests/vaultserver; echo "gofmt needed"; exit 1; }
-	$(VENV)/bin/ruff check python tests examples build_backend bench setup.py
+	$(VENV)/bin/ruff check python tests examples build_backend bench setup.py packaging
 	$(VENV)/bin/mypy
 
 # Go unit tests with the race detector, per-package coverage, and the gate:
@@ -98,10 +116,12 @@ mutants: install ## deliberate breakages on a copy of the tree: the fast suite m
 test: ## everything: Go (-race, coverage gate), harness self-checks, product suite on OpenBao and Vault, mutants
 	$(MAKE) --no-print-directory vault-server-bg
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory check-tidy
 	$(MAKE) --no-print-directory test-go
 	$(MAKE) --no-print-directory test-harness-openbao
 	$(MAKE) --no-print-directory test-py-openbao
 	$(MAKE) --no-print-directory mutants
+	$(MAKE) --no-print-directory test-wheels
 	$(MAKE) --no-print-directory test-harness-hashicorp
 	$(MAKE) --no-print-directory test-py-hashicorp
 

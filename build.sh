@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 PKG=python/mlflow_secrets_auth
 if ! command -v go >/dev/null 2>&1; then
   if [ -x /usr/local/go/bin/go ]; then PATH=/usr/local/go/bin:$PATH; else
-    echo "build.sh: the Go toolchain (go 1.25 or newer) is needed to build mlflow-secrets-auth" >&2; exit 1
+    echo "build.sh: the Go toolchain (go 1.26 or newer) is needed to build mlflow-secrets-auth" >&2; exit 1
   fi
 fi
 VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$PKG/__init__.py")
