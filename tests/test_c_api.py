@@ -55,18 +55,18 @@ def run(binary: Path, env: dict[str, str], host: str) -> dict[str, dict[str, obj
     return replies
 
 
-def test_c_caller(smoke: Path, vault_ready: harness.VaultServer, reader_token: str, secret_path: str) -> None:
+def test_c_caller(smoke: Path, vault_ready: harness.VaultAPIServer, reader_token: str, secret_path: str) -> None:
     vault_ready.kv_put("secret", secret_path, {"token": "c-caller-token"}, version=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VAULT_"))}
     env.update(
         plugin_env(
             vault_ready,
-            "http://mlflow.test:5000",
+            "https://mlflow.test:5000",
             VAULT_TOKEN=reader_token,
             MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
         )
     )
-    r = run(smoke, env, "http://mlflow.test:5000/api")
+    r = run(smoke, env, "https://mlflow.test:5000/api")
     assert r["abi"] == 1
     # The process environment is used until MsaSetEnv replaces it.
     assert r["process-env"]["ok"] is True

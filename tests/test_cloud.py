@@ -16,7 +16,7 @@ import pytest
 from conftest import apply
 from mlflow_secrets_auth.provider import MlflowSecretsAuthError
 
-TRACKING = "http://mlflow.test:5000"
+TRACKING = "https://mlflow.test:5000"
 
 
 def auth_header(url: str = TRACKING) -> str | None:

@@ -84,7 +84,7 @@ def test_doctor_reports_each_provider(moto: cloud_harness.MotoServer, keyvault: 
     moto.create_secret(aws_secret, string="doctor-aws-token")
     keyvault.set_secret("doctor-secret", "doctor-azure-token")
     env = clean_env(
-        MLFLOW_TRACKING_URI="http://mlflow.test:5000",
+        MLFLOW_TRACKING_URI="https://mlflow.test:5000",
         MLFLOW_SECRETS_AUTH_ENABLE="vault,aws-secrets-manager,azure-key-vault",
         VAULT_ADDR=f"http://127.0.0.1:{harness.free_port()}",
         VAULT_TOKEN="some-vault-token",

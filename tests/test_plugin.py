@@ -54,7 +54,7 @@ print("ok")
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VAULT_"))}
     out = subprocess.run(
-        [sys.executable, "-c", code, "http://mlflow.test:5000"],
+        [sys.executable, "-c", code, "https://mlflow.test:5000"],
         env=env,
         capture_output=True,
         text=True,

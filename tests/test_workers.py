@@ -117,19 +117,19 @@ def test_environment_changes_take_effect(
     use_env(
         plugin_env(
             vault_ready,
-            "http://mlflow.test",
+            "https://mlflow.test",
             VAULT_TOKEN=reader_token,
             MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
             MLFLOW_VAULT_TTL_SEC="3600",
         )
     )
-    assert apply("http://mlflow.test").headers["Authorization"] == "Bearer vault-token"
+    assert apply("https://mlflow.test").headers["Authorization"] == "Bearer vault-token"
     # TTL: shortened mid-session, so a rotation shows within it.
     vault_ready.kv_put("secret", secret_path, {"token": "rotated"}, version=1)
-    assert apply("http://mlflow.test").headers["Authorization"] == "Bearer vault-token"  # cached for an hour
+    assert apply("https://mlflow.test").headers["Authorization"] == "Bearer vault-token"  # cached for an hour
     os.environ["MLFLOW_VAULT_TTL_SEC"] = "1"
     deadline = time.monotonic() + 15
-    while apply("http://mlflow.test").headers["Authorization"] != "Bearer rotated":
+    while apply("https://mlflow.test").headers["Authorization"] != "Bearer rotated":
         assert time.monotonic() < deadline, "the rotated token was not picked up after the TTL was shortened"
         time.sleep(0.05)
     # Provider list: switch to AWS mid-session.
@@ -140,10 +140,10 @@ def test_environment_changes_take_effect(
             **moto.env(),
         }
     )
-    assert apply("http://mlflow.test").headers["Authorization"] == "Bearer aws-token"
+    assert apply("https://mlflow.test").headers["Authorization"] == "Bearer aws-token"
     # Allowed hosts: the tracking host stops being enough.
     os.environ["MLFLOW_SECRETS_ALLOWED_HOSTS"] = "*.corp.example"
-    assert "Authorization" not in apply("http://mlflow.test").headers
+    assert "Authorization" not in apply("https://mlflow.test").headers
     assert apply("https://a.corp.example").headers["Authorization"] == "Bearer aws-token"
 
 
@@ -171,7 +171,7 @@ def test_ctrl_c_interrupts_a_slow_fetch(
         env = clean_env(
             **plugin_env(
                 vault_ready,
-                "http://mlflow.test",
+                "https://mlflow.test",
                 VAULT_ADDR=proxy.url,
                 VAULT_TOKEN=reader_token,
                 MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
@@ -179,7 +179,7 @@ def test_ctrl_c_interrupts_a_slow_fetch(
             )
         )
         proc = subprocess.Popen(
-            [sys.executable, "-c", SLOW_FETCH, "http://mlflow.test/x"],
+            [sys.executable, "-c", SLOW_FETCH, "https://mlflow.test/x"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -226,13 +226,13 @@ def test_closed_stdout_and_stderr_do_not_kill(
     env = clean_env(
         **plugin_env(
             vault_ready,
-            "http://mlflow.test",
+            "https://mlflow.test",
             VAULT_TOKEN=reader_token,
             MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
         )
     )
     out = subprocess.run(
-        [sys.executable, "-c", CLOSED_STDIO, "http://mlflow.test/x", str(marker)], env=env, timeout=60, check=False
+        [sys.executable, "-c", CLOSED_STDIO, "https://mlflow.test/x", str(marker)], env=env, timeout=60, check=False
     )
     assert out.returncode == 0
     assert marker.read_text() == "Bearer quiet|None|MlflowSecretsAuthError"
