@@ -3,9 +3,25 @@
 MLflow calls ``get_auth()`` on every request and hands the returned object to
 ``requests``, which calls it with the prepared request. That is where the
 destination is known, so that is where the host policy is applied: the Go core
-decides, per host, whether credentials may be sent and which headers to send.
-Answers are kept per host for as long as the core says they are fresh, so a
+decides, per origin, whether credentials may be sent and which headers to send.
+Answers are kept per origin for as long as the core says they are fresh, so a
 request normally costs a dictionary lookup.
+
+The auth object also registers a response hook on each request it adds headers
+to. ``requests`` runs response hooks before it follows a redirect, and builds
+the next hop from a copy of the request the hook sees, so the hook decides
+what the next hop carries:
+
+* a redirect to another origin (scheme, host, port) loses our headers, and
+  gets them back only if the core allows that origin;
+* a 401 to a request that carried our credential drops the cached credential
+  (here and in the core), fetches again and, if it changed, sends the request
+  once more through the same connection adapter with the same settings.
+
+This module is the entry point MLflow imports: it imports nothing that can
+fail, and starts nothing. If the native core cannot work, the auth object
+raises ``MlflowSecretsAuthError``: a request never goes out without the
+credentials it was meant to carry.
 """
 
 from __future__ import annotations
@@ -17,12 +33,13 @@ import time
 from typing import Any, Callable, TypeVar
 
 from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider
-from requests import PreparedRequest
+from requests import PreparedRequest, Response
 from requests.auth import AuthBase
 
-from mlflow_secrets_auth import _env, _native
+from mlflow_secrets_auth import _env, _hooks, _native
 
 NAME = "mlflow_secrets_auth"
+LOG_LEVEL_ENV = "MLFLOW_SECRETS_LOG_LEVEL"
 logger = logging.getLogger("mlflow_secrets_auth")
 
 
@@ -35,12 +52,16 @@ class MlflowSecretsAuthError(RuntimeError):
         self.variable = variable
 
 
+Items = _hooks.Items
 # Per destination ("scheme://host:port"): (env generation, monotonic deadline, header items).
-_entries: dict[str, tuple[int, float, tuple[tuple[str, str], ...]]] = {}
+_entries: dict[str, tuple[int, float, Items]] = {}
 DENIAL_TTL = 1.0  # seconds a "host not allowed" answer is reused
+REFETCH_INTERVAL = 5.0  # at most one refetch per credential this often after a 401
+_limiter = _hooks.RefetchLimiter(REFETCH_INTERVAL)
 _sync_lock = threading.Lock()
 _synced: tuple[int, int, str, str] | None = None  # (transport, env generation, URIs) the core was last given
 _said: set[str] = set()  # log messages already emitted once
+_fork_hook = False
 
 
 def _after_fork_in_child() -> None:
@@ -50,28 +71,118 @@ def _after_fork_in_child() -> None:
     _synced = None
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class SecretsAuth(AuthBase):
-    """Adds the secret-derived headers to each request its host may receive."""
+    """Adds the secret-derived headers to each request its origin may receive."""
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        url = r.url or ""
-        end = url.find("/", 8)  # the slash after "scheme://host:port" ("https://" is 8 characters)
-        key = url if end < 0 else url[:end]
-        entry = _entries.get(key)
-        if (
-            entry is not None
-            and entry[0] == (_env.generation if _env.tracked else _env.current())
-            and entry[1] > time.monotonic()
-        ):
-            items = entry[2]
-        else:
-            items = _lookup(key)
-        for name, value in items:
-            r.headers[name] = value
+        items = headers_for(_hooks.origin_key(r.url or ""))
+        if items:
+            for name, value in items:
+                r.headers[name] = value
+            r.register_hook("response", _Guard(tuple(name for name, _ in items)))
         return r
+
+
+def headers_for(key: str) -> Items:
+    """Our headers for an origin key: from the per-origin cache, or from the core."""
+    entry = _entries.get(key)
+    if (
+        entry is not None
+        and entry[0] == (_env.generation if _env.tracked else _env.current())
+        and entry[1] > time.monotonic()
+    ):
+        return entry[2]
+    return _lookup(key)
+
+
+class _Guard:
+    """The response hook of one request (shared by its redirect hops and retry)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def __call__(self, resp: Response, **kwargs: Any) -> Response:
+        original = resp.request  # the request requests copies for a redirect's next hop
+        if resp.status_code == 401:
+            resp = self._retry(resp, kwargs)
+        if resp.is_redirect:
+            self._redirect(resp, original)
+        return resp
+
+    def _carried(self, req: PreparedRequest) -> Items:
+        values = ((name, req.headers.get(name)) for name in self.names)
+        return tuple((n, v) for n, v in values if isinstance(v, str))
+
+    def _redirect(self, resp: Response, original: PreparedRequest) -> None:
+        req = resp.request
+        location = resp.headers.get("location")
+        if location is None or req.url is None:
+            return
+        target = _hooks.redirect_target(req.url, _hooks.decode_location(location))
+        new = _hooks.redirect_headers(req.url, target, self._carried(req), headers_for)
+        if new is None:
+            return
+        for r in {id(original): original, id(req): req}.values():
+            for name in self.names:
+                r.headers.pop(name, None)
+            for name, value in new:
+                r.headers[name] = value
+        self.names = tuple(dict.fromkeys(self.names + tuple(name for name, _ in new)))
+
+    def _retry(self, resp: Response, kwargs: dict[str, Any]) -> Response:
+        req = resp.request
+        carried = self._carried(req)
+        if not carried or req.url is None:
+            return resp
+        key = _hooks.origin_key(req.url)
+        try:
+            if _limiter.allow(carried):
+                invalidate()
+            new = headers_for(key)
+        except MlflowSecretsAuthError as exc:
+            _once(logging.WARNING, f"mlflow-secrets-auth: the server answered 401 and no new credential: {exc}")
+            return resp
+        if not new or new == carried:
+            return resp
+        logger.info("mlflow-secrets-auth: %s answered 401; sending the request again with a new credential", key)
+        _ = resp.content  # release the connection for the new request
+        resp.close()
+        prep = req.copy()
+        _copy_cookies(prep, req, resp)
+        for r in (prep, req):
+            for name in self.names:
+                r.headers.pop(name, None)
+            for name, value in new:
+                r.headers[name] = value
+        if prep._body_position is not None:  # a file-like body: read again from where it began
+            from requests.utils import rewind_body
+
+            rewind_body(prep)
+        again: Response = resp.connection.send(prep, **kwargs)
+        again.history.append(resp)
+        again.request = prep
+        return again
+
+
+def _copy_cookies(prep: PreparedRequest, req: PreparedRequest, resp: Response) -> None:
+    from requests.cookies import extract_cookies_to_jar
+
+    jar: Any = prep._cookies
+    if jar is not None:
+        extract_cookies_to_jar(jar, req, resp.raw)
+        prep.prepare_cookies(jar)
+
+
+def invalidate() -> None:
+    """Forget every cached credential, in the core and here."""
+    try:
+        _native.transport().invalidate()
+    except _native.NativeError as exc:
+        raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
+    finally:
+        _entries.clear()
 
 
 _AUTH = SecretsAuth()
@@ -93,6 +204,21 @@ def _once(level: int, message: str) -> None:
         logger.log(level, "%s", message)
 
 
+def log_level(raw: str | None) -> tuple[int, str | None]:
+    """The logger level for MLFLOW_SECRETS_LOG_LEVEL, and a warning if it is not one."""
+    text = (raw or "").strip().upper()
+    if not text:
+        return logging.INFO, None
+    level = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "WARN": logging.WARNING,
+             "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}.get(text)
+    if level is None:
+        shown = (raw or "")[:40]
+        return logging.INFO, (
+            f"mlflow-secrets-auth: {LOG_LEVEL_ENV}={shown!r} is not one of DEBUG, INFO, WARNING, ERROR; using INFO"
+        )
+    return level, None
+
+
 def _mlflow_uris() -> tuple[str, str]:
     """The tracking and registry URIs as MLflow resolves them now."""
     from mlflow.tracking._model_registry.utils import get_registry_uri
@@ -108,7 +234,10 @@ def _mlflow_uris() -> tuple[str, str]:
 
 def sync(t: _native.Transport) -> int:
     """Hand the core the current environment if it changed; return its generation."""
-    global _synced
+    global _synced, _fork_hook
+    if not _fork_hook:
+        _native.at_fork(_after_fork_in_child)
+        _fork_hook = True
     _env.track()
     generation = _env.current()  # read before copying, so a racing write is seen next time
     tracking, registry = _mlflow_uris()
@@ -123,8 +252,10 @@ def sync(t: _native.Transport) -> int:
                 raise MlflowSecretsAuthError(str(reply.get("message")), str(reply.get("code")))
             _entries.clear()
             _said.clear()
-            level = logging.getLevelName(env.get("MLFLOW_SECRETS_LOG_LEVEL", "INFO").strip().upper())
-            logger.setLevel(level if isinstance(level, int) else logging.INFO)
+            level, warning = log_level(env.get(LOG_LEVEL_ENV))
+            logger.setLevel(level)
+            if warning:
+                _once(logging.WARNING, warning)
             _synced = state
     return generation
 
@@ -162,18 +293,30 @@ def interruptible(call: Callable[[], T]) -> T:
     raise value
 
 
-def _lookup(key: str) -> tuple[tuple[str, str], ...]:
+_LEVELS = {"warning": logging.WARNING, "info": logging.INFO, "error": logging.ERROR, "debug": logging.DEBUG}
+
+
+def log_events(reply: dict[str, Any]) -> None:
+    """Log the core's one-shot events, each once, at its level."""
+    for event in reply.get("events") or ():
+        if isinstance(event, dict):
+            level = _LEVELS.get(str(event.get("level", "")).lower(), logging.WARNING)
+            logger.log(level, "mlflow-secrets-auth: %s", event.get("message", ""))
+
+
+def _lookup(key: str) -> Items:
     try:
         t = _native.transport()
         generation = sync(t)
         reply: dict[str, Any] = interruptible(lambda: t.headers(key))
     except _native.NativeError as exc:
         raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
+    log_events(reply)
     if reply.get("ok"):
-        items = tuple(reply["headers"].items())
+        items: Items = tuple(reply["headers"].items())
         _entries[key] = (generation, time.monotonic() + reply.get("max_age_ms", 0) / 1000.0, items)
-        if stale := reply.get("stale"):
-            _once(logging.WARNING, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
+        if stale := reply.get("stale"):  # the core's events carry the one warning per outage
+            _once(logging.DEBUG, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
         for attempt in reply.get("attempts", ()):
             _once(logging.WARNING, f"mlflow-secrets-auth: skipped {attempt['provider']}: {attempt['message']}")
         return items

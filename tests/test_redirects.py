@@ -1,0 +1,226 @@
+"""Redirects never carry our credential to an origin the policy does not allow.
+
+Real ``mlflow`` client calls (``mlflow.search_experiments``) go to a loopback
+server that answers with a redirect (302, 303, 307, 308) to another port,
+another loopback address or ``localhost``. Every server records the headers
+it received. The credential comes from a real Vault API server (OpenBao).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import random
+import secrets
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import harness
+import mlflow
+import pytest
+from conftest import plugin_env
+
+SEARCH_PATH = "/api/2.0/mlflow/experiments/search"
+
+
+class Recorder:
+    """A loopback HTTP(S) server that records each request's headers, and
+    either redirects (``redirect_to`` set) or answers an empty experiment list."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: tuple[Path, Path] | None = None) -> None:
+        self.seen: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
+        self.redirect_to: str | None = None
+        self.status = 302
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                recorder.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                if recorder.redirect_to is not None and self.path.startswith(SEARCH_PATH):
+                    self.send_response(recorder.status)
+                    self.send_header("Location", recorder.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = json.dumps({"experiments": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        scheme = "http"
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.host, self.port = host, self.server.server_address[1]
+        self.url = f"{scheme}://{host}:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def values(self, header: str) -> list[str]:
+        return [h[header.lower()] for _, _, h in self.seen if header.lower() in h]
+
+
+@contextlib.contextmanager
+def recorders(*specs: tuple[str, int]) -> Iterator[list[Recorder]]:
+    started: list[Recorder] = []
+    try:
+        for host, port in specs:
+            started.append(Recorder(host, port))
+        yield started
+    finally:
+        for r in started:
+            r.close()
+
+
+def loopback_alias() -> str:
+    """127.0.0.2 answers on Linux without any setup (all of 127/8 is loopback)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.2", 0))
+        except OSError:
+            pytest.skip("127.0.0.2 is not a usable loopback address here")
+    return "127.0.0.2"
+
+
+@pytest.fixture()
+def token_env(vault_ready, reader_token: str, secret_path: str):  # type: ignore[no-untyped-def]
+    """A random token in Vault, and the environment that reads it."""
+    token = "tok-" + secrets.token_urlsafe(24)
+    vault_ready.kv_put("secret", secret_path, {"token": token}, version=1)
+
+    def env(tracking_uri: str, **extra: str) -> dict[str, str]:
+        return plugin_env(
+            vault_ready,
+            tracking_uri,
+            VAULT_TOKEN=reader_token,
+            MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+            **extra,
+        )
+
+    return token, env
+
+
+HEADERS = [("Authorization", "Bearer {}"), ("X-Api-Key", "{}")]
+
+
+@pytest.mark.parametrize("status", [302, 303, 307, 308])
+@pytest.mark.parametrize(("header", "form"), HEADERS, ids=["Authorization", "X-Api-Key"])
+def test_redirect_to_another_origin_does_not_carry_the_credential(
+    use_env, token_env, status: int, header: str, form: str
+) -> None:  # type: ignore[no-untyped-def]
+    token, env = token_env
+    alias = loopback_alias()
+    with recorders(("127.0.0.1", 0), ("127.0.0.1", 0), (alias, 0)) as (origin, other_port, other_addr):
+        localhost = f"http://localhost:{other_port.port}"
+        targets = {
+            "other port": (other_port, other_port.url),
+            "other loopback address": (other_addr, other_addr.url),
+            "localhost": (other_port, localhost),
+        }
+        extra = {} if header == "Authorization" else {"MLFLOW_AUTH_HEADER_NAME": header}
+        use_env(env(origin.url, **extra))
+        for what, (target, url) in targets.items():
+            origin.redirect_to, origin.status = url + SEARCH_PATH, status
+            before = len(target.seen)
+            mlflow.search_experiments()
+            assert len(target.seen) > before, f"{what}: the redirect was not followed"
+            got = [h.get(header.lower()) for _, _, h in target.seen[before:]]
+            assert got == [None] * len(got), f"{status} to {what}: {header} reached {url}"
+        # The origin itself did get the credential, every time: the plugin was active.
+        sent = origin.values(header)
+        assert len(sent) == len(targets)
+        assert set(sent) == {form.format(token)}
+
+
+def test_custom_header_follows_a_redirect_to_another_allowed_origin(use_env, token_env) -> None:  # type: ignore[no-untyped-def]
+    token, env = token_env
+    alias = loopback_alias()
+    with recorders(("127.0.0.1", 0), ("127.0.0.1", 0), (alias, 0)) as (origin, allowed, other):
+        use_env(
+            env(
+                origin.url,
+                MLFLOW_AUTH_HEADER_NAME="X-Api-Key",
+                MLFLOW_SECRETS_ALLOWED_HOSTS=f"{origin.url},{allowed.url}",
+            )
+        )
+        origin.status, origin.redirect_to = 307, allowed.url + SEARCH_PATH
+        mlflow.search_experiments()
+        assert allowed.values("X-Api-Key") == [token]
+        # Same policy, a target outside it: nothing.
+        origin.redirect_to = other.url + SEARCH_PATH
+        mlflow.search_experiments()
+        assert len(other.seen) == 1
+        assert other.values("X-Api-Key") == []
+        # A chain: allowed -> not allowed -> allowed. Only the allowed hops carry it.
+        allowed.status, allowed.redirect_to = 302, other.url + SEARCH_PATH
+        other.status, other.redirect_to = 302, origin.url + "/back" + SEARCH_PATH
+        origin.redirect_to = allowed.url + SEARCH_PATH
+        n_origin, n_allowed, n_other = len(origin.seen), len(allowed.seen), len(other.seen)
+        mlflow.search_experiments()
+        hops = [origin.seen[n_origin:], allowed.seen[n_allowed:], other.seen[n_other:]]
+        assert [len(h) for h in hops] == [2, 1, 1]  # origin, allowed, other, origin/back
+        assert [h.get("x-api-key") for _, _, h in hops[0] + hops[1]] == [token] * 3
+        assert other.values("X-Api-Key") == []
+
+
+def test_authorization_is_kept_on_a_redirect_within_the_same_origin(use_env, token_env) -> None:  # type: ignore[no-untyped-def]
+    token, env = token_env
+    with recorders(("127.0.0.1", 0)) as (origin,):
+        use_env(env(origin.url))
+        origin.status, origin.redirect_to = 308, origin.url + "/moved" + SEARCH_PATH
+        # The redirect target path does not start with SEARCH_PATH: it is answered.
+        mlflow.search_experiments()
+        paths = [(p, h.get("authorization")) for _, p, h in origin.seen]
+        assert [p.split("?")[0] for p, _ in paths] == [SEARCH_PATH, "/moved" + SEARCH_PATH]
+        assert [a for _, a in paths] == [f"Bearer {token}"] * 2
+
+
+def test_http_to_https_upgrade_on_an_allowed_host_keeps_the_credential(
+    use_env, token_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """http://host (port 80) -> https://host (port 443): the one cross-origin
+    redirect requests itself keeps Authorization on; the core allows both."""
+    token, env = token_env
+    host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    ca, cert, key = harness.make_tls_files(tmp_path / "tls", names=(host,))
+    try:
+        plain, tls = Recorder(host, 80), Recorder(host, 443, tls=(cert, key))
+    except OSError as exc:  # not root, or the ports are taken
+        pytest.skip(f"cannot listen on {host}:80 and :443: {exc}")
+    try:
+        use_env(
+            env(
+                f"http://{host}",
+                MLFLOW_SECRETS_ALLOWED_HOSTS=host,
+                MLFLOW_TRACKING_SERVER_CERT_PATH=str(ca),
+            )
+        )
+        plain.status, plain.redirect_to = 308, f"https://{host}{SEARCH_PATH}"
+        mlflow.search_experiments()
+        assert plain.values("Authorization") == [f"Bearer {token}"]
+        assert tls.values("Authorization") == [f"Bearer {token}"]
+    finally:
+        plain.close()
+        tls.close()
