@@ -22,7 +22,7 @@
 // "mlflow-x.evil.net"). A pattern with a port ("host:8443") also requires that
 // port; without one, any port matches. A pattern may pin the scheme
 // ("https://mlflow.corp.com", "https://*.corp.com:8443"); then only that
-// scheme matches.
+// scheme matches (a bare host, whose scheme is unknown, matches http only).
 //
 // # Cleartext
 //
@@ -467,7 +467,9 @@ func (p *Policy) Patterns() []string {
 }
 
 func (pat pattern) matches(t Target) bool {
-	if pat.scheme != "" && pat.scheme != t.Scheme {
+	// A bare host may be reached over http: an http-pinned pattern can match
+	// it (the cleartext rule then applies), an https-pinned one never does.
+	if pat.scheme != "" && pat.scheme != t.Scheme && !(pat.scheme == "http" && t.Scheme == "") {
 		return false
 	}
 	if pat.any {

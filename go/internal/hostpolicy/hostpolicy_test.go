@@ -49,6 +49,8 @@ func TestMatching(t *testing.T) {
 		{"https://*.corp.com:8443", "https://a.corp.com", false},
 		{"http://localhost", "https://localhost", false},
 		{"http://localhost", "http://localhost:5000", true},
+		{"http://localhost", "localhost:5000", true},
+		{"https://localhost", "localhost:5000", false},
 		{"https://*", "https://x.y", true},
 		{"https://*", "http://localhost", false},
 		// IDNA: a Unicode pattern and a Unicode target compare in punycode.
