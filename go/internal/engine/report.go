@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 )
 
 // ProviderInfo describes one enabled provider's settings.
@@ -91,7 +92,7 @@ func (e *Engine) Doctor(ctx context.Context, target string) []Check {
 			checks = append(checks, Check{Name: "host policy", Err: err})
 		} else {
 			checks = append(checks, Check{Name: "host policy", OK: true,
-				Detail: fmt.Sprintf("%s may receive credentials (%s)", target, st.cfg.AllowedFrom)})
+				Detail: fmt.Sprintf("%s may receive credentials (%s)", redact.Echo(redact.URL(target)), st.cfg.AllowedFrom)})
 		}
 	}
 	return checks
