@@ -120,9 +120,9 @@ func orDefault(v, def string) string {
 
 // Provider reads one secret version.
 type Provider struct {
-	s      Settings
-	client *secretsmanager.Client
-	idle   interface{ CloseIdleConnections() } // the HTTP client, when it has idle connections to close
+	s         Settings
+	client    *secretsmanager.Client
+	transport *http.Transport
 }
 
 func newProvider(ctx context.Context, s Settings) (*Provider, error) {
@@ -144,22 +144,27 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 		return nil, msaerr.New(msaerr.NotConfigured, EnvRegion,
 			"no region: set %s, give %s as an ARN, or set a region in the AWS profile", EnvRegion, EnvSecretID)
 	}
-	// Freeze the SDK's HTTP client (its transport settings, AWS_CA_BUNDLE
-	// included) into a plain *http.Client, so that Close can close its idle
-	// connections.
+	// Use the SDK's own transport (its settings, AWS_CA_BUNDLE included) in a
+	// client of ours, so that Close can close its idle connections.
+	// Redirects are not followed.
 	p := &Provider{s: s}
-	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
-		cfg.HTTPClient = bc.Freeze()
+	bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient)
+	if cfg.HTTPClient == nil {
+		bc, ok = awshttp.NewBuildableClient(), true
 	}
-	p.idle, _ = cfg.HTTPClient.(interface{ CloseIdleConnections() })
+	if ok {
+		p.transport = bc.GetTransport()
+		cfg.HTTPClient = &http.Client{Transport: p.transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
 	p.client = secretsmanager.NewFromConfig(cfg)
 	return p, nil
 }
 
 // Close closes idle connections.
 func (p *Provider) Close() {
-	if p.idle != nil {
-		p.idle.CloseIdleConnections()
+	if p.transport != nil {
+		p.transport.CloseIdleConnections()
 	}
 }
 
@@ -248,8 +253,11 @@ func (p *Provider) describe(err error) error {
 		}
 		return msaerr.New(msaerr.Backend, "", "reading secret %s failed: %s: %s", id, code, msg)
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer in time reading secret %s", id)
+	}
 	var respErr *awshttp.ResponseError
-	if errors.As(err, &respErr) {
+	if errors.As(err, &respErr) && respErr.HTTPStatusCode() > 0 {
 		switch status := respErr.HTTPStatusCode(); status {
 		case http.StatusUnauthorized, http.StatusForbidden:
 			// Some endpoints answer 403 without an error code the SDK can read.
@@ -260,9 +268,6 @@ func (p *Provider) describe(err error) error {
 		default:
 			return msaerr.New(msaerr.Backend, "", "reading secret %s failed with HTTP %d", id, status)
 		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer in time reading secret %s", id)
 	}
 	if strings.Contains(err.Error(), "failed to retrieve credentials") || strings.Contains(err.Error(), "no EC2 IMDS role found") {
 		return &msaerr.Error{Code: msaerr.Backend, Variable: "AWS_PROFILE",
