@@ -199,7 +199,8 @@ def build_binaries(t: Target, work: Path, ver: str, tmp: Path) -> dict[str, Path
                     raise SystemExit(f"build_wheels: {TBD_DIR} has no CoreFoundation stub")
                 extra = [f"-F{TBD_DIR}/System/Library/Frameworks", f"-L{TBD_DIR}/usr/lib"]
             cc = zig_wrapper(tmp, t.zig, extra)
-            run([go, *common, "-buildmode=c-shared", "-ldflags", ldflags, "-o", str(lib), "./go/capi"], go_env(t, True, cc))
+            cmd = [go, *common, "-buildmode=c-shared", "-ldflags", ldflags, "-o", str(lib), "./go/capi"]
+            run(cmd, go_env(t, True, cc))
             lib.with_suffix(".h").unlink(missing_ok=True)  # Go's generated header; include/ has ours
             strip(lib, t.goos == "darwin")
         files[t.library] = lib
@@ -223,7 +224,7 @@ def stage(t: Target, files: dict[str, Path], tmp: Path) -> Path:
     pkg = src / "python" / PKG
     pkg.mkdir(parents=True)
     for f in (ROOT / "python" / PKG).iterdir():
-        if f.suffix == ".py" and f.name != "_ffi.py" or f.name == "py.typed":
+        if (f.suffix == ".py" and f.name != "_ffi.py") or f.name == "py.typed":
             shutil.copy2(f, pkg / f.name)
     run([sys.executable, str(ROOT / "python" / "build_ffi.py"), str(pkg)])
     for name, path in files.items():
