@@ -60,6 +60,9 @@ def _dry_run(url: str) -> tuple[bool, str]:
 
     probe = SecretsAuth()
     sent: dict[str, bool] = {}
+    scheme, sep, rest = url.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    shown = f"{scheme}{sep}***@{rest[authority.rfind('@') + 1 :]}" if "@" in authority else url  # no userinfo
 
     def auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
         before = set(r.headers)
@@ -72,11 +75,11 @@ def _dry_run(url: str) -> tuple[bool, str]:
     except MlflowSecretsAuthError as exc:
         return False, str(exc)
     except requests.RequestException as exc:
-        return False, f"request to {url} failed: {exc.__class__.__name__}: {exc}"
+        return False, f"request to {shown} failed: {exc.__class__.__name__}: {exc}"
     how = "with credentials" if sent.get("headers") else "WITHOUT credentials"
     if resp.status_code in (401, 403):
-        return False, f"GET {url} sent {how}: HTTP {resp.status_code}: the server rejected the request"
-    return sent.get("headers", False), f"GET {url} sent {how}: HTTP {resp.status_code}"
+        return False, f"GET {shown} sent {how}: HTTP {resp.status_code}: the server rejected the request"
+    return sent.get("headers", False), f"GET {shown} sent {how}: HTTP {resp.status_code}"
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
