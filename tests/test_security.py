@@ -285,28 +285,37 @@ def test_custom_header_name_works(aws: dict[str, str]) -> None:
     assert r[0]["headers"] == {"X-Api-Key": TOKEN}
 
 
+ID = "MLFLOW_AWS_SECRET_ID"
 UNUSABLE = [
-    # (stored string or bytes, auth mode, words the message must hold)
-    ("tok€n-SECRETVALUE", "bearer", "non-ASCII"),
-    ("tokén-SECRETVALUE", "bearer", "non-ASCII"),
-    (b"\xff\xfeSECRETVALUE", "bearer", "UTF-8"),
-    (json.dumps({"token": "SECRETVALUE\r\nX-Evil: 1"}), "bearer", "control character"),
-    (json.dumps({"token": "  "}), "bearer", '"token" field is empty'),
-    ("user-SECRETVALUE:", "basic", "password is empty"),
-    (json.dumps({"username": "a:SECRETVALUE", "password": "p"}), "basic", "username contains ':'"),
-    (json.dumps({"username": "SECRET\r\nVALUE", "password": "p"}), "basic", "control character"),
-    (json.dumps({"username": "u", "password": ""}), "basic", '"password" field is empty'),
+    # (stored string or bytes, auth mode, words the message must hold, the variable named:
+    # the secret's own variable when its content cannot be read, none when the
+    # value read cannot become a header)
+    ("tok€n-SECRETVALUE", "bearer", "non-ASCII", None),
+    ("tokén-SECRETVALUE", "bearer", "non-ASCII", None),
+    (b"\xff\xfeSECRETVALUE", "bearer", "UTF-8", ID),
+    (json.dumps({"token": "SECRETVALUE\r\nX-Evil: 1"}), "bearer", "control character", None),
+    (json.dumps({"token": "  "}), "bearer", '"token" field is empty', ID),
+    ("user-SECRETVALUE:", "basic", "password is empty", None),
+    (json.dumps({"username": "a:SECRETVALUE", "password": "p"}), "basic", "username contains ':'", None),
+    (json.dumps({"username": "SECRET\r\nVALUE", "password": "p"}), "basic", "control character", None),
+    (json.dumps({"username": "u", "password": ""}), "basic", '"password" field is empty', ID),
     (
         json.dumps({"SECRETVALUE-field": "SECRETVALUE"}),
         "bearer",
         'needs a "token" field or "username" and "password" fields',
+        ID,
     ),
 ]
 
 
-@pytest.mark.parametrize("stored,mode,words", UNUSABLE, ids=[str(i) for i in range(len(UNUSABLE))])
+@pytest.mark.parametrize("stored,mode,words,variable", UNUSABLE, ids=[str(i) for i in range(len(UNUSABLE))])
 def test_secret_values_that_cannot_be_a_header(
-    moto: cloud_harness.MotoServer, aws: dict[str, str], stored: str | bytes, mode: str, words: str
+    moto: cloud_harness.MotoServer,
+    aws: dict[str, str],
+    stored: str | bytes,
+    mode: str,
+    words: str,
+    variable: str | None,
 ) -> None:
     name = f"mlflow/unusable-{secrets.token_hex(4)}"
     if isinstance(stored, bytes):
@@ -322,6 +331,7 @@ def test_secret_values_that_cannot_be_a_header(
     r = capi(env, ["http://127.0.0.1:5000"])[0]
     assert r["ok"] is False, r
     assert r["code"] == "secret_unusable", r
+    assert r.get("variable") == variable, r
     assert words in r["message"], r["message"]
     assert "aws-secrets-manager" in r["message"], r["message"]  # names the provider
     assert "SECRETVALUE" not in json.dumps(r)
