@@ -22,8 +22,8 @@ int main(int argc, char **argv) {
     printf("abi %d\n", MsaAbiVersion());
     show("process-env", GetAuthHeaders(argc > 1 ? argv[1] : "localhost"));
     show("set-bad", MsaSetEnv("[1, 2"));
-    show("set", MsaSetEnv("{\"MLFLOW_SECRETS_AUTH_ENABLE\":\"vault\",\"MLFLOW_TRACKING_URI\":\"http://h:1\"}"));
-    show("unconfigured", GetAuthHeaders("http://h:1"));
+    show("set", MsaSetEnv("{\"MLFLOW_SECRETS_AUTH_ENABLE\":\"vault\",\"MLFLOW_TRACKING_URI\":\"https://h:1\"}"));
+    show("unconfigured", GetAuthHeaders("https://h:1"));
     show("null-host", GetAuthHeaders(NULL));
     show("info", MsaInfo());
     show("doctor", MsaDoctor(NULL));
