@@ -31,10 +31,14 @@ def _error(e: dict[str, Any]) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     info = _load().info()
+    notes = _native.transport_notes()
     if args.json:
+        info["transport"] = notes[0].split(": ", 1)[-1] if notes else ""
         print(json.dumps(info, indent=2))
         return 0 if info.get("ok") else 1
     print(f"mlflow-secrets-auth {__version__} (library {info.get('version')}, ABI {info.get('abi')})")
+    for note in notes:
+        print(note)
     if not info.get("ok"):
         print(f"configuration error: {_error(info)}")
         return 1
