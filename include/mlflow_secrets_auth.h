@@ -39,7 +39,10 @@ extern "C" {
  *           "provider":"vault","max_age_ms":299000}
  *   max_age_ms: how long the caller may reuse these headers for this host.
  *   "stale": {...} is present when a refresh failed and the last good value is
- *   served; "attempts": [...] lists earlier providers that failed.
+ *   served; "attempts": [...] lists earlier providers that failed;
+ *   "events": [{"level":"warning"|"info","message":"..."}] are one-shot
+ *   messages (an outage began, a provider recovered, a settings warning), each
+ *   returned once, by whichever call comes first: log them as they arrive.
  * Failure: {"ok":false,"code":"...","message":"...","variable":"...",
  *           "attempts":[{"provider":"vault","code":"...","message":"..."}]}
  */
