@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -129,22 +130,60 @@ func ParseTarget(s string) (Target, error) {
 		port = defaultPorts[t.Scheme]
 	}
 	t.Host, t.Port = host, port
+	if t.Scheme != "" && !agreesWithNetURL(s, t) {
+		return Target{}, targetError(s, "it is not a URL that every parser reads the same way")
+	}
 	return t, nil
 }
 
-// validUserinfo accepts the characters RFC 3986 allows in userinfo (and '@',
-// as every common parser splits at the last one).
+// agreesWithNetURL reports whether Go's net/url reads URL s as naming the
+// same host and port as t: a second parser, so that any disagreement fails
+// closed.
+func agreesWithNetURL(s string, t Target) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if strings.Contains(h, ":") {
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			return false
+		}
+		h = a.String()
+	} else if h, err = NormalizeHost(h); err != nil {
+		return false
+	}
+	p := u.Port()
+	if p == "" {
+		p = defaultPorts[t.Scheme]
+	} else if p, err = parsePort(p); err != nil {
+		return false
+	}
+	return h == t.Host && p == t.Port && strings.EqualFold(u.Scheme, t.Scheme)
+}
+
+// validUserinfo accepts the characters RFC 3986 allows in userinfo, '%' only
+// as a "%XX" escape, and '@' (every common parser splits at the last one).
 func validUserinfo(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~!$&'()*+,;=:%@", c) >= 0:
+		case c == '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return false
+			}
+		case strings.IndexByte("-._~!$&'()*+,;=:@", c) >= 0:
 		default:
 			return false
 		}
 	}
 	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // splitHostPort reads "host", "host:port", "[v6]" or "[v6]:port" and returns

@@ -183,6 +183,7 @@ func TestParseTarget(t *testing.T) {
 		"HTTP://h/x?y#z":                  {Scheme: "http", Host: "h", Port: "80"},
 		"http://u:p@h:81/a@b":             {Scheme: "http", Host: "h", Port: "81"},
 		"http://a@b@h":                    {Scheme: "http", Host: "h", Port: "80"},
+		"http://a%3Ab@h":                  {Scheme: "http", Host: "h", Port: "80"},
 		"[::1]":                           {Host: "::1"},
 		"[0:0::1]:5000":                   {Host: "::1", Port: "5000"},
 		"https://[2001:DB8::1]:8443/x":    {Scheme: "https", Host: "2001:db8::1", Port: "8443"},
@@ -212,7 +213,7 @@ func TestParseTargetRefuses(t *testing.T) {
 		"http://h:80x/", `http://evil.test\@good.test/`, `https://good.test\.evil.test`, "ftp://h", "file:///etc/passwd",
 		"javascript://h", "::1", "::1:5000", "[::1", "[::1]x", "[::1]:", "[fe80::1%25eth0]:80", "[127.0.0.1]:80",
 		"a..b", ".h", "h..", "*.corp.test", "a%2eb", "http://evil%2etest", "http://a b", "127.1", "0x7f.1",
-		"2130706433", "0177.0.0.1", "127.000.0.1", "1.2.3.4.5", "http://u<p@h", strings.Repeat("a", 64) + ".com",
+		"2130706433", "0177.0.0.1", "127.000.0.1", "1.2.3.4.5", "http://u<p@h", "http://%zz@h", "http://h/%zz", "http://h/#%zz", "http://h/?%zz=1#x%", "http://a%4@h", "http://a%@h", strings.Repeat("a", 64) + ".com",
 		strings.Repeat("a.", 130) + "com", "https://\u2100.com", "*.", "https://*.", "*..com",
 	} {
 		got, err := ParseTarget(bad)
