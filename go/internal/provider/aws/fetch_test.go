@@ -282,11 +282,17 @@ func TestSettingsAreTheIdentity(t *testing.T) {
 func TestCloseClosesIdleConnections(t *testing.T) {
 	f := &fakeSM{respond: secretString("tok")}
 	_, env := start(t, f)
-	closed := make(chan struct{}, 16)
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
 	srv := httptest.NewUnstartedServer(f)
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			closed <- struct{}{}
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch s {
+		case http.StateNew:
+			open[c] = true
+		case http.StateClosed, http.StateHijacked:
+			delete(open, c)
 		}
 	}
 	srv.Start()
@@ -296,29 +302,46 @@ func TestCloseClosesIdleConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := sp.New(context.Background())
+	pr, err := sp.New(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Fetch(context.Background()); err != nil {
-		t.Fatal(err)
+	p := pr.(*Provider)
+	// The SDK's client dials through the transport that Close closes.
+	dials := 0
+	dial := p.transport.DialContext
+	p.transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		dials++
+		mu.Unlock()
+		return dial(ctx, network, addr)
 	}
-	select {
-	case <-closed:
-		t.Fatal("a connection closed before Close")
-	default:
+	for range 3 {
+		if _, err := p.Fetch(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// The client returns a connection to its idle pool just after the
-	// response is read, in its own goroutine: Close until the server sees
-	// the connection closed (Close may be called more than once).
+	mu.Lock()
+	if dials == 0 {
+		t.Error("the SDK did not use the provider's transport")
+	}
+	mu.Unlock()
+	// The SDK ends each call's context as it returns, so a connection may or
+	// may not go back to the idle pool; whatever is left must be closed by
+	// Close. The pool is filled in the client's own goroutine: Close until
+	// the server has no connection left (Close may be called more than once).
 	deadline := time.After(10 * time.Second)
 	for {
 		p.Close()
-		select {
-		case <-closed:
+		mu.Lock()
+		n := len(open)
+		mu.Unlock()
+		if n == 0 {
 			return
+		}
+		select {
 		case <-deadline:
-			t.Fatal("Close left the idle connection open")
+			t.Fatalf("%d connection(s) still open after Close", n)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
