@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -305,8 +304,8 @@ func TestNetworkErrors(t *testing.T) {
 func TestBoundedCABundle(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
+	if !mkfifo(t, fifo) {
+		t.Skip("no FIFOs or /dev/zero on this system")
 	}
 	big := filepath.Join(dir, "big.pem")
 	if err := os.WriteFile(big, make([]byte, maxFileSize+1), 0o600); err != nil {
