@@ -350,6 +350,222 @@ def go_benchmarks() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- #
+# Resilience: backend latency, hang, hanging primary, configuration changes
+# --------------------------------------------------------------------------- #
+
+RESILIENCE_CHILD = BENCH_DIR / "resilience_child.py"
+RESILIENCE_TARGET_MS = 5.0
+RESILIENCE_TARGET_SOCKETS = 10
+SLOW_MS_LABEL = "5 ms"
+RESILIENCE_LABELS = {
+    "latency": "Vault +300 ms per request, TTL 2 s",
+    "hang": "Vault hung after the first fetch, timeout 3 s",
+    "fallback": "Vault hung from the start, AWS healthy, timeout 3 s",
+    "changes": "1,000 configuration changes (2 paths alternating)",
+}
+
+
+def _sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _resilience_child(
+    impl: Impl, env: dict[str, str], proxy: Any = None, hang_after_ready: bool = False, timeout: float = 600.0
+) -> dict[str, Any]:
+    """Run bench/resilience_child.py; for the outage scenario, make the proxy
+    hang once the child reports its first fetch done."""
+    proc = subprocess.Popen(
+        [str(impl.python), str(RESILIENCE_CHILD)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=BENCH_DIR,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        if hang_after_ready:
+            line = proc.stdout.readline()
+            if line.strip() != "READY":
+                out, err = proc.communicate(timeout=60)
+                raise BenchError(f"{impl.label} outage run did not get ready: {line}{out}\n{err[-3000:]}")
+            proxy.hang = True
+            proc.stdin.write("GO\n")
+            proc.stdin.flush()
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise BenchError(f"{impl.label} resilience run did not finish within {timeout:.0f}s") from None
+    lines = out.strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        result = {}
+    if proc.returncode != 0 or "error" in result or not result:
+        detail = result.get("error") or f"exit {proc.returncode}"
+        raise BenchError(f"{impl.label} resilience run failed: {detail}\nstderr tail:\n{err.strip()[-3000:]}")
+    return result
+
+
+def resilience_runs(impls: list[Impl], vault: harness.VaultServer, seconds: float) -> dict[str, Any]:
+    """The four resilience scenarios, each implementation in a fresh process
+    with its own fault proxy in front of the same Vault."""
+    import cloud_harness  # tests/cloud_harness.py
+    from faultproxy import FaultProxy  # tests/faultproxy.py
+
+    token = secrets.token_urlsafe(32)
+    vault.kv_put(KV_MOUNT, "mlflow/resilience", {"token": token}, version=1)
+    paths = []
+    change_hashes = []
+    for name in ("a", "b"):
+        t = secrets.token_urlsafe(32)
+        vault.kv_put(KV_MOUNT, f"mlflow/changes-{name}", {"token": t}, version=1)
+        paths.append(f"{KV_MOUNT}/mlflow/changes-{name}")
+        change_hashes.append(_sha(f"Bearer {t}"))
+    aws_token = secrets.token_urlsafe(32)
+    out: dict[str, Any] = {impl.key: {} for impl in impls}
+    out["config"] = {"seconds": seconds, "pace_ms": 10, "slow_ms": 5.0}
+
+    def env_for(impl: Impl, proxy: FaultProxy, expected: list[str], **extra: str) -> dict[str, str]:
+        env = child_env(impl, vault, "")
+        env.update(
+            VAULT_ADDR=proxy.url,
+            MLFLOW_VAULT_SECRET_PATH=f"{KV_MOUNT}/mlflow/resilience",
+            BENCH_EXPECTED_SHA256=",".join(expected),
+            BENCH_SECONDS=str(seconds),
+            BENCH_PACE="0.01",
+        )
+        env.update(extra)
+        return env
+
+    with cloud_harness.MotoServer() as moto:
+        moto.create_secret("mlflow/resilience", string=json.dumps({"token": aws_token}))
+        for impl in impls:
+            print(f"  resilience: {impl.label:<22} {RESILIENCE_LABELS['latency']} ...", flush=True)
+            with FaultProxy(vault.addr) as proxy:
+                proxy.latency = 0.3
+                env = env_for(impl, proxy, [_sha(f"Bearer {token}")], BENCH_SCENARIO="steady", MLFLOW_VAULT_TTL_SEC="2")
+                out[impl.key]["latency"] = _resilience_child(impl, env)
+                out[impl.key]["latency"]["vault_requests"] = proxy.count()
+
+            print(f"  resilience: {impl.label:<22} {RESILIENCE_LABELS['hang']} ...", flush=True)
+            with FaultProxy(vault.addr) as proxy:
+                env = env_for(
+                    impl,
+                    proxy,
+                    [_sha(f"Bearer {token}")],
+                    BENCH_SCENARIO="outage",
+                    MLFLOW_VAULT_TTL_SEC="2",
+                    MLFLOW_SECRETS_TIMEOUT_SEC="3",
+                )
+                out[impl.key]["hang"] = _resilience_child(impl, env, proxy, hang_after_ready=True)
+                out[impl.key]["hang"]["vault_requests"] = proxy.count()
+
+            print(f"  resilience: {impl.label:<22} {RESILIENCE_LABELS['fallback']} ...", flush=True)
+            with FaultProxy(vault.addr) as proxy:
+                proxy.hang = True
+                env = env_for(
+                    impl,
+                    proxy,
+                    [_sha(f"Bearer {aws_token}")],
+                    BENCH_SCENARIO="steady",
+                    MLFLOW_SECRETS_AUTH_ENABLE="vault,aws-secrets-manager",
+                    MLFLOW_SECRETS_TIMEOUT_SEC="3",
+                    MLFLOW_AWS_SECRET_ID="mlflow/resilience",
+                    **moto.env(),
+                )
+                out[impl.key]["fallback"] = _resilience_child(impl, env)
+                out[impl.key]["fallback"]["vault_requests"] = proxy.count()
+
+            print(f"  resilience: {impl.label:<22} {RESILIENCE_LABELS['changes']} ...", flush=True)
+            with FaultProxy(vault.addr) as proxy:
+                env = env_for(
+                    impl,
+                    proxy,
+                    change_hashes,
+                    BENCH_SCENARIO="changes",
+                    BENCH_PATHS=",".join(paths),
+                    BENCH_CHANGES="1000",
+                    BENCH_VAULT_PORT=str(proxy.port),
+                )
+                out[impl.key]["changes"] = _resilience_child(impl, env)
+                out[impl.key]["changes"]["vault_requests"] = proxy.count()
+                out[impl.key]["changes"]["proxy_open_connections"] = proxy.open_connections
+    return out
+
+
+def print_resilience(res: dict[str, Any], impls: list[Impl]) -> None:
+    keys = [impl.key for impl in impls]
+    labels = {impl.key: impl.label for impl in impls}
+    w = 44
+    print()
+    print(
+        f"Resilience: requests every {res['config']['pace_ms']} ms for {res['config']['seconds']:g} s after the first "
+        "one, each in a fresh process; auth time per request (get_auth + apply)."
+    )
+    header = f"{'':<{w}}{'':<22}" + "".join(f"{labels[k]:>22}" for k in keys)
+    print(header)
+    print("-" * len(header))
+
+    def fmt_ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.2f} ms"
+
+    for scenario in ("latency", "hang", "fallback"):
+        rows = [
+            ("first request", lambda r: fmt_ms(r.get("first_ms"))),
+            ("worst after the first", lambda r: fmt_ms(r.get("worst_ms"))),
+            ("p99 / median", lambda r: f"{r.get('p99_ms', 0):.2f} / {r.get('median_ms', 0):.3f} ms"),
+            ("failed / requests", lambda r: f"{r.get('failed')} / {r.get('requests')}"),
+            (
+                f"blocked (requests > {SLOW_MS_LABEL})",
+                lambda r: f"{r.get('blocked_ms', 0):,.0f} ms ({r.get('slow_requests')})",
+            ),
+            ("Vault requests seen by the proxy", lambda r: str(r.get("vault_requests"))),
+        ]
+        for i, (name, get) in enumerate(rows):
+            title = RESILIENCE_LABELS[scenario] if i == 0 else ""
+            print(f"{title:<{w}}{name:<22}" + "".join(f"{get(res[k][scenario]):>22}" for k in keys))
+    rows = [
+        ("open sockets to Vault", lambda r: str(r.get("open_sockets"))),
+        ("failed requests", lambda r: str(r.get("failed"))),
+        ("wall time", lambda r: f"{r.get('seconds')} s"),
+    ]
+    for i, (name, get) in enumerate(rows):
+        title = RESILIENCE_LABELS["changes"] if i == 0 else ""
+        print(f"{title:<{w}}{name:<22}" + "".join(f"{get(res[k]['changes']):>22}" for k in keys))
+
+
+def resilience_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
+    ours = res["ours"]
+    targets = []
+    for scenario, what in (
+        ("latency", "worst auth latency after the first fetch, 300 ms backend, TTL 2 s"),
+        ("hang", "worst auth latency after the first fetch, backend hung, timeout 3 s"),
+        ("fallback", "worst auth latency after the first failure window, primary hung, fallback healthy"),
+    ):
+        r = ours[scenario]
+        targets.append(
+            {
+                "name": f"ours {what} < {RESILIENCE_TARGET_MS:g} ms",
+                "value": r["worst_ms"],
+                "ok": r["worst_ms"] is not None and r["worst_ms"] < RESILIENCE_TARGET_MS,
+            }
+        )
+        targets.append({"name": f"ours {scenario}: zero failed requests", "value": r["failed"], "ok": r["failed"] == 0})
+    sockets = ours["changes"]["open_sockets"]
+    targets.append(
+        {
+            "name": f"ours open sockets after 1,000 configuration changes <= {RESILIENCE_TARGET_SOCKETS}",
+            "value": sockets,
+            "ok": sockets <= RESILIENCE_TARGET_SOCKETS,
+        }
+    )
+    return targets
+
+
+# --------------------------------------------------------------------------- #
 # Report
 # --------------------------------------------------------------------------- #
 
@@ -515,6 +731,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--go", action="store_true", help="also run the Go benchmarks and include them in the report and JSON"
     )
+    p.add_argument(
+        "--resilience-seconds",
+        type=float,
+        default=12.0,
+        help="length of each resilience scenario after its first request (default 12)",
+    )
+    p.add_argument("--no-resilience", action="store_true", help="skip the resilience section")
+    p.add_argument(
+        "--resilience-only", action="store_true", help="run only the resilience section (no hot path, cold start)"
+    )
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON (default %(default)s)")
     return p.parse_args(argv)
 
@@ -578,20 +804,29 @@ def main(argv: list[str] | None = None) -> int:
         vault.enable_kv(KV_MOUNT, 1)
         vault.kv_put(KV_MOUNT, KV_PATH, {"token": token}, version=1)
         envs = {impl.key: child_env(impl, vault, expected) for impl in impls}
-        print(f"Cold start: {args.cold_runs} runs per implementation ...", flush=True)
-        results["cold"] = cold_runs(impls, envs, args.cold_runs)
-        print("Hot path ...", flush=True)
-        results["hot"] = hot_runs(impls, envs, args.iterations, args.warmup)
+        if not args.resilience_only:
+            print(f"Cold start: {args.cold_runs} runs per implementation ...", flush=True)
+            results["cold"] = cold_runs(impls, envs, args.cold_runs)
+            print("Hot path ...", flush=True)
+            results["hot"] = hot_runs(impls, envs, args.iterations, args.warmup)
+        if not args.no_resilience:
+            print("Resilience ...", flush=True)
+            results["resilience"] = resilience_runs(impls, vault, args.resilience_seconds)
 
     if args.go:
         print("Go benchmarks ...", flush=True)
         results["go"] = go_benchmarks()
 
-    results["targets"] = check_targets(results)
+    results["targets"] = check_targets(results) if "hot" in results else []
+    if "resilience" in results:
+        results["targets"] += resilience_targets(results["resilience"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
 
-    print_report(results, impls)
+    if "hot" in results:
+        print_report(results, impls)
+    if "resilience" in results:
+        print_resilience(results["resilience"], impls)
     print()
     failed = False
     for t in results["targets"]:
