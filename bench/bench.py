@@ -27,6 +27,18 @@ What it does:
     and the first ``get_auth()`` + apply (which reads Vault);
   - memory: VmRSS after the first headers, and the plugin's share of it;
 
+* resilience (bench/resilience_child.py, each implementation in a fresh
+  process, requests every 10 ms for 12 s after the first one, Vault behind the
+  fault-injecting proxy of tests/faultproxy.py): worst per-request auth latency
+  with 300 ms added to every Vault request and a 2 s TTL; the same with Vault
+  hung (accepts, never answers) after the first fetch and a 3 s timeout, and
+  the time requests were blocked (sum of requests slower than 5 ms); Vault hung
+  from the start with a healthy AWS fallback (moto); open TCP connections to
+  Vault after 1,000 configuration changes (two secret paths alternating).
+  Targets: under 5 ms worst latency after the first fetch (first failure
+  window for the fallback case) with zero failed requests; at most 10 open
+  sockets. ``--resilience-only`` runs just this section, ``--no-resilience``
+  skips it;
 * with ``--go``, also runs the Go benchmarks (``go test -bench . -benchmem
   -run '^$' ./go/...``) and includes them in the table and the JSON;
 * prints a table, writes ``bench/results/latest.json`` and exits 1 if a target
