@@ -199,7 +199,8 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 			data, err = p.read(ctx)
 		} else if p.tokenRejected(ctx) {
 			return secret.Credential{}, msaerr.New(msaerr.Backend, p.s.Vars.Token,
-				"Vault rejected the token in %s: it is invalid, expired or revoked", p.s.Vars.Token)
+				"Vault rejected the token in %s (permission denied on auth/token/lookup-self%s): it is invalid, expired or revoked, or belongs to another namespace",
+				p.s.Vars.Token, p.inNamespace())
 		}
 	}
 	if err != nil {
