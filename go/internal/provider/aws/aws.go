@@ -276,7 +276,14 @@ func (p *Provider) describe(err error) error {
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {
-		return msaerr.New(msaerr.Backend, "", "cannot reach Secrets Manager reading secret %s: %s", id, redact.Echo(netErr.Error()))
+		return msaerr.New(msaerr.Backend, "", "cannot reach Secrets Manager reading secret %s: %s", id, redact.Echo(scrub(netErr.Error())))
 	}
-	return &msaerr.Error{Code: msaerr.Backend, Message: "reading secret " + id + " failed", Err: err}
+	return msaerr.New(msaerr.Backend, "", "reading secret %s failed: %s", id, redact.Echo(scrub(err.Error())))
 }
+
+// userinfo matches the userinfo part of URLs inside a message (an endpoint
+// URL may carry one).
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
+
+// scrub hides URL userinfo inside an error text.
+func scrub(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }

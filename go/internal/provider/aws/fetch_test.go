@@ -225,9 +225,10 @@ func TestNetworkErrors(t *testing.T) {
 	}
 	closedURL := "http://" + l.Addr().String()
 	_ = l.Close()
-	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", closedURL)
+	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://svc:hunter2pw@"+l.Addr().String())
 	_, err = openProvider(t, env).Fetch(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "cannot reach Secrets Manager") {
+	if err == nil || !strings.Contains(err.Error(), "cannot reach Secrets Manager") || strings.Contains(err.Error(), "svc:") ||
+		strings.Contains(err.Error(), "hunter2pw") {
 		t.Errorf("refused: %v", err)
 	}
 	hang := make(chan struct{})
