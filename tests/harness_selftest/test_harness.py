@@ -201,7 +201,9 @@ def test_openbao_namespace_and_tls_listener(tmp_path: Path) -> None:
         assert bao.api("GET", "kv/data/x", namespace="team")["data"]["data"] == {"k": "in-team"}
         with pytest.raises(harness.HarnessError, match="404"):
             bao.api("GET", "kv/data/x")  # not in the root namespace
-        with pytest.raises(requests.exceptions.SSLError, match="not valid for"):  # the certificate names vault.test only
+        with pytest.raises(
+            requests.exceptions.SSLError, match="not valid for"
+        ):  # the certificate names vault.test only
             requests.get(f"{bao.tls_addr}/v1/sys/health", verify=str(ca), timeout=5)
 
 
@@ -281,3 +283,38 @@ def test_proxy_stops_cleanly(mlflow_server: harness.MlflowServer) -> None:
     while harness._port_open(port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not harness._port_open(port)
+
+
+# --------------------------------------------------------------------------- #
+# Request counting
+# --------------------------------------------------------------------------- #
+
+
+STREAM = (
+    b"GET /v1/secret/a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+    b"PUT /v1/auth/approle/login HTTP/1.1\r\nContent-Length: 27\r\n\r\nGET /v1/not-a-request HTTP/"
+    b"POST /v1/b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    b"GET /v1/c HTTP/1.1\r\n\r\n"
+)
+EXPECTED = ["GET /v1/secret/a?x=1", "PUT /v1/auth/approle/login", "POST /v1/b", "GET /v1/c"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 64, len(STREAM)])
+def test_request_stream_counts_split_and_pipelined_requests(size: int) -> None:
+    """Request lines split across reads, several requests in one read, and a
+    body that looks like a request line (not counted)."""
+    stream = harness.HTTPRequestStream()
+    seen: list[str] = []
+    for i in range(0, len(STREAM), size):
+        seen += stream.feed(STREAM[i : i + size])
+    assert seen == EXPECTED
+
+
+def test_loopback_proxy_counts_requests(vault_server: harness.VaultAPIServer) -> None:
+    with harness.LoopbackProxy(vault_server.addr.split("//")[1]) as proxy:
+        with requests.Session() as session:  # one kept-alive connection
+            for _ in range(3):
+                r = session.get(f"{proxy.url}/v1/sys/health", timeout=5)
+                assert r.status_code == 200
+        proxy.wait_for(lambda: proxy.count("GET", "/v1/sys/health") == 3, "three counted requests", timeout=5)
+        assert proxy.accepted == proxy.connections == 1
