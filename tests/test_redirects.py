@@ -23,6 +23,7 @@ import harness
 import mlflow
 import pytest
 from conftest import plugin_env
+from mlflow.exceptions import MlflowException
 
 SEARCH_PATH = "/api/2.0/mlflow/experiments/search"
 
@@ -35,6 +36,7 @@ class Recorder:
         self.seen: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self.redirect_to: str | None = None
         self.status = 302
+        self.require: str | None = None  # answer 401 to requests without this header
         recorder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -43,6 +45,11 @@ class Recorder:
                 if length:
                     self.rfile.read(length)
                 recorder.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                if recorder.require is not None and recorder.require not in self.headers:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if recorder.redirect_to is not None and self.path.startswith(SEARCH_PATH):
                     self.send_response(recorder.status)
                     self.send_header("Location", recorder.redirect_to)
@@ -183,6 +190,30 @@ def test_custom_header_follows_a_redirect_to_another_allowed_origin(use_env, tok
         assert [len(h) for h in hops] == [2, 1, 1]  # origin, allowed, other, origin/back
         assert [h.get("x-api-key") for _, _, h in hops[0] + hops[1]] == [token] * 3
         assert other.values("X-Api-Key") == []
+
+
+def test_authorization_reaches_another_allowed_origin_that_asks_for_it(use_env, token_env) -> None:  # type: ignore[no-untyped-def]
+    """requests drops Authorization on any redirect to another host or port;
+    where the core allows that origin and it answers 401, the plugin sends the
+    request there once more, with the credential."""
+    token, env = token_env
+    with recorders(("127.0.0.1", 0), ("127.0.0.1", 0)) as (origin, allowed):
+        use_env(env(origin.url, MLFLOW_SECRETS_ALLOWED_HOSTS=f"{origin.url},{allowed.url}"))
+        origin.status, origin.redirect_to = 307, allowed.url + SEARCH_PATH
+        allowed.require = "Authorization"
+        mlflow.search_experiments()
+        assert [h.get("authorization") for _, _, h in allowed.seen] == [None, f"Bearer {token}"]
+
+
+def test_a_401_from_an_origin_that_is_not_allowed_gets_nothing(use_env, token_env) -> None:  # type: ignore[no-untyped-def]
+    _, env = token_env
+    with recorders(("127.0.0.1", 0), ("127.0.0.1", 0)) as (origin, other):
+        use_env(env(origin.url))
+        origin.status, origin.redirect_to = 307, other.url + SEARCH_PATH
+        other.require = "Authorization"
+        with pytest.raises(MlflowException):
+            mlflow.search_experiments()
+        assert [h.get("authorization") for _, _, h in other.seen] == [None]
 
 
 def test_authorization_is_kept_on_a_redirect_within_the_same_origin(use_env, token_env) -> None:  # type: ignore[no-untyped-def]

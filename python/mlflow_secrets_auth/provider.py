@@ -98,10 +98,11 @@ def headers_for(key: str) -> Items:
 class _Guard:
     """The response hook of one request (shared by its redirect hops and retry)."""
 
-    __slots__ = ("names",)
+    __slots__ = ("granted", "names")
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
+        self.granted: str | None = None  # the origin a redirect was allowed to carry our headers to
 
     def __call__(self, resp: Response, **kwargs: Any) -> Response:
         original = resp.request  # the request requests copies for a redirect's next hop
@@ -125,18 +126,27 @@ class _Guard:
         if new is None:
             return
         for r in {id(original): original, id(req): req}.values():
-            for name in self.names:
-                r.headers.pop(name, None)
-            for name, value in new:
-                r.headers[name] = value
+            _set(r, self.names, new)
         self.names = tuple(dict.fromkeys(self.names + tuple(name for name, _ in new)))
+        self.granted = _hooks.origin_key(target) if new else None
 
     def _retry(self, resp: Response, kwargs: dict[str, Any]) -> Response:
         req = resp.request
-        carried = self._carried(req)
-        if not carried or req.url is None:
+        if req.url is None:
             return resp
         key = _hooks.origin_key(req.url)
+        carried = self._carried(req)
+        if not carried:
+            # requests itself drops Authorization on a redirect to another
+            # host or port, even one the core allowed: send it there once.
+            if self.granted != key:
+                return resp
+            self.granted = None
+            try:
+                new = headers_for(key)
+            except MlflowSecretsAuthError:
+                return resp
+            return self._resend(resp, new, kwargs) if new else resp
         try:
             if _limiter.allow(carried):
                 invalidate()
@@ -147,15 +157,17 @@ class _Guard:
         if not new or new == carried:
             return resp
         logger.info("mlflow-secrets-auth: %s answered 401; sending the request again with a new credential", key)
+        return self._resend(resp, new, kwargs)
+
+    def _resend(self, resp: Response, new: Items, kwargs: dict[str, Any]) -> Response:
+        """Send resp's request again with new headers, through the same adapter and settings."""
+        req = resp.request
         _ = resp.content  # release the connection for the new request
         resp.close()
         prep = req.copy()
         _copy_cookies(prep, req, resp)
-        for r in (prep, req):
-            for name in self.names:
-                r.headers.pop(name, None)
-            for name, value in new:
-                r.headers[name] = value
+        for r in (prep, req):  # req too: a redirect's next hop is copied from it
+            _set(r, self.names, new)
         if prep._body_position is not None:  # a file-like body: read again from where it began
             from requests.utils import rewind_body
 
@@ -164,6 +176,13 @@ class _Guard:
         again.history.append(resp)
         again.request = prep
         return again
+
+
+def _set(r: PreparedRequest, names: tuple[str, ...], items: Items) -> None:
+    for name in names:
+        r.headers.pop(name, None)
+    for name, value in items:
+        r.headers[name] = value
 
 
 def _copy_cookies(prep: PreparedRequest, req: PreparedRequest, resp: Response) -> None:
@@ -285,7 +304,10 @@ def interruptible(call: Callable[[], T]) -> T:
             done.set()
 
     threading.Thread(target=run, name="mlflow-secrets-auth-call", daemon=True).start()
-    done.wait()
+    # In short slices: a process-directed SIGINT may land on another thread,
+    # and then only a wake-up lets this thread run the handler.
+    while not done.wait(0.1):
+        pass
     ok, value = outcome[0]
     if ok:
         result: T = value

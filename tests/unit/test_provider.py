@@ -218,9 +218,11 @@ def test_interruptible_returns_and_raises() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mutex as the stand-in C call")
-def test_interruptible_lets_ctrl_c_through_a_blocking_c_call() -> None:
+@pytest.mark.parametrize("to", ["process", "blocked thread"])
+def test_interruptible_lets_ctrl_c_through_a_blocking_c_call(to: str) -> None:
     """A C call that ignores signals (a held pthread mutex) stands in for a
-    slow core call: Ctrl-C must still reach the main thread while it blocks."""
+    slow core call: Ctrl-C must still reach the main thread while it blocks,
+    also when the kernel hands the signal to the blocked thread."""
     assert threading.current_thread() is threading.main_thread()
     libc = ctypes.CDLL(None)
     mutex = ctypes.create_string_buffer(64)  # zeroed: a default glibc mutex
@@ -228,16 +230,25 @@ def test_interruptible_lets_ctrl_c_through_a_blocking_c_call() -> None:
     interrupted = threading.Event()
     fallback = threading.Event()
     started = threading.Event()
+    caller: list[int] = []
+
+    def blocking() -> int:
+        caller.append(threading.get_ident())
+        started.set()
+        return int(libc.pthread_mutex_lock(mutex))
 
     def interrupt() -> None:
         started.wait(20)
-        os.kill(os.getpid(), signal.SIGINT)
+        if to == "process":
+            os.kill(os.getpid(), signal.SIGINT)
+        else:
+            signal.pthread_kill(caller[0], signal.SIGINT)
         if not interrupted.wait(20):
             fallback.set()  # never delivered while blocked: end the C call so the test can fail
         libc.pthread_mutex_unlock(mutex)
 
     threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        provider.interruptible(lambda: (started.set(), libc.pthread_mutex_lock(mutex)))
+        provider.interruptible(blocking)
     interrupted.set()
     assert not fallback.is_set(), "Ctrl-C waited for the C call to end"
