@@ -13,10 +13,16 @@ the next hop from a copy of the request the hook sees, so the hook decides
 what the next hop carries:
 
 * a redirect to another origin (scheme, host, port) loses our headers, and
-  gets them back only if the core allows that origin;
+  gets them back only if the core allows that origin (``requests`` itself
+  then still drops ``Authorization`` when the host or port changes, except
+  for an http->https upgrade on the default ports; if such an allowed target
+  answers 401, the request is sent to it once more with the credential);
 * a 401 to a request that carried our credential drops the cached credential
   (here and in the core), fetches again and, if it changed, sends the request
-  once more through the same connection adapter with the same settings.
+  once more through the same connection adapter with the same settings
+  (timeout, TLS verification, client certificate, proxies), as requests' own
+  HTTPDigestAuth does. At most one refetch per credential per
+  ``REFETCH_INTERVAL`` seconds; no marker header.
 
 This module is the entry point MLflow imports: it imports nothing that can
 fail, and starts nothing. If the native core cannot work, the auth object
