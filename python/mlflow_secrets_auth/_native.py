@@ -13,7 +13,8 @@
 Forks are seen by ``os.register_at_fork`` where it exists and, for forks made
 from C, by a pid check on every call that reaches the core.
 ``MLFLOW_SECRETS_AUTH_TRANSPORT`` (``auto``, ``inprocess`` or ``helper``)
-forces a choice, for tests and for diagnosis.
+forces a choice, for tests and for diagnosis; ``MLFLOW_SECRETS_AUTH_LIBRARY``
+and ``MLFLOW_SECRETS_AUTH_HELPER`` name other files than the bundled ones.
 
 Importing this module does nothing that can fail or start anything.
 """
