@@ -21,6 +21,13 @@ var eng = engine.New(nil)
 
 func reply(b []byte) *C.char { return C.CString(string(b)) }
 
+// recoverTo turns a panic outside the protocol layer into an error reply.
+func recoverTo(out **C.char) {
+	if r := recover(); r != nil {
+		*out = reply(protocol.Failure("internal error in the C API"))
+	}
+}
+
 func goString(p *C.char) string {
 	if p == nil {
 		return ""
@@ -31,7 +38,8 @@ func goString(p *C.char) string {
 // GetAuthHeaders returns the headers to attach to a request to host, as JSON.
 //
 //export GetAuthHeaders
-func GetAuthHeaders(host *C.char) *C.char {
+func GetAuthHeaders(host *C.char) (out *C.char) {
+	defer recoverTo(&out)
 	return reply(protocol.Headers(eng, goString(host)))
 }
 
@@ -39,7 +47,8 @@ func GetAuthHeaders(host *C.char) *C.char {
 // returns to the process environment when envJSON is NULL.
 //
 //export MsaSetEnv
-func MsaSetEnv(envJSON *C.char) *C.char {
+func MsaSetEnv(envJSON *C.char) (out *C.char) {
+	defer recoverTo(&out)
 	var b []byte
 	if envJSON != nil {
 		b = []byte(C.GoString(envJSON))
@@ -50,13 +59,19 @@ func MsaSetEnv(envJSON *C.char) *C.char {
 // MsaInfo describes the effective configuration as JSON.
 //
 //export MsaInfo
-func MsaInfo() *C.char { return reply(protocol.Info(eng)) }
+func MsaInfo() (out *C.char) {
+	defer recoverTo(&out)
+	return reply(protocol.Info(eng))
+}
 
 // MsaDoctor diagnoses every enabled provider and, if url is not NULL or
 // empty, the host policy for that URL.
 //
 //export MsaDoctor
-func MsaDoctor(url *C.char) *C.char { return reply(protocol.Doctor(eng, goString(url))) }
+func MsaDoctor(url *C.char) (out *C.char) {
+	defer recoverTo(&out)
+	return reply(protocol.Doctor(eng, goString(url)))
+}
 
 // MsaInvalidate forgets cached credentials so the next call fetches again.
 //
