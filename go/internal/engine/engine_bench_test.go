@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 )
@@ -51,6 +52,26 @@ func BenchmarkHeadersDenied(b *testing.B) {
 	for b.Loop() {
 		if res := e.Headers(context.Background(), "https://evil.example"); res.Err == nil {
 			b.Fatal("allowed")
+		}
+	}
+}
+
+// BenchmarkHeadersDuringOutage is the per-request cost while the backend is
+// down and the held credential is served stale (retries run in the
+// background with back-off).
+func BenchmarkHeadersDuringOutage(b *testing.B) {
+	clk := &testClock{t: time.Unix(1000, 0)}
+	e, v, _ := newTestEngineAt(clk.now)
+	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": "tok", "MLFLOW_TRACKING_URI": tracking})
+	if res := e.Headers(context.Background(), tracking); res.Err != nil {
+		b.Fatal(res.Err)
+	}
+	v.failNow.Store(true)
+	clk.advance(2 * time.Minute) // past the TTL: every call is served stale
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := e.Headers(context.Background(), tracking); res.Err != nil || res.Headers == nil {
+			b.Fatal(res.Err)
 		}
 	}
 }
