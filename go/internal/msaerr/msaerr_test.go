@@ -1,0 +1,31 @@
+package msaerr
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func TestErrorMessageAndCause(t *testing.T) {
+	e := New(NotConfigured, "VAULT_ADDR", "%s is not set", "VAULT_ADDR")
+	if e.Error() != "VAULT_ADDR is not set" || e.Code != NotConfigured || e.Variable != "VAULT_ADDR" || e.Unwrap() != nil {
+		t.Fatalf("New = %+v (%q)", e, e.Error())
+	}
+	cause := errors.New("connection refused")
+	w := Wrap(Backend, cause, "reading %s", "secret/x")
+	if w.Error() != "reading secret/x: connection refused" || !errors.Is(w, cause) || w.Code != Backend {
+		t.Fatalf("Wrap = %+v (%q)", w, w.Error())
+	}
+}
+
+func TestAs(t *testing.T) {
+	e := New(HostNotAllowed, "", "no")
+	if got := As(fmt.Errorf("context: %w", e)); got != e {
+		t.Fatalf("As(wrapped) = %+v, want the same *Error", got)
+	}
+	plain := errors.New("boom")
+	got := As(plain)
+	if got.Code != Internal || got.Error() != "internal error: boom" || !errors.Is(got, plain) {
+		t.Fatalf("As(plain) = %+v (%q)", got, got.Error())
+	}
+}
