@@ -30,6 +30,8 @@ build: ## the shared library and cffi module, in place (python/mlflow_secrets_au
 
 # make demo installs only tests/requirements-demo.txt; make test all of tests/requirements.txt.
 $(DEMO_DEPS): tests/requirements-demo.txt
+	@# Compile the Go packages meanwhile (network and unpacking overlap with compiling).
+	@mkdir -p $(VENV) && { tests/scripts/go_warm.sh > $(VENV)/go-warm.log 2>&1 & }
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r tests/requirements-demo.txt
