@@ -18,9 +18,11 @@ Linux glibc wheels are checked with ``auditwheel show`` before they are kept;
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -169,12 +171,54 @@ def strip(path: Path, macho: bool) -> None:
         run(["llvm-strip", "--strip-all", str(path)])
 
 
+def pe_fix_stamps(path: Path, epoch: int) -> None:
+    """The DLL from zig's linker carries a link-time stamp in the COFF header and
+    its debug directory, and a build-id GUID that follows from it, so two links
+    differ. Set the stamps to SOURCE_DATE_EPOCH and the GUID to a hash of the
+    file with those fields cleared. (The DLL is not signed; its checksum is 0.)"""
+    data = bytearray(path.read_bytes())
+    pe = struct.unpack_from("<I", data, 0x3C)[0]
+    if data[pe : pe + 4] != b"PE\0\0":
+        raise SystemExit(f"build_wheels: {path} is not a PE file")
+    coff = pe + 4
+    n_sections, opt_size = struct.unpack_from("<H", data, coff + 2)[0], struct.unpack_from("<H", data, coff + 16)[0]
+    opt = coff + 20
+    if struct.unpack_from("<H", data, opt)[0] != 0x20B:
+        raise SystemExit(f"build_wheels: {path} is not PE32+")
+    if struct.unpack_from("<I", data, opt + 64)[0] != 0:
+        raise SystemExit(f"build_wheels: {path} has a checksum; it would need updating")
+    debug_rva, debug_size = struct.unpack_from("<II", data, opt + 112 + 6 * 8)
+    sections = opt + opt_size
+
+    def offset(rva: int) -> int:
+        for i in range(n_sections):
+            vsize, vaddr, _rsize, raw = struct.unpack_from("<IIII", data, sections + 40 * i + 8)
+            if vaddr <= rva < vaddr + max(vsize, _rsize):
+                return raw + rva - vaddr
+        raise SystemExit(f"build_wheels: {path}: RVA {rva:#x} is in no section")
+
+    guids: list[int] = []
+    struct.pack_into("<I", data, coff + 4, epoch)
+    if debug_rva:
+        base = offset(debug_rva)
+        for entry in range(base, base + debug_size, 28):
+            struct.pack_into("<I", data, entry + 4, epoch)
+            kind, size, _addr, raw = struct.unpack_from("<IIII", data, entry + 12)
+            if kind == 2 and size >= 24 and data[raw : raw + 4] == b"RSDS":  # CodeView: GUID at +4
+                data[raw + 4 : raw + 20] = bytes(16)
+                guids.append(raw + 4)
+    digest = hashlib.sha256(data).digest()[:16]
+    for at in guids:
+        data[at : at + 16] = digest
+    path.write_bytes(bytes(data))
+
+
 def debug_sections(path: Path) -> list[str]:
     out = run(["llvm-objdump", "-h", str(path)])
     return [line.split()[1] for line in out.splitlines() if re.search(r"\s(\.debug|__debug|__DWARF|\.zdebug)", line)]
 
 
-def build_binaries(t: Target, work: Path, ver: str, tmp: Path) -> dict[str, Path]:
+def build_binaries(t: Target, work: Path, ver: str, tmp: Path, epoch: int) -> dict[str, Path]:
     out_dir = work / f"{t.goos}-{t.goarch}"
     out_dir.mkdir(parents=True, exist_ok=True)
     ldflags = f"-s -w -buildid= -X {MODULE}/go/internal/protocol.Version={ver}"
@@ -203,6 +247,8 @@ def build_binaries(t: Target, work: Path, ver: str, tmp: Path) -> dict[str, Path
             run(cmd, go_env(t, True, cc))
             lib.with_suffix(".h").unlink(missing_ok=True)  # Go's generated header; include/ has ours
             strip(lib, t.goos == "darwin")
+            if t.goos == "windows":
+                pe_fix_stamps(lib, epoch)
         files[t.library] = lib
 
     for name, path in files.items():
@@ -278,7 +324,7 @@ def main() -> None:
         for t in targets:
             for old in out.glob(f"*-py3-none-{t.plat}.whl"):
                 old.unlink()
-            files = build_binaries(t, work, ver, tmp)
+            files = build_binaries(t, work, ver, tmp, int(epoch))
             wheel = build_wheel(t, stage(t, files, tmp), out, epoch)
             check_auditwheel(t, wheel)
             built.append(wheel)
