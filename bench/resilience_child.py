@@ -63,11 +63,16 @@ def _request(provider: Any, template: Any, expected: set[str]) -> tuple[float, b
 
 def _run(provider: Any, template: Any, expected: set[str], seconds: float, pace: float) -> dict[str, Any]:
     samples: list[float] = []
+    slow_at: list[tuple[float, float]] = []  # (seconds into the run, milliseconds) of slow requests
     failed = 0
-    end = time.monotonic() + seconds
+    start = time.monotonic()
+    end = start + seconds
     while time.monotonic() < end:
+        at = time.monotonic() - start
         took, ok = _request(provider, template, expected)
         samples.append(took)
+        if took > SLOW_MS:
+            slow_at.append((round(at, 3), round(took, 2)))
         failed += not ok
         time.sleep(pace)
     slow = [s for s in samples if s > SLOW_MS]
@@ -80,6 +85,7 @@ def _run(provider: Any, template: Any, expected: set[str], seconds: float, pace:
         "median_ms": round(ordered[len(ordered) // 2], 4) if samples else None,
         "slow_requests": len(slow),
         "blocked_ms": round(sum(slow), 1),
+        "slow_at": slow_at[:20],
     }
 
 
