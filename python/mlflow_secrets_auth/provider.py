@@ -332,6 +332,12 @@ def log_events(reply: dict[str, Any]) -> None:
             logger.log(level, "mlflow-secrets-auth: %s", event.get("message", ""))
 
 
+def _shown(key: str) -> str:
+    """An origin key fit for a log line: any userinfo as ***."""
+    scheme, sep, rest = key.partition("://")
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else key
+
+
 def _lookup(key: str) -> Items:
     try:
         t = _native.transport()
@@ -342,7 +348,12 @@ def _lookup(key: str) -> Items:
     log_events(reply)
     if reply.get("ok"):
         items: Items = tuple(reply["headers"].items())
-        _entries[key] = (generation, time.monotonic() + reply.get("max_age_ms", 0) / 1000.0, items)
+        max_age = reply.get("max_age_ms", 0) / 1000.0
+        _entries[key] = (generation, time.monotonic() + max_age, items)
+        logger.debug(
+            "mlflow-secrets-auth: %s: header %s from %s, reused for %.1f s",
+            _shown(key), ", ".join(name for name, _ in items), reply.get("provider"), max_age,
+        )
         if stale := reply.get("stale"):  # the core's events carry the one warning per outage
             _once(logging.DEBUG, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
         for attempt in reply.get("attempts", ()):

@@ -252,3 +252,11 @@ def test_interruptible_lets_ctrl_c_through_a_blocking_c_call(to: str) -> None:
         provider.interruptible(blocking)
     interrupted.set()
     assert not fallback.is_set(), "Ctrl-C waited for the C call to end"
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [("https://h:1", "https://h:1"), ("http://u:pw@h:1", "http://***@h:1"), ("http://a@b@h", "http://***@h")],
+)
+def test_origin_keys_in_log_lines_hide_userinfo(key: str, shown: str) -> None:
+    assert provider._shown(key) == shown
