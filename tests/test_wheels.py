@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -97,13 +98,36 @@ def output(cmd: list[str], **kwargs: object) -> str:
 
 
 def round_trip(cmd: list[str], env: dict[str, str] | None = None) -> list[dict[str, object]]:
-    request = "".join(json.dumps(r) + "\n" for r in ROUND_TRIP)
+    """The helper's protocol, one request at a time (it serves requests
+    concurrently, and set_env must land before the next headers)."""
     # A minimal environment: the helper reads MLFLOW_*/VAULT_* from it.
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})}
-    proc = subprocess.run(cmd, input=request, capture_output=True, text=True, timeout=600, env=base)
-    assert proc.returncode == 0, f"{cmd}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    return [json.loads(line) for line in lines]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    watchdog = threading.Timer(600, proc.kill)  # a helper that never answers fails the test
+    watchdog.start()
+    replies: list[dict[str, object]] = []
+    try:
+        for number, request in enumerate(ROUND_TRIP, 1):
+            proc.stdin.write(json.dumps({"id": number, **request}) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            if not line:
+                proc.kill()
+                raise AssertionError(f"{cmd}: no reply to {request['op']}: {proc.stderr.read()[-3000:]}")
+            envelope = json.loads(line)
+            assert envelope["id"] == number, envelope
+            replies.append(envelope["reply"])
+        proc.stdin.close()
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()[-3000:]
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return replies
 
 
 def assert_round_trip(replies: list[dict[str, object]]) -> None:
