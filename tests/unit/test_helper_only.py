@@ -1,0 +1,35 @@
+"""A helper-only build (musllinux, macOS without a dylib): the package holds
+no library, uses the helper without a warning, and `info` says so."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow_secrets_auth
+from mlflow_secrets_auth import _native
+
+PACKAGE = Path(mlflow_secrets_auth.__file__).parent
+
+
+def test_info_names_the_helper_transport_and_nothing_warns(tmp_path: Path) -> None:
+    pkg = tmp_path / "mlflow_secrets_auth"
+    pkg.mkdir()
+    for f in PACKAGE.glob("*.py"):
+        shutil.copy(f, pkg / f.name)
+    shutil.copy(PACKAGE / _native.HELPER_NAME, pkg / _native.HELPER_NAME)
+    assert not (pkg / _native.LIBRARY_NAME).exists()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VAULT_", "AWS_", "AZURE_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    env["MLFLOW_TRACKING_URI"] = "https://mlflow.example"
+    out = subprocess.run(
+        [sys.executable, "-m", "mlflow_secrets_auth.cli", "info"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert f"transport: helper process (no {_native.LIBRARY_NAME} in this build)" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.count("transport:") == 1
+    assert f"ABI {_native.ABI_VERSION})" in out.stdout  # the helper answered info
+    assert "WARNING" not in out.stderr.upper(), out.stderr
