@@ -71,10 +71,12 @@ _fork_hook = False
 
 
 def _after_fork_in_child() -> None:
-    """A child may be forked while another thread holds the lock: start afresh."""
-    global _sync_lock, _synced
+    """A child may be forked while another thread holds a lock: start afresh."""
+    global _sync_lock, _synced, _limiter
     _sync_lock = threading.Lock()
     _synced = None
+    _limiter = _hooks.RefetchLimiter(REFETCH_INTERVAL)
+    _env._lock = threading.Lock()
 
 
 class SecretsAuth(AuthBase):
