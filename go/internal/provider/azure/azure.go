@@ -20,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
@@ -81,7 +82,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretName, "%s is not set", EnvSecretName)
 	}
 	if s.CABundle != "" {
-		if err := checkFile(EnvCABundle, s.CABundle); err != nil {
+		if err := cfgfile.Check(EnvCABundle, s.CABundle, false); err != nil {
 			return provider.Spec{}, err
 		}
 	}
@@ -157,7 +158,7 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 
 // trusting returns the system roots plus the PEM certificates in caFile.
 func trusting(ctx context.Context, caFile string) (*x509.CertPool, error) {
-	pem, err := readFile(ctx, EnvCABundle, caFile)
+	pem, err := cfgfile.Read(ctx, EnvCABundle, caFile)
 	if err != nil {
 		return nil, err
 	}

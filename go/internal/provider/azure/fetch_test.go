@@ -20,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
@@ -308,7 +309,7 @@ func TestBoundedCABundle(t *testing.T) {
 		t.Skip("no FIFOs or /dev/zero on this system")
 	}
 	big := filepath.Join(dir, "big.pem")
-	if err := os.WriteFile(big, make([]byte, maxFileSize+1), 0o600); err != nil {
+	if err := os.WriteFile(big, make([]byte, cfgfile.MaxSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{fifo, "/dev/zero", big, dir} {
@@ -317,8 +318,8 @@ func TestBoundedCABundle(t *testing.T) {
 		if e := msaerr.As(err); err == nil || e.Variable != EnvCABundle {
 			t.Errorf("Factory with %s: %v", path, err)
 		}
-		if _, err := readFile(context.Background(), EnvCABundle, path); err == nil || !strings.Contains(err.Error(), EnvCABundle) {
-			t.Errorf("readFile(%s): %v", path, err)
+		if _, err := cfgfile.Read(context.Background(), EnvCABundle, path); err == nil || !strings.Contains(err.Error(), EnvCABundle) {
+			t.Errorf("cfgfile.Read(%s): %v", path, err)
 		}
 		s := Settings{VaultURL: "https://v.vault.azure.net", SecretName: "s", CABundle: path, Timeout: time.Second}
 		if _, err := newProvider(context.Background(), s); err == nil || msaerr.As(err).Variable != EnvCABundle {
@@ -327,7 +328,7 @@ func TestBoundedCABundle(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := readFile(ctx, EnvCABundle, big); err == nil {
+	if _, err := cfgfile.Read(ctx, EnvCABundle, big); err == nil {
 		t.Error("readFile after the deadline succeeded")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
@@ -135,7 +136,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		dir            bool
 	}{{v.CACert, s.CACert, false}, {v.CAPath, s.CAPath, true}, {v.ClientCert, s.ClientCert, false}, {v.ClientKey, s.ClientKey, false}} {
 		if f.path != "" {
-			if err := checkFile(f.variable, f.path, f.dir); err != nil {
+			if err := cfgfile.Check(f.variable, f.path, f.dir); err != nil {
 				return provider.Spec{}, err
 			}
 		}

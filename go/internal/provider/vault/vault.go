@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/vault/api/auth/approle"
 	"golang.org/x/net/http2"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
@@ -116,7 +117,7 @@ func checkProcessEnv() error {
 		dir  bool
 	}{{EnvCACert, false}, {EnvCAPath, true}, {EnvClientCert, false}, {EnvClientKey, false}} {
 		if path := os.Getenv(v.name); path != "" {
-			if err := checkFile(v.name, path, v.dir); err != nil {
+			if err := cfgfile.Check(v.name, path, v.dir); err != nil {
 				e := msaerr.As(err)
 				e.Message += " (set in the process environment, which the Vault API client reads)"
 				return e
@@ -133,7 +134,7 @@ func tlsConfig(ctx context.Context, s Settings) (*tls.Config, error) {
 	v := s.Vars
 	switch {
 	case s.CACert != "":
-		pem, err := readFile(ctx, v.CACert, s.CACert)
+		pem, err := cfgfile.Read(ctx, v.CACert, s.CACert)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +143,7 @@ func tlsConfig(ctx context.Context, s Settings) (*tls.Config, error) {
 			return nil, msaerr.New(msaerr.NotConfigured, v.CACert, "%s=%s holds no PEM certificate", v.CACert, redact.Echo(s.CACert))
 		}
 	case s.CAPath != "":
-		pems, err := readDir(ctx, v.CAPath, s.CAPath)
+		pems, err := cfgfile.ReadDir(ctx, v.CAPath, s.CAPath)
 		if err != nil {
 			return nil, err
 		}
@@ -158,11 +159,11 @@ func tlsConfig(ctx context.Context, s Settings) (*tls.Config, error) {
 		}
 	}
 	if s.ClientCert != "" {
-		certPEM, err := readFile(ctx, v.ClientCert, s.ClientCert)
+		certPEM, err := cfgfile.Read(ctx, v.ClientCert, s.ClientCert)
 		if err != nil {
 			return nil, err
 		}
-		keyPEM, err := readFile(ctx, v.ClientKey, s.ClientKey)
+		keyPEM, err := cfgfile.Read(ctx, v.ClientKey, s.ClientKey)
 		if err != nil {
 			return nil, err
 		}

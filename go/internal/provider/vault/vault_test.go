@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
@@ -581,7 +582,7 @@ func TestBoundedFiles(t *testing.T) {
 		t.Skip("no FIFOs or /dev/zero on this system")
 	}
 	big := filepath.Join(dir, "big.pem")
-	if err := os.WriteFile(big, make([]byte, maxFileSize+1), 0o600); err != nil {
+	if err := os.WriteFile(big, make([]byte, cfgfile.MaxSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{fifo, "/dev/zero", big, dir} {
@@ -594,9 +595,9 @@ func TestBoundedFiles(t *testing.T) {
 		}
 		// So does the reader itself, should the file change type in between
 		// (the FIFO must not block, /dev/zero must not be read to the end).
-		if _, err := readFile(context.Background(), "VAULT_CACERT", path); err == nil ||
+		if _, err := cfgfile.Read(context.Background(), "VAULT_CACERT", path); err == nil ||
 			!strings.Contains(err.Error(), "VAULT_CACERT") {
-			t.Errorf("readFile(%s): %v", path, err)
+			t.Errorf("cfgfile.Read(%s): %v", path, err)
 		}
 		// And the client build, given such settings directly.
 		s := Settings{Addr: "https://vault.example.com", Token: "t", SecretPath: "secret/a", CACert: path,
@@ -607,19 +608,12 @@ func TestBoundedFiles(t *testing.T) {
 	}
 	// A CA directory with a file over the limit.
 	env := tokenEnv("https://vault.example.com", "secret/a")
-	if _, err := readDir(context.Background(), "VAULT_CAPATH", dir); err == nil || !strings.Contains(err.Error(), "big.pem") {
+	if _, err := cfgfile.ReadDir(context.Background(), "VAULT_CAPATH", dir); err == nil || !strings.Contains(err.Error(), "big.pem") {
 		t.Errorf("readDir with an oversized file: %v", err)
 	}
 	env["VAULT_CAPATH"] = big
 	if _, err := Factory(env, shared); err == nil || msaerr.As(err).Variable != "VAULT_CAPATH" {
 		t.Errorf("VAULT_CAPATH naming a file: %v", err)
-	}
-	// A deadline that has passed ends the read.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := bounded(ctx, "VAULT_CACERT", "x", func() ([]byte, error) { select {} }); err == nil ||
-		!strings.Contains(err.Error(), "in time") {
-		t.Errorf("bounded after the deadline: %v", err)
 	}
 	// The process's own VAULT_CACERT, which the Vault API client reads, is
 	// checked before the client is built.

@@ -1,4 +1,8 @@
-package vault
+// Package cfgfile reads the files that settings name (CA certificates,
+// client certificates and keys) safely: regular files only, at most MaxSize
+// bytes each, within the caller's deadline, so a FIFO cannot hang a call and
+// /dev/zero cannot exhaust memory. Errors name the variable.
+package cfgfile
 
 import (
 	"context"
@@ -15,7 +19,7 @@ import (
 // Limits on reading a configuration file (CA certificate, client
 // certificate or key): a CA bundle is a few hundred KiB at most.
 const (
-	maxFileSize = 1 << 20 // bytes per file
+	MaxSize     = 1 << 20 // bytes per file
 	maxDirFiles = 1000    // files read from a CA directory
 )
 
@@ -23,9 +27,9 @@ const (
 // one could block forever (FIFO) or never end (/dev/zero).
 var errNotRegular = errors.New("not a regular file")
 
-// checkFile reports, without opening it, whether path is a regular file (or,
+// Check reports, without opening it, whether path is a regular file (or,
 // with dir, a directory) that can be used as variable's value.
-func checkFile(variable, path string, dir bool) error {
+func Check(variable, path string, dir bool) error {
 	fi, err := os.Stat(path)
 	switch {
 	case err != nil:
@@ -34,8 +38,8 @@ func checkFile(variable, path string, dir bool) error {
 		return fileError(variable, path, errors.New("not a directory"))
 	case !dir && !fi.Mode().IsRegular():
 		return fileError(variable, path, errNotRegular)
-	case !dir && fi.Size() > maxFileSize:
-		return fileError(variable, path, fmt.Errorf("larger than %d bytes", maxFileSize))
+	case !dir && fi.Size() > MaxSize:
+		return fileError(variable, path, fmt.Errorf("larger than %d bytes", MaxSize))
 	}
 	return nil
 }
@@ -48,15 +52,15 @@ func fileError(variable, path string, err error) error {
 	return msaerr.New(msaerr.NotConfigured, variable, "%s=%s cannot be used: %v", variable, redact.Echo(path), err)
 }
 
-// readFile reads a regular file of at most maxFileSize bytes within ctx's
+// Read reads a regular file of at most MaxSize bytes within ctx's
 // deadline. Errors name variable.
-func readFile(ctx context.Context, variable, path string) ([]byte, error) {
+func Read(ctx context.Context, variable, path string) ([]byte, error) {
 	return bounded(ctx, variable, path, func() ([]byte, error) { return readRegular(path) })
 }
 
-// readDir reads the regular files directly inside dir (others are skipped),
-// each of at most maxFileSize bytes, within ctx's deadline.
-func readDir(ctx context.Context, variable, dir string) ([][]byte, error) {
+// ReadDir reads the regular files directly inside dir (others are skipped),
+// each of at most MaxSize bytes, within ctx's deadline.
+func ReadDir(ctx context.Context, variable, dir string) ([][]byte, error) {
 	var out [][]byte
 	_, err := bounded(ctx, variable, dir, func() ([]byte, error) {
 		entries, err := os.ReadDir(dir)
@@ -108,7 +112,7 @@ func bounded(ctx context.Context, variable, path string, read func() ([]byte, er
 }
 
 // readRegular opens path without blocking (a FIFO would wait for a writer),
-// checks that it is a regular file and reads at most maxFileSize bytes.
+// checks that it is a regular file and reads at most MaxSize bytes.
 func readRegular(path string) ([]byte, error) {
 	if fi, err := os.Stat(path); err != nil {
 		return nil, err
@@ -127,12 +131,12 @@ func readRegular(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, errNotRegular
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxFileSize {
-		return nil, fmt.Errorf("larger than %d bytes", maxFileSize)
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("larger than %d bytes", MaxSize)
 	}
 	return b, nil
 }

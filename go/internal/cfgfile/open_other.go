@@ -1,6 +1,6 @@
 //go:build !unix
 
-package azure
+package cfgfile
 
 // openNonBlocking: elsewhere the file type is checked before opening.
 const openNonBlocking = 0
