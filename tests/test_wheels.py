@@ -288,6 +288,31 @@ def test_manylinux_x86_64_runs_here(unpacked: dict[str, Path], tmp_path: Path) -
     run_loader([], compile_loader(tmp_path, "x86_64-linux-gnu.2.17"), pkg / "libmlflow_secrets_auth.so")
 
 
+@pytest.mark.parametrize(
+    ("key", "transport"),
+    [
+        ("manylinux_x86_64", "in-process library"),
+        ("musllinux_x86_64", "helper process (no libmlflow_secrets_auth.so in this build)"),
+    ],
+)
+def test_python_layer_uses_the_wheel(unpacked: dict[str, Path], tmp_path: Path, key: str, transport: str) -> None:
+    """The package as installed from the wheel (its directory first on sys.path)
+    reaches the Go core it carries: the library in-process, or the helper when
+    the wheel has no library."""
+    site = unpacked[key].parent
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import mlflow_secrets_auth as m;"
+        "assert m.__file__.startswith(sys.argv[1]), m.__file__;"
+        "from mlflow_secrets_auth.cli import main; sys.argv[1:] = ['info', '--json']; sys.exit(main())"
+    )
+    env = dict(os.environ, MLFLOW_SECRETS_AUTH_ENABLE="vault", **LOADER_ENV)
+    env.pop("MLFLOW_SECRETS_AUTH_LIBRARY", None)
+    env.pop("MLFLOW_SECRETS_AUTH_TRANSPORT", None)
+    info = json.loads(output([sys.executable, "-c", code, str(site)], env=env, cwd=tmp_path))
+    assert info["transport"] == transport, info
+    assert info["abi"] == 1 and info["version"] == build_wheels.version(), info
+
+
 def arm64_sysroot() -> str:
     # Debian's libc6:arm64 (multiarch) puts the arm64 loader and libc under /.
     assert Path("/lib/ld-linux-aarch64.so.1").exists(), f"no arm64 libc (libc6:arm64): {SYSTEM_HINT}"
