@@ -511,13 +511,13 @@ def resilience_runs(impls: list[Impl], vault: harness.VaultServer, seconds: floa
 def print_resilience(res: dict[str, Any], impls: list[Impl]) -> None:
     keys = [impl.key for impl in impls]
     labels = {impl.key: impl.label for impl in impls}
-    w = 44
+    w = 52
     print()
     print(
         f"Resilience: requests every {res['config']['pace_ms']} ms for {res['config']['seconds']:g} s after the first "
         "one, each in a fresh process; auth time per request (get_auth + apply)."
     )
-    header = f"{'':<{w}}{'':<22}" + "".join(f"{labels[k]:>22}" for k in keys)
+    header = f"{'':<{w}}{'':<22}" + "".join(f"{labels[k]:>26}" for k in keys)
     print(header)
     print("-" * len(header))
 
@@ -538,7 +538,7 @@ def print_resilience(res: dict[str, Any], impls: list[Impl]) -> None:
         ]
         for i, (name, get) in enumerate(rows):
             title = RESILIENCE_LABELS[scenario] if i == 0 else ""
-            print(f"{title:<{w}}{name:<22}" + "".join(f"{get(res[k][scenario]):>22}" for k in keys))
+            print(f"{title:<{w}}{name:<22}" + "".join(f"{get(res[k][scenario]):>26}" for k in keys))
     rows = [
         ("open sockets to Vault", lambda r: str(r.get("open_sockets"))),
         ("failed requests", lambda r: str(r.get("failed"))),
@@ -546,7 +546,7 @@ def print_resilience(res: dict[str, Any], impls: list[Impl]) -> None:
     ]
     for i, (name, get) in enumerate(rows):
         title = RESILIENCE_LABELS["changes"] if i == 0 else ""
-        print(f"{title:<{w}}{name:<22}" + "".join(f"{get(res[k]['changes']):>22}" for k in keys))
+        print(f"{title:<{w}}{name:<22}" + "".join(f"{get(res[k]['changes']):>26}" for k in keys))
 
 
 def resilience_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
