@@ -244,7 +244,11 @@ def build_binaries(t: Target, work: Path, ver: str, tmp: Path, epoch: int) -> di
                 extra = [f"-F{TBD_DIR}/System/Library/Frameworks", f"-L{TBD_DIR}/usr/lib"]
             cc = zig_wrapper(tmp, t.zig, extra)
             cmd = [go, *common, "-buildmode=c-shared", "-ldflags", ldflags, "-o", str(lib), "./go/capi"]
+            stray = ROOT / "-.o"  # zig leaves this (empty) behind when Go's linker probes a flag on stdin
+            had_stray = stray.exists()
             run(cmd, go_env(t, True, cc))
+            if not had_stray and stray.exists() and stray.stat().st_size == 0:
+                stray.unlink()
             lib.with_suffix(".h").unlink(missing_ok=True)  # Go's generated header; include/ has ours
             strip(lib, t.goos == "darwin")
             if t.goos == "windows":
