@@ -148,7 +148,10 @@ def test_environment_changes_take_effect(
 
 
 SLOW_FETCH = """
-import sys, time, requests
+import signal, sys, time, requests
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even when this test runs
+# from a background job (whose children inherit SIGINT ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from mlflow.tracking.request_auth.registry import fetch_auth
 req = requests.Request("GET", sys.argv[1]).prepare()
 print("ready", flush=True)
