@@ -31,7 +31,7 @@ from vaultbuild import cache_dir  # noqa: E402
 # Fast, in-process Python tests that talk to real servers (OpenBao, loopback HTTP).
 FAST_PY = ("tests/unit", "tests/test_guards.py", "tests/test_redirects.py")
 # A mutant can make a test wait forever (a refresh that never comes): the timeout fails it.
-GO_UNIT = ("go", "test", "-timeout=90s", "./go/...")
+GO_UNIT = ("go", "test", "-timeout=45s", "./go/...")
 
 
 def copy_tree(dest: Path) -> None:
@@ -103,6 +103,11 @@ def apply(tree: Path, m: Mutant) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", help="run only this mutant (repeatable)")
+    parser.add_argument(
+        "--python-only",
+        action="store_true",
+        help="skip the Go unit tests for Go mutants: shows whether the Python tests alone catch them",
+    )
     args = parser.parse_args()
     chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
     work = cache_dir() / "mutants"
@@ -140,7 +145,7 @@ def main() -> int:
             try:
                 verdict = ""
                 if m.lang == "go":
-                    ok, took = run(GO_UNIT, tree, log)
+                    ok, took = (True, 0.0) if args.python_only else run(GO_UNIT, tree, log)
                     if not ok:
                         verdict = f"caught by the Go unit tests ({took:.0f}s)"
                     else:
