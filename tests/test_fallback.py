@@ -73,9 +73,9 @@ def test_vault_stops_and_aws_takes_over(
             assert time.monotonic() < deadline, "AWS never took over from the stopped Vault"
             time.sleep(0.05)
     assert user_in(apply(url)) == backup_user
-    skipped = [r.getMessage() for r in caplog.records if "skipped vault" in r.getMessage()]
-    assert skipped, [r.getMessage() for r in caplog.records]
-    assert "VAULT_ADDR" in skipped[0]
+    # One warning says Vault failed and names the variable to check.
+    warned = [r.getMessage() for r in caplog.records if "vault" in r.getMessage() and "VAULT_ADDR" in r.getMessage()]
+    assert warned, [r.getMessage() for r in caplog.records]
     assert admin_password not in " ".join(r.getMessage() for r in caplog.records)
 
 
