@@ -1,4 +1,5 @@
-"""Integration-test harness: real Vault, MLflow and nginx servers on 127.0.0.1.
+"""Integration-test harness: real OpenBao, HashiCorp Vault, MLflow and nginx
+servers on 127.0.0.1, and a loopback proxy that counts HTTP requests.
 
 Plain Python (no pytest). Every server is a context manager that starts a child
 process in its own session, keeps its logs in a private temporary directory and,
