@@ -75,7 +75,7 @@ def test_vault_stops_and_aws_takes_over(
     assert user_in(apply(url)) == backup_user
     # One warning says Vault failed and names the variable to check.
     warned = [r.getMessage() for r in caplog.records if "vault" in r.getMessage() and "VAULT_ADDR" in r.getMessage()]
-    assert warned, [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1, [r.getMessage() for r in caplog.records]  # once per outage, not per attempt
     assert admin_password not in " ".join(r.getMessage() for r in caplog.records)
 
 

@@ -358,8 +358,8 @@ def _lookup(key: str) -> Items:
         )
         if stale := reply.get("stale"):  # the core's events carry the one warning per outage
             _once(logging.DEBUG, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
-        for attempt in reply.get("attempts", ()):
-            _once(logging.WARNING, f"mlflow-secrets-auth: skipped {attempt['provider']}: {attempt['message']}")
+        for attempt in reply.get("attempts", ()):  # the outage warning itself comes once, as an event
+            _once(logging.DEBUG, f"mlflow-secrets-auth: skipped {attempt['provider']}: {attempt['message']}")
         return items
     message = f"mlflow-secrets-auth: {reply.get('message')}"
     if reply.get("code") == "host_not_allowed":

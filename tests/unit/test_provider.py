@@ -224,6 +224,16 @@ def test_interruptible_lets_ctrl_c_through_a_blocking_c_call(to: str) -> None:
     slow core call: Ctrl-C must still reach the main thread while it blocks,
     also when the kernel hands the signal to the blocked thread."""
     assert threading.current_thread() is threading.main_thread()
+    # Background jobs (CI, make from a script) inherit SIGINT ignored: install
+    # Python's own handler, as an interactive interpreter has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_blocking_call(to)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_blocking_call(to: str) -> None:
     libc = ctypes.CDLL(None)
     mutex = ctypes.create_string_buffer(64)  # zeroed: a default glibc mutex
     assert libc.pthread_mutex_lock(mutex) == 0
