@@ -1,8 +1,11 @@
 package vault
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +17,7 @@ import (
 // own status codes and JSON shapes:
 //
 //	PUT  /v1/auth/<mount>/login            AppRole login
+//	PUT  /v1/auth/<certMount>/login        cert login (TLS client certificate)
 //	PUT  /v1/auth/token/renew-self         renewal (LifetimeWatcher)
 //	GET  /v1/auth/token/lookup-self        token check
 //	GET  /v1/sys/internal/ui/mounts/<path> mount and KV version
@@ -26,6 +30,9 @@ type fakeVault struct {
 	deny         map[string]bool           // API paths the tokens' policy denies
 	tokens       map[string]bool           // valid tokens
 	appRoleMount string
+	certMount    string // cert auth: login with a TLS client certificate whose CN is certCN
+	certCN       string
+	certRole     string // when set, a cert login must name it
 	roleID       string
 	secretID     string
 	loginLease   int  // lease_duration of login tokens
@@ -35,6 +42,7 @@ type fakeVault struct {
 	namespace    string // when set, every request must carry it
 
 	logins      int
+	certLogins  int
 	renews      int
 	namespaces  []string // X-Vault-Namespace of each request
 	tokensSeen  []string // X-Vault-Token of each KV read
@@ -53,6 +61,8 @@ func newFakeVault() *fakeVault {
 		deny:         map[string]bool{},
 		tokens:       map[string]bool{"root-token": true},
 		appRoleMount: "approle",
+		certMount:    "cert",
+		certCN:       "client.test",
 		roleID:       "role-1",
 		secretID:     "secret-id-1",
 		fail:         map[string]int{},
@@ -75,6 +85,12 @@ func (f *fakeVault) revokeAll() {
 			delete(f.tokens, t)
 		}
 	}
+}
+
+func (f *fakeVault) certCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.certLogins
 }
 
 func (f *fakeVault) counts() (logins, renews int) {
@@ -121,6 +137,25 @@ func (f *fakeVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.logins++
 		f.lastTokenID++
 		tok := fmt.Sprintf("approle-token-%d", f.lastTokenID)
+		f.tokens[tok] = true
+		reply(w, http.StatusOK, map[string]any{"auth": map[string]any{"client_token": tok, "policies": []string{"default"},
+			"lease_duration": f.loginLease, "renewable": f.renewable}})
+		return
+	case path == "auth/"+f.certMount+"/login" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
+		var body struct {
+			Name string `json:"name"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		// As Vault's cert backend: the certificate comes from the TLS
+		// connection; a wrong one, or a role that does not match, is a 400.
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != f.certCN ||
+			f.certRole != "" && body.Name != f.certRole {
+			reply(w, http.StatusBadRequest, errorsBody("invalid certificate or no client certificate supplied"))
+			return
+		}
+		f.certLogins++
+		f.lastTokenID++
+		tok := fmt.Sprintf("cert-token-%d", f.lastTokenID)
 		f.tokens[tok] = true
 		reply(w, http.StatusOK, map[string]any{"auth": map[string]any{"client_token": tok, "policies": []string{"default"},
 			"lease_duration": f.loginLease, "renewable": f.renewable}})
@@ -187,4 +222,21 @@ func (f *fakeVault) start(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// startTLS serves f over HTTPS with a certificate for vault.test and
+// 127.0.0.1, asking for (not requiring) a client certificate, and returns the
+// server and the files of its CA and of a client certificate with CN
+// client.test.
+func (f *fakeVault) startTLS(t *testing.T) (srv *httptest.Server, caFile, clientCert, clientKey string) {
+	t.Helper()
+	dir := t.TempDir()
+	caFile, _, serverCert := selfSigned(t, dir, "vault.test")
+	clientCert, clientKey, _ = selfSigned(t, dir, "client.test")
+	srv = httptest.NewUnstartedServer(f)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, caFile, clientCert, clientKey
 }

@@ -1,6 +1,6 @@
 // Package vault reads the credential from HashiCorp Vault's or OpenBao's KV
-// engine (v1 or v2, detected per mount), logging in with a token or with
-// AppRole.
+// engine (v1 or v2, detected per mount), logging in with a token, with
+// AppRole or with a TLS client certificate (the cert auth method).
 package vault
 
 import (
@@ -32,6 +32,8 @@ const (
 	EnvSkipVerify    = "VAULT_SKIP_VERIFY"
 	EnvTLSServerName = "VAULT_TLS_SERVER_NAME"
 	EnvAppRoleMount  = "MLFLOW_VAULT_APPROLE_MOUNT"
+	EnvCertMount     = "MLFLOW_VAULT_CERT_MOUNT"
+	EnvCertRole      = "MLFLOW_VAULT_CERT_ROLE"
 	EnvSecretPath    = "MLFLOW_VAULT_SECRET_PATH"
 	EnvAuthMode      = "MLFLOW_VAULT_AUTH_MODE"
 	EnvTTL           = "MLFLOW_VAULT_TTL_SEC"
@@ -60,9 +62,10 @@ type Vars struct {
 // same provider, any change a new one.
 type Settings struct {
 	Addr, Namespace       string
-	Token                 string // token auth; wins over AppRole
-	RoleID, SecretID      string // AppRole auth
+	Token                 string // token auth; wins over AppRole and cert
+	RoleID, SecretID      string // AppRole auth; wins over cert
 	AppRoleMount          string
+	CertMount, CertRole   string // cert auth, with ClientCert and ClientKey
 	CACert, CAPath        string
 	ClientCert, ClientKey string
 	TLSServerName         string
@@ -97,10 +100,15 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	get(EnvTLSServerName, &s.TLSServerName, &s.Vars.TLSServerName)
 	get(EnvSkipVerify, &skip, &s.Vars.SkipVerify)
 	s.AppRoleMount = strings.Trim(env.Get(EnvAppRoleMount), "/")
+	s.CertMount = strings.Trim(env.Get(EnvCertMount), "/")
+	s.CertRole = strings.TrimSpace(env.Get(EnvCertRole))
 	s.SecretPath = strings.Trim(env.Get(EnvSecretPath), "/")
 	s.Timeout, s.MaxRetries = shared.Timeout, shared.MaxRetries
 	if s.AppRoleMount == "" {
 		s.AppRoleMount = "approle"
+	}
+	if s.CertMount == "" {
+		s.CertMount = "cert"
 	}
 	v := s.Vars
 	if s.Addr == "" {
@@ -117,9 +125,12 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	}
 	if s.Token == "" {
 		switch {
-		case s.RoleID == "" && s.SecretID == "":
+		case s.RoleID == "" && s.SecretID == "" && s.ClientCert == "" && s.ClientKey == "":
 			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvToken,
-				"no credentials for Vault; set %s, or %s and %s for AppRole (or their BAO_* aliases)", EnvToken, EnvRoleID, EnvSecretID)
+				"no credentials for Vault; set %s, or %s and %s for AppRole, or %s and %s for the cert auth method (or their BAO_* aliases)",
+				EnvToken, EnvRoleID, EnvSecretID, EnvClientCert, EnvClientKey)
+		case s.RoleID == "" && s.SecretID == "":
+			// cert auth: the certificate and key pair and the scheme are checked below.
 		case s.SecretID == "":
 			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretID, "%s is set but %s (or %s) is not",
 				v.RoleID, EnvSecretID, Alias(EnvSecretID))
@@ -149,13 +160,25 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, missing,
 			"%s and %s go together: %s (or %s) is not set", EnvClientCert, EnvClientKey, missing, Alias(missing))
 	}
+	if s.method() == methodCert && u.Scheme != "https" {
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, v.Addr,
+			"the cert auth method (%s) needs an https %s, not %s=%s", v.ClientCert, EnvAddr, v.Addr, redact.Echo(redact.URL(s.Addr)))
+	}
 	mode, ttl, err := provider.ModeAndTTL(env, EnvAuthMode, EnvTTL)
 	if err != nil {
 		return provider.Spec{}, err
 	}
-	method := "token (" + v.Token + ")"
-	if s.Token == "" {
+	var method string
+	switch s.method() {
+	case methodToken:
+		method = "token (" + v.Token + ")"
+	case methodAppRole:
 		method = "approle (mount " + s.AppRoleMount + ")"
+	default:
+		method = "cert (mount " + s.CertMount + ")"
+		if s.CertRole != "" {
+			method = "cert (mount " + s.CertMount + ", role " + s.CertRole + ")"
+		}
 	}
 	details := [][2]string{{"address", redact.URL(s.Addr)}, {"secret path", s.SecretPath}, {"auth method", method}}
 	if s.Namespace != "" {
@@ -185,4 +208,23 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// The ways of logging in, in order of precedence.
+const (
+	methodToken   = "token"
+	methodAppRole = "approle"
+	methodCert    = "cert"
+)
+
+// method is how the provider logs in: a token wins over AppRole, AppRole over
+// the cert auth method.
+func (s Settings) method() string {
+	switch {
+	case s.Token != "":
+		return methodToken
+	case s.RoleID != "" || s.SecretID != "":
+		return methodAppRole
+	}
+	return methodCert
 }

@@ -37,19 +37,20 @@ type kvMount struct {
 	version int    // 1 or 2
 }
 
-// Provider reads one KV secret. With AppRole it logs in, keeps the token
-// renewed with api.LifetimeWatcher and, once the watcher ends (maximum TTL
-// reached, renewal refused) or the token is refused, logs in again on the
-// next Fetch.
+// Provider reads one KV secret. With AppRole or the cert auth method it logs
+// in, keeps the token renewed with api.LifetimeWatcher and, once the watcher
+// ends (maximum TTL reached, renewal refused) or the token is refused, logs in
+// again on the next Fetch.
 type Provider struct {
 	s         Settings
 	client    *api.Client
 	transport *http.Transport
-	appRole   *approle.AppRoleAuth // nil with token auth
+	auth      api.AuthMethod // how to log in; nil with token auth
+	loginWhat string         // "AppRole login at auth/approle", ...
 	now       func() time.Time
 
 	mu        sync.Mutex
-	loggedIn  bool      // the client holds a usable AppRole token
+	loggedIn  bool      // the client holds a usable login token
 	expires   time.Time // end of that token's lease; zero if it has none
 	login     uint64    // counts logins, so a stale watcher cannot log out a newer token
 	stopWatch func()
@@ -98,14 +99,32 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	}
 	p := &Provider{s: s, client: client, transport: transport, now: time.Now}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	if s.Token == "" {
-		p.appRole, err = approle.NewAppRoleAuth(s.RoleID, &approle.SecretID{FromString: s.SecretID},
+	switch s.method() {
+	case methodAppRole:
+		p.auth, err = approle.NewAppRoleAuth(s.RoleID, &approle.SecretID{FromString: s.SecretID},
 			approle.WithMountPath(s.AppRoleMount))
 		if err != nil {
 			return nil, msaerr.New(msaerr.NotConfigured, s.Vars.RoleID, "invalid AppRole settings (%s, %s)", s.Vars.RoleID, s.Vars.SecretID)
 		}
+		p.loginWhat = "AppRole login at auth/" + s.AppRoleMount
+	case methodCert:
+		// The TLS connection presents the client certificate (tlsConfig).
+		p.auth = certAuth{mount: s.CertMount, role: s.CertRole}
+		p.loginWhat = "cert login at auth/" + s.CertMount
 	}
 	return p, nil
+}
+
+// certAuth logs in with Vault's cert auth method: the TLS connection presents
+// the client certificate; the body may name the certificate role to match.
+type certAuth struct{ mount, role string }
+
+func (c certAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
+	body := map[string]any{}
+	if c.role != "" {
+		body["name"] = c.role
+	}
+	return client.Logical().WriteWithContext(ctx, "auth/"+c.mount+"/login", body)
 }
 
 // checkProcessEnv: api.NewClient reads the TLS files named by the process's
@@ -194,7 +213,7 @@ func (p *Provider) Close() {
 func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 	data, err := p.read(ctx)
 	if err != nil && hasStatus(err, http.StatusForbidden) {
-		if p.appRole != nil {
+		if p.auth != nil {
 			// The token may have been revoked or expired under us: log in again once.
 			p.logout()
 			data, err = p.read(ctx)
@@ -344,9 +363,9 @@ func (p *Provider) tokenRejected(ctx context.Context) bool {
 	return hasStatus(err, http.StatusForbidden) || hasStatus(err, http.StatusUnauthorized)
 }
 
-// ensureLogin logs in with AppRole unless a usable token is already held.
+// ensureLogin logs in (AppRole or cert) unless a usable token is already held.
 func (p *Provider) ensureLogin(ctx context.Context) error {
-	if p.appRole == nil {
+	if p.auth == nil {
 		return nil
 	}
 	p.mu.Lock()
@@ -358,9 +377,9 @@ func (p *Provider) ensureLogin(ctx context.Context) error {
 }
 
 func (p *Provider) loginLocked(ctx context.Context) error {
-	auth, err := p.client.Auth().Login(ctx, p.appRole)
+	auth, err := p.client.Auth().Login(ctx, p.auth)
 	if err != nil {
-		return &opError{"AppRole login at auth/" + p.s.AppRoleMount, err}
+		return &opError{p.loginWhat, err}
 	}
 	p.loggedIn = true
 	p.login++
@@ -451,7 +470,10 @@ func (p *Provider) describe(err error) error {
 	if errors.As(err, &oe) {
 		what = oe.what
 	}
-	login := strings.HasPrefix(what, "AppRole login")
+	login := p.auth != nil && what == p.loginWhat
+	if login && p.s.method() == methodCert {
+		return p.describeCertLogin(err)
+	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
 		reason := redact.Echo(scrub(strings.Join(re.Errors, "; ")))
@@ -481,6 +503,12 @@ func (p *Provider) describe(err error) error {
 		return msaerr.New(msaerr.NotConfigured, EnvAppRoleMount, "%s returned no token: is AppRole enabled at %s=%s?",
 			what, EnvAppRoleMount, p.s.AppRoleMount)
 	}
+	return p.describeTransport(what, err)
+}
+
+// describeTransport describes a call that got no Vault answer: a deadline or
+// a network or TLS failure.
+func (p *Provider) describeTransport(what string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return msaerr.New(msaerr.Backend, config.EnvTimeout, "%s: no answer from %s=%s within the deadline",
 			what, p.s.Vars.Addr, redact.URL(p.s.Addr))
@@ -499,4 +527,41 @@ func rootCause(err error) string {
 		}
 		err = next
 	}
+}
+
+// describeCertLogin names what to change when a cert auth login fails.
+func (p *Provider) describeCertLogin(err error) error {
+	what, v := p.loginWhat, p.s.Vars
+	role := ""
+	if p.s.CertRole != "" {
+		role = " and " + EnvCertRole + "=" + p.s.CertRole
+	}
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		reason := redact.Echo(scrub(strings.Join(re.Errors, "; ")))
+		if reason == "" {
+			reason = http.StatusText(re.StatusCode)
+		}
+		switch {
+		case re.StatusCode == http.StatusNotFound || strings.Contains(reason, "no handler for route"):
+			return msaerr.New(msaerr.NotConfigured, EnvCertMount, "%s failed (HTTP %d: %s): is the cert auth method enabled at %s=%s%s?",
+				what, re.StatusCode, reason, EnvCertMount, p.s.CertMount, p.inNamespace())
+		case re.StatusCode == http.StatusForbidden:
+			// Vault asks for a token on a path that is no login path: cert
+			// auth is not enabled there (or not in this namespace).
+			return msaerr.New(msaerr.NotConfigured, EnvCertMount,
+				"%s refused (HTTP 403: %s): is the cert auth method enabled at %s=%s%s? Otherwise check %s",
+				what, reason, EnvCertMount, p.s.CertMount, p.inNamespace(), v.ClientCert)
+		case re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusUnauthorized:
+			return msaerr.New(msaerr.Backend, v.ClientCert,
+				"%s refused (HTTP %d: %s): check that the certificate in %s is trusted by the cert auth method at %s=%s%s",
+				what, re.StatusCode, reason, v.ClientCert, EnvCertMount, p.s.CertMount, role)
+		}
+		return msaerr.New(msaerr.Backend, "", "%s failed with HTTP %d: %s", what, re.StatusCode, reason)
+	}
+	if strings.Contains(err.Error(), "did not return client token") || strings.Contains(err.Error(), "response did not return") {
+		return msaerr.New(msaerr.NotConfigured, EnvCertMount, "%s returned no token: is the cert auth method enabled at %s=%s?",
+			what, EnvCertMount, p.s.CertMount)
+	}
+	return p.describeTransport(what, err)
 }
