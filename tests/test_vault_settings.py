@@ -1,6 +1,7 @@
 """Real-server tests for the settings that had none: AppRole on a custom mount,
-a namespace, TLS client certificates, VAULT_TLS_SERVER_NAME, the registry URI
-as an allowed host, and MLFLOW_SECRETS_LOG_LEVEL. Each test also shows the
+a namespace, TLS client certificates (and the cert auth method),
+VAULT_TLS_SERVER_NAME, the registry URI as an allowed host, and
+MLFLOW_SECRETS_LOG_LEVEL. Each test also shows the
 setting matters: without it (or with a wrong value) the result differs."""
 
 from __future__ import annotations
@@ -142,6 +143,69 @@ def test_tls_client_certificate(
     os.environ["VAULT_CLIENT_KEY"] = str(tmp_path / "missing.key")
     err = error_of()
     assert err.variable == "VAULT_CLIENT_KEY", str(err)
+
+
+def test_cert_auth_method(  # type: ignore[no-untyped-def]
+    use_env, tls_bao: tuple[harness.OpenBaoServer, harness.PKI], secret_path: str
+) -> None:
+    """No token and no AppRole: the plugin logs in with OpenBao's cert auth
+    method over the TLS connection that presents VAULT_CLIENT_CERT, and the
+    token it gets reads the secret. A wrong role or mount, plain http, or no
+    certificate at all each give an error naming the variable to change."""
+    bao, pki = tls_bao
+    auths = bao.api("GET", "sys/auth")
+    if "cert/" not in auths.get("data", auths):
+        bao.api("POST", "sys/auth/cert", {"type": "cert"})
+    bao.api(
+        "POST",
+        "auth/cert/certs/mlflow",
+        {"certificate": pki.ca.read_text(), "token_policies": "mlflow-reader", "token_ttl": "1h"},
+    )
+    bao.kv_put("secret", secret_path, {"token": "cert-login-token"}, version=1)
+    env = plugin_env(
+        bao,
+        TRACKING,
+        VAULT_ADDR=bao.tls_addr,
+        VAULT_TLS_SERVER_NAME="vault.test",
+        VAULT_CACERT=str(pki.ca),
+        VAULT_CLIENT_CERT=str(pki.client_cert),
+        VAULT_CLIENT_KEY=str(pki.client_key),
+        MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+    )
+    assert "VAULT_TOKEN" not in env and "VAULT_ROLE_ID" not in env
+    use_env(env)
+    assert header() == "Bearer cert-login-token"
+    os.environ["MLFLOW_VAULT_CERT_ROLE"] = "mlflow"  # the role named in the login body
+    assert header() == "Bearer cert-login-token"
+    os.environ["MLFLOW_VAULT_CERT_ROLE"] = "no-such-role"
+    err = error_of()
+    assert err.variable == "VAULT_CLIENT_CERT", str(err)
+    assert "MLFLOW_VAULT_CERT_ROLE=no-such-role" in str(err), str(err)
+    del os.environ["MLFLOW_VAULT_CERT_ROLE"]
+    os.environ["MLFLOW_VAULT_CERT_MOUNT"] = "/not-cert/"  # nothing is enabled there
+    err = error_of()
+    assert err.variable == "MLFLOW_VAULT_CERT_MOUNT", str(err)
+    assert "MLFLOW_VAULT_CERT_MOUNT=not-cert" in str(err), str(err)
+    os.environ["MLFLOW_VAULT_CERT_MOUNT"] = "cert"
+    assert header() == "Bearer cert-login-token"
+    # The login's token carries the certificate role's policy, nothing more.
+    outside = f"outside/{secrets.token_hex(4)}"
+    bao.kv_put("secret", outside, {"token": "not-for-mlflow"}, version=1)
+    os.environ["MLFLOW_VAULT_SECRET_PATH"] = f"secret/{outside}"
+    err = error_of()
+    assert "permission denied" in str(err), str(err)
+    os.environ["MLFLOW_VAULT_SECRET_PATH"] = f"secret/{secret_path}"
+    # cert auth needs https.
+    os.environ["VAULT_ADDR"] = bao.addr
+    err = error_of()
+    assert err.variable == "VAULT_ADDR" and "https" in str(err), str(err)
+    os.environ["VAULT_ADDR"] = bao.tls_addr
+    # Without the client certificate there is no credential at all.
+    for var in ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"):
+        del os.environ[var]
+    err = error_of()
+    assert err.variable == "VAULT_TOKEN", str(err)
+    assert "VAULT_CLIENT_CERT" in str(err), str(err)
 
 
 def test_registry_uri_is_an_allowed_host(  # type: ignore[no-untyped-def]
