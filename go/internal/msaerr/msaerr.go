@@ -55,3 +55,15 @@ func As(err error) *Error {
 	}
 	return &Error{Code: Internal, Message: "internal error", Err: err}
 }
+
+// RootCause is the innermost error's text: the network reason, without the
+// wrappers' repetitions of the URL.
+func RootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}

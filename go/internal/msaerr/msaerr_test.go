@@ -29,3 +29,14 @@ func TestAs(t *testing.T) {
 		t.Fatalf("As(plain) = %+v (%q)", got, got.Error())
 	}
 }
+
+func TestRootCause(t *testing.T) {
+	inner := errors.New("connection refused")
+	err := fmt.Errorf("Get \"https://v/x\": %w", fmt.Errorf("dial tcp: %w", inner))
+	if got := RootCause(err); got != "connection refused" {
+		t.Errorf("RootCause = %q", got)
+	}
+	if got := RootCause(inner); got != "connection refused" {
+		t.Errorf("RootCause of an unwrapped error = %q", got)
+	}
+}

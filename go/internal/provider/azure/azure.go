@@ -247,7 +247,7 @@ func (p *Provider) describe(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer in time reading %s", what)
 	}
-	return msaerr.New(msaerr.Backend, EnvVaultURL, "reading %s failed: %s", what, redact.Echo(scrub(rootCause(err))))
+	return msaerr.New(msaerr.Backend, EnvVaultURL, "reading %s failed: %s", what, redact.Echo(scrub(msaerr.RootCause(err))))
 }
 
 // userinfo matches the userinfo part of URLs inside a message.
@@ -255,15 +255,3 @@ var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
 
 // scrub hides URL userinfo inside an error text.
 func scrub(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }
-
-// rootCause is the innermost error's text (the network reason, without the
-// wrappers' repetitions of the URL).
-func rootCause(err error) string {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err.Error()
-		}
-		err = next
-	}
-}

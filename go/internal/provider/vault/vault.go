@@ -514,19 +514,7 @@ func (p *Provider) describeTransport(what string, err error) error {
 			what, p.s.Vars.Addr, redact.URL(p.s.Addr))
 	}
 	return msaerr.New(msaerr.Backend, p.s.Vars.Addr, "%s failed talking to %s=%s: %s",
-		what, p.s.Vars.Addr, redact.URL(p.s.Addr), redact.Echo(scrub(rootCause(err))))
-}
-
-// rootCause is the innermost error's text (the network reason, without the
-// wrappers' repetitions of the URL).
-func rootCause(err error) string {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err.Error()
-		}
-		err = next
-	}
+		what, p.s.Vars.Addr, redact.URL(p.s.Addr), redact.Echo(scrub(msaerr.RootCause(err))))
 }
 
 // describeCertLogin names what to change when a cert auth login fails.
