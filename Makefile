@@ -20,10 +20,18 @@ VAULT ?= openbao
 PYTEST = run_pytest() { $(PY) -m pytest -p no:cacheprovider "$$@"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests for: $$*" >&2; fi; return $$rc; }; run_pytest
 PRODUCT_TESTS := tests --ignore=tests/harness_selftest --ignore=tests/test_wheels.py
+# The product suite runs on pytest-xdist workers: most of its time is spent waiting on
+# subprocesses and servers, so 3 workers pay off even on 2 cores. Each worker starts its
+# own session servers (OpenBao, MLflow, nginx, moto) on free ports, so no test sees another
+# worker's requests. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+# Output of the phases `make test` runs alongside the foreground ones (printed when they end).
+TEST_LOGS := $(VENV)/test-logs
 
 .PHONY: build wheel wheels check-tidy test-wheels install system-deps vault-server vault-server-bg lint test test-go test-py \
 	test-py-openbao test-py-hashicorp test-harness test-harness-openbao test-harness-hashicorp \
-	mutants bench demo clean
+	mutants bench demo clean fuzz fuzz-short
 
 build: ## the shared library and cffi module, in place (python/mlflow_secrets_auth/)
 	./build.sh
@@ -57,8 +65,17 @@ check-tidy: ## go.mod and go.sum are what `go mod tidy` makes them
 test-wheels: $(DEPS) system-deps
 	$(PYTEST) -q tests/test_wheels.py
 
-install: wheel
+# The wheel is rebuilt and reinstalled only when a file it is built from changed
+# (a second `make test` reuses it; so do the phases that need it).
+INSTALLED := $(VENV)/.wheel-installed
+INSTALL_SRC := build.sh pyproject.toml setup.py MANIFEST.in LICENSE go.mod go.sum $(shell find go include python build_backend \
+	-type f -not -path '*/__pycache__/*' -not -path '*/testdata/*' -not -name '*_test.go' -not -name '*.so' \
+	-not -name '*.pyc' -not -name _ffi.py -not -name msa-helper -not -name '*.h' 2>/dev/null) $(wildcard include/*.h)
+install: $(INSTALLED)
+$(INSTALLED): $(DEMO_DEPS) $(INSTALL_SRC)
+	$(MAKE) --no-print-directory wheel
 	$(PIP) install -q --no-deps --force-reinstall dist/*.whl
+	touch $@
 
 system-deps: ## nginx (Debian) for the bearer-token proxy in the tests
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || \
@@ -91,10 +108,10 @@ test-go:
 # tests marked both_vaults against HashiCorp Vault, whose build runs in the
 # background meanwhile.
 test-py-openbao: install system-deps
-	$(PYTEST) -q -m "not hashicorp" $(PRODUCT_TESTS)
+	$(PYTEST) -q $(XDIST) -m "not hashicorp" $(PRODUCT_TESTS)
 
 test-py-hashicorp: install system-deps vault-server
-	$(PYTEST) -q -m hashicorp $(PRODUCT_TESTS)
+	$(PYTEST) -q $(XDIST) -m hashicorp $(PRODUCT_TESTS)
 
 test-py: test-py-openbao test-py-hashicorp
 
@@ -119,19 +136,32 @@ fuzz-short:
 mutants: install ## deliberate breakages on a copy of the tree: the fast suite must fail for each
 	$(PY) tools/mutants/run.py
 
-# Order: the Vault build starts first (background); OpenBao-backed phases and the
-# mutants run while it compiles; the HashiCorp phases wait for it at the end.
-test: ## everything: Go (-race, coverage gate), harness self-checks, product suite on OpenBao and Vault, mutants
+# Order: the Vault build starts first (background); then lint and the setup every
+# phase shares (venv, system packages, the installed wheel). Then two lanes at once:
+# the Go tests, the short fuzz run and the wheels (output kept in $(TEST_LOGS), printed
+# when they end) beside the harness self-checks, the product suite on OpenBao and the
+# mutants. The HashiCorp phases wait for the Vault build at the end. A lint failure stops
+# at once; after that every phase runs even if another failed, and `make test` then
+# fails naming each failed phase.
+test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, product suite on OpenBao and Vault, wheels, mutants
 	$(MAKE) --no-print-directory vault-server-bg
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory check-tidy
-	$(MAKE) --no-print-directory test-go
-	$(MAKE) --no-print-directory test-harness-openbao
-	$(MAKE) --no-print-directory test-py-openbao
-	$(MAKE) --no-print-directory mutants
-	$(MAKE) --no-print-directory test-wheels
-	$(MAKE) --no-print-directory test-harness-hashicorp
-	$(MAKE) --no-print-directory test-py-hashicorp
+	$(MAKE) --no-print-directory system-deps install
+	@mkdir -p $(TEST_LOGS); log=$(TEST_LOGS)/go-fuzz-wheels.log; \
+	phases() { local tag=$$1 failed="" p; shift; for p in "$$@"; do $(MAKE) --no-print-directory $$p || failed="$$failed $$p"; done; \
+	  [ -z "$$failed" ] || { echo "$$failed" > "$$log.failed-$$tag"; return 1; }; }; \
+	rm -f $$log.failed-*; failed_all=""; \
+	echo "test-go, fuzz-short and test-wheels run alongside; output in $$log"; \
+	phases 1 test-go fuzz-short test-wheels > $$log 2>&1 & lane=$$!; \
+	phases 2 test-harness-openbao test-py-openbao mutants; \
+	wait $$lane; \
+	echo "----- test-go, fuzz-short, test-wheels (run alongside) -----"; cat $$log; \
+	echo "----- end of test-go, fuzz-short, test-wheels -----"; \
+	phases 3 test-harness-hashicorp test-py-hashicorp; \
+	failed_all=$$(cat $$log.failed-* 2>/dev/null | tr '\n' ' '); rm -f $$log.failed-*; \
+	if [ -n "$$failed_all" ]; then echo "make test: FAILED phases: $$failed_all" >&2; exit 1; fi; \
+	echo "make test: every phase passed"
 
 bench: install vault-server ## hot-path and cold-start numbers (not part of `make test`)
 	go test -run '^$$' -bench . -benchmem ./go/...

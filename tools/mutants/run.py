@@ -16,6 +16,7 @@ import argparse
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -57,16 +58,48 @@ def copy_tree(dest: Path) -> None:
 
 
 def run(
-    cmd: list[str] | tuple[str, ...], cwd: Path, log: Path, env: dict[str, str] | None = None
+    cmd: list[str] | tuple[str, ...],
+    cwd: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    stop_at_first_failure: bool = False,
 ) -> tuple[bool, float]:
+    """Run ``cmd``, its output appended to ``log``; True if it exits 0.
+
+    With ``stop_at_first_failure`` (the Go tests under a mutant), the first
+    ``--- FAIL`` line settles the verdict: the process group is stopped then,
+    rather than waiting for other packages (one that waits forever under the
+    mutant runs into the timeout otherwise). A baseline run never stops early."""
     started = time.monotonic()
     with open(log, "ab") as out:
         out.write(f"\n$ {' '.join(cmd)}\n".encode())
         out.flush()
-        rc = subprocess.run(
-            list(cmd), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False
-        ).returncode
-    return rc == 0, time.monotonic() - started
+        if not stop_at_first_failure:
+            rc = subprocess.run(
+                list(cmd), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False
+            ).returncode
+            return rc == 0, time.monotonic() - started
+        proc = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        failed = False
+        for line in proc.stdout:
+            out.write(line)
+            if line.lstrip().startswith(b"--- FAIL"):
+                failed = True
+                out.write(b"mutants: a test failed; stopping the rest of this run\n")
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+        proc.stdout.close()
+        rc = proc.wait()
+        return (rc == 0 and not failed), time.monotonic() - started
 
 
 def python_env(tree: Path) -> dict[str, str]:
@@ -145,7 +178,7 @@ def main() -> int:
             try:
                 verdict = ""
                 if m.lang == "go":
-                    ok, took = (True, 0.0) if args.python_only else run(GO_UNIT, tree, log)
+                    ok, took = (True, 0.0) if args.python_only else run(GO_UNIT, tree, log, stop_at_first_failure=True)
                     if not ok:
                         verdict = f"caught by the Go unit tests ({took:.0f}s)"
                     else:
