@@ -11,6 +11,8 @@ package main
 import "C"
 
 import (
+	"io"
+	"log"
 	"unsafe"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
@@ -94,5 +96,9 @@ func MsaFree(p *C.char) {
 		C.free(unsafe.Pointer(p))
 	}
 }
+
+// A dependency that logs through the standard "log" package must not reach
+// stderr: the Go side never writes there.
+func init() { log.SetOutput(io.Discard) }
 
 func main() {}

@@ -20,6 +20,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"log"
 	"os"
 	"sync"
 
@@ -38,6 +39,10 @@ type envelope struct {
 	ID    json.RawMessage `json:"id"`
 	Reply json.RawMessage `json:"reply"`
 }
+
+// A dependency that logs through the standard "log" package must not reach
+// stderr: the Go side never writes there.
+func init() { log.SetOutput(io.Discard) }
 
 func main() {
 	run(engine.New(nil), os.Stdin, os.Stdout)

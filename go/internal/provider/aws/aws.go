@@ -21,6 +21,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
@@ -128,7 +129,9 @@ type Provider struct {
 func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	var opts []func(*awsconfig.LoadOptions) error
+	// The SDK logs to stderr by default (for example "failed to discard
+	// remaining HTTP response body"); the Go side never writes there.
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithLogger(logging.Nop{}), awsconfig.WithClientLogMode(0)}
 	if s.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(s.Region))
 	}

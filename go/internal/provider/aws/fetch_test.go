@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/smithy-go/logging"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
@@ -345,5 +346,18 @@ func TestCloseClosesIdleConnections(t *testing.T) {
 			t.Fatalf("%d connection(s) still open after Close", n)
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// The SDK's default logger writes to stderr (a closed stderr would kill the
+// host process with SIGPIPE); the client must log nowhere.
+func TestSDKLogsNowhere(t *testing.T) {
+	_, env := start(t, &fakeSM{respond: secretString("tok")})
+	opts := openProvider(t, env).client.Options()
+	if _, ok := opts.Logger.(logging.Nop); !ok {
+		t.Errorf("the Secrets Manager client logs with %T", opts.Logger)
+	}
+	if opts.ClientLogMode != 0 {
+		t.Errorf("client log mode %v", opts.ClientLogMode)
 	}
 }
