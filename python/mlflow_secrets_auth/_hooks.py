@@ -20,7 +20,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def origin_key(url: str) -> str:
     """The part of a URL the core decides on: ``scheme://host:port`` (with any
-    userinfo, which the core refuses). Cheap: one find, no parsing."""
+    userinfo, which the core ignores when it reads the host). Cheap: one find, no parsing."""
     end = url.find("/", 8)  # the slash after "scheme://authority" ("https://" is 8 characters)
     return url if end < 0 else url[:end]
 

@@ -15,7 +15,7 @@ from mlflow_secrets_auth import _hooks
         ("http://h/x", "http://h"),
         ("https://[::1]:8443/p", "https://[::1]:8443"),
         ("https://host:8443", "https://host:8443"),
-        ("http://user:pw@h:1/p", "http://user:pw@h:1"),  # the core refuses userinfo
+        ("http://user:pw@h:1/p", "http://user:pw@h:1"),  # the core reads the host past the userinfo
     ],
 )
 def test_origin_key_is_scheme_and_authority(url: str, key: str) -> None:
