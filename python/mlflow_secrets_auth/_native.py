@@ -217,12 +217,7 @@ class _Process:
             self.proc.wait()
         except OSError:
             pass
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        self.drop()
 
     def drop(self) -> None:
         """In a forked child: close the inherited pipe ends, leave the parent's helper alone."""
