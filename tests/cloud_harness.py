@@ -142,16 +142,8 @@ class MotoServer(ManagedServer):
         env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)  # auth is switched at run time
         env["PYTHONUNBUFFERED"] = "1"
         started = time.monotonic()
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                [venv_executable("moto_server", "pip install 'moto[server]'"), "-H", LOCALHOST, "-p", str(self.port)],
-                cwd=self._tmp,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        moto_server = venv_executable("moto_server", "pip install 'moto[server]'")
+        self._spawn([moto_server, "-H", LOCALHOST, "-p", str(self.port)], env)
         self._wait_http_ok(f"{self.url}/moto-api/", started + self._startup_timeout, "moto_server", 0.05)
         self.startup_seconds = time.monotonic() - started
         if self._want_iam_auth:

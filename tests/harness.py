@@ -136,6 +136,21 @@ class ManagedServer:
     def start(self) -> None:
         raise NotImplementedError
 
+    def _spawn(self, cmd: list[str], env: dict[str, str]) -> None:
+        """Start ``cmd`` in its own session (so closing stops the whole group),
+        in the temporary directory, with its output in ``self.log_path``."""
+        assert self.log_path is not None
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self._tmp,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
     def _kill(self, timeout: float | None = None) -> None:
         if self._proc is not None:
             _stop_process_group(self._proc, timeout or self._stop_timeout)
@@ -562,16 +577,7 @@ class OpenBaoServer(VaultAPIServer):
         # HOME: the dev server writes its token helper file there.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
         env.update(HOME=str(self._tmp), BAO_LOG_LEVEL="info")
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self._tmp,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._spawn(cmd, env)
         self.addr = f"http://{LOCALHOST}:{port}"
         self.root_token = token
         try:
@@ -695,16 +701,7 @@ class MlflowServer(ManagedServer):
             "--serve-artifacts",
             "--workers", str(self._workers),
         ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self._tmp,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._spawn(cmd, env)
         self._wait_http_ok(f"{self.url}/health", time.monotonic() + self._startup_timeout, "MLflow server", 0.25)
 
 
