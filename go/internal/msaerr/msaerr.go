@@ -26,6 +26,13 @@ type Error struct {
 	Variable string // the environment variable to change; may be empty
 	Message  string
 	Err      error // the underlying cause, included in Error(); never holds a secret
+	// Rejected marks a failure where the backend answered and refused: a
+	// 401/403/404 from it, a disabled or deleted secret. The engine reports a
+	// rejection at once, does not move on to the next provider, and ends any
+	// stale window. Every other failure (not configured, unreachable, timed
+	// out, a 5xx) means the source is unavailable: the next provider is tried
+	// and a held value may be served stale. SecretUnusable is always a rejection.
+	Rejected bool
 }
 
 func (e *Error) Error() string {
@@ -45,6 +52,19 @@ func New(code Code, variable, format string, args ...any) *Error {
 // Wrap returns an Error whose message is followed by the cause.
 func Wrap(code Code, err error, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// Reject marks e as a rejection (see Error.Rejected) and returns it.
+func (e *Error) Reject() *Error {
+	e.Rejected = true
+	return e
+}
+
+// IsRejection reports whether err is, or wraps, a rejection: the backend
+// answered and refused, or the secret cannot make a header.
+func IsRejection(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && (e.Rejected || e.Code == SecretUnusable)
 }
 
 // As returns err as an *Error, classifying unknown errors as Internal.

@@ -40,3 +40,19 @@ func TestRootCause(t *testing.T) {
 		t.Errorf("RootCause of an unwrapped error = %q", got)
 	}
 }
+
+func TestRejection(t *testing.T) {
+	base := New(Backend, "VAULT_TOKEN", "permission denied")
+	if IsRejection(base) {
+		t.Fatal("a plain backend error is a rejection")
+	}
+	if !IsRejection(fmt.Errorf("wrapped: %w", New(Backend, "", "x").Reject())) {
+		t.Fatal("a wrapped rejection is not seen")
+	}
+	if !IsRejection(New(SecretUnusable, "", "no token")) {
+		t.Fatal("an unusable secret is not a rejection")
+	}
+	if IsRejection(errors.New("plain")) {
+		t.Fatal("a foreign error is a rejection")
+	}
+}
