@@ -8,6 +8,7 @@ package secret
 import (
 	"encoding/json"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
@@ -18,10 +19,14 @@ type Credential struct {
 	Token    string
 	Username string
 	Password string
+	// Expires is when the credential itself says it ends (a JWT's exp, Azure's
+	// secret exp attribute, the lease of the Vault login that read it); zero
+	// when unknown. The cache refreshes before the earlier of this and the TTL.
+	Expires time.Time
 }
 
 // IsZero reports whether the credential holds nothing.
-func (c Credential) IsZero() bool { return c == Credential{} }
+func (c Credential) IsZero() bool { return c.Token == "" && c.Username == "" && c.Password == "" }
 
 // Parse reads a secret stored as text or bytes.
 func Parse(raw []byte) (Credential, error) {
