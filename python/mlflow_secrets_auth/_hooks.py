@@ -1,19 +1,19 @@
-"""Pure pieces of the per-request logic: destination keys, redirect targets,
-origin comparison and the 401 refetch rate limit. No I/O, no core calls.
+"""Pure pieces of the per-request logic: destination keys, the proxy a hop
+goes through, redirect targets, origin comparison and whether a body can be
+sent again. No I/O, no core calls.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time
-from typing import Callable
+from typing import Callable, Optional
 from urllib.parse import urljoin, urlparse
 
-from requests.utils import requote_uri
-from urllib3.util import parse_url
+from requests import PreparedRequest
+from requests.utils import get_environ_proxies, prepend_scheme_if_needed, requote_uri, select_proxy
+from urllib3.util import Url, parse_url
 
 Items = tuple[tuple[str, str], ...]
+Proxies = Optional[dict[str, str]]  # as requests passes them to an adapter's send()
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -23,6 +23,48 @@ def origin_key(url: str) -> str:
     userinfo, which the core ignores when it reads the host). Cheap: one find, no parsing."""
     end = url.find("/", 8)  # the slash after "scheme://authority" ("https://" is 8 characters)
     return url if end < 0 else url[:end]
+
+
+def route(url: str, proxies: Proxies = None) -> tuple[str, str]:
+    """(origin key, proxy) of one hop: what the core decides on.
+
+    ``proxies`` are the ones requests hands its adapter for this hop (the
+    ``proxies`` keyword of ``send``, which a response hook receives); the
+    proxy is then the one the adapter picks (``select_proxy``). Without them,
+    the proxies are those a ``requests.Session`` (``trust_env``) takes from the
+    environment for this URL, ``NO_PROXY`` applied, as it does for MLflow's
+    requests. The proxy is given as the URL requests connects to, without its
+    userinfo (the core needs its scheme, host and port), or "" for a direct
+    connection.
+    """
+    chosen = select_proxy(url, get_environ_proxies(url) if proxies is None else proxies)
+    return origin_key(url), proxy_url(chosen)
+
+
+def proxy_url(proxy: str | None) -> str:
+    """A proxy setting as the adapter uses it (no scheme means http), without
+    userinfo; "" for none. One that does not parse is returned as it is, for
+    the core to refuse."""
+    if not proxy:
+        return ""
+    try:
+        u = parse_url(prepend_scheme_if_needed(proxy, "http"))
+    except Exception:  # urllib3's LocationParseError and friends
+        return proxy
+    if not u.host:
+        return proxy
+    return Url(scheme=u.scheme, host=u.host, port=u.port).url
+
+
+def redirect_proxies(target_url: str, proxies: Proxies) -> dict[str, str]:
+    """The proxies requests uses for a redirect's next hop to target_url, given
+    those of the hop that was redirected (``Session.rebuild_proxies``, with the
+    environment trusted as MLflow's sessions do)."""
+    from requests.utils import resolve_proxies
+
+    probe = PreparedRequest()
+    probe.url = target_url
+    return resolve_proxies(probe, proxies, True)
 
 
 def origin(url: str) -> tuple[str, str, int] | None:
@@ -61,47 +103,23 @@ def decode_location(raw: str) -> str:
         return raw
 
 
-def redirect_headers(
-    current_url: str, target_url: str, carried: Items, lookup: Callable[[str], Items]
-) -> Items | None:
+def redirect_headers(current_url: str, target_url: str, lookup: Callable[[str], Items]) -> Items | None:
     """What our headers on the next hop of a redirect must be.
 
     None: the origin does not change, keep what the request carries.
-    Otherwise the headers the core gives for the target's origin (empty when
-    it is not allowed): the carried ones are removed first in any case.
+    Otherwise the headers lookup gives for the target URL (empty when its
+    origin is not allowed): the carried ones are removed first in any case.
     """
     if same_origin(current_url, target_url):
         return None
     if origin(target_url) is None:
         return ()
-    return lookup(origin_key(target_url))
+    return lookup(target_url)
 
 
-def fingerprint(items: Items) -> str:
-    """A stable name for a credential that does not keep the credential itself."""
-    h = hashlib.sha256()
-    for name, value in items:
-        h.update(name.lower().encode() + b"\0" + value.encode("utf-8", "surrogateescape") + b"\0")
-    return h.hexdigest()
-
-
-class RefetchLimiter:
-    """At most one refetch per credential per ``interval`` seconds."""
-
-    def __init__(self, interval: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-
-    def allow(self, credential: Items) -> bool:
-        key = fingerprint(credential)
-        now = self._clock()
-        with self._lock:
-            if len(self._last) > 256:  # forget old entries; a few credentials are live at once
-                self._last = {k: t for k, t in self._last.items() if now - t < self.interval}
-            last = self._last.get(key)
-            if last is not None and now - last < self.interval:
-                return False
-            self._last[key] = now
-            return True
+def replayable(req: PreparedRequest) -> bool:
+    """True when req's body can be sent again exactly: none, bytes or text, or
+    a file-like body whose start position is known (``rewind_body``). A
+    generator or iterator is used up by the first attempt."""
+    body = req.body
+    return body is None or isinstance(body, (bytes, bytearray, str)) or isinstance(req._body_position, int)

@@ -2,32 +2,42 @@
 
 MLflow calls ``get_auth()`` on every request and hands the returned object to
 ``requests``, which calls it with the prepared request. That is where the
-destination is known, so that is where the host policy is applied: the Go core
-decides, per origin, whether credentials may be sent and which headers to send.
-Answers are kept per origin for as long as the core says they are fresh, so a
-request normally costs a dictionary lookup.
+destination is known, so that is where the core's decision is asked for: the
+Go core decides, per hop, whether credentials may be sent and which headers to
+send. A hop is the origin (``scheme://host:port``) and the proxy the request
+goes through (``_hooks.route``: ``select_proxy`` over the proxies requests uses,
+``NO_PROXY`` applied); the core refuses, for example, an ``http://`` origin
+reached through a cleartext proxy that is not loopback. Answers are kept per
+origin for the environment they were made in (which fixes the proxy) and for
+as long as the core says they are fresh, so a request normally costs a
+dictionary lookup.
 
-The auth object also registers a response hook on each request it adds headers
-to. ``requests`` runs response hooks before it follows a redirect, and builds
-the next hop from a copy of the request the hook sees, so the hook decides
-what the next hop carries:
+The auth object also puts a response hook on each request it adds headers to
+(one hook object per answer, shared by the requests that use it; a request
+whose hook must keep state gets its own). ``requests`` runs response hooks
+before it follows a redirect, and builds the next hop from a copy of the
+request the hook sees, so the hook decides what the next hop carries:
 
-* a redirect to another origin (scheme, host, port) loses our headers, and
-  gets them back only if the core allows that origin (``requests`` itself
-  then still drops ``Authorization`` when the host or port changes, except
-  for an http->https upgrade on the default ports; if such an allowed target
-  answers 401, the request is sent to it once more with the credential);
-* a 401 to a request that carried our credential drops the cached credential
-  (here and in the core), fetches again and, if it changed, sends the request
-  once more through the same connection adapter with the same settings
-  (timeout, TLS verification, client certificate, proxies), as requests' own
-  HTTPDigestAuth does. At most one refetch per credential per
-  ``REFETCH_INTERVAL`` seconds; no marker header.
+* a redirect to another origin loses our headers, and gets them back only if
+  the core allows that hop (its origin, and the proxy requests will use for
+  it) (``requests`` itself then still drops ``Authorization`` when the host
+  or port changes, except for an http->https upgrade on the default ports; if
+  such an allowed target answers 401, the request is sent to it once more
+  with the credential);
+* a 401 to a request that carried our headers rejects exactly those headers
+  in the core (by the fingerprint the core gave with them): the core
+  refreshes that one credential, once, however many requests report it. If
+  the core then has other headers, the request is sent once more through the
+  same connection adapter with the same settings (timeout, TLS verification,
+  client certificate, proxies), as requests' own HTTPDigestAuth does, unless
+  its body was a stream that cannot be replayed exactly: then the 401 is the
+  answer. No marker header.
 
 This module is the entry point MLflow imports: it imports nothing that can
-fail, and starts nothing. If the native core cannot work, the auth object
-raises ``MlflowSecretsAuthError``: a request never goes out without the
-credentials it was meant to carry.
+fail, and starts nothing. If the native core cannot work, or refuses a hop
+because it would carry the credential in cleartext, the auth object raises
+``MlflowSecretsAuthError``: a request never goes out without the credentials
+it was meant to carry.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ from requests.auth import AuthBase
 from mlflow_secrets_auth import _env, _hooks, _native
 
 NAME = "mlflow_secrets_auth"
-LOG_LEVEL_ENV = "MLFLOW_SECRETS_LOG_LEVEL"
+ALLOW_HTTP_ENV = "MLFLOW_SECRETS_ALLOW_HTTP"  # named by the core when a hop would be cleartext
 logger = logging.getLogger("mlflow_secrets_auth")
 
 
@@ -59,61 +69,123 @@ class MlflowSecretsAuthError(RuntimeError):
 
 
 Items = _hooks.Items
-# Per destination ("scheme://host:port"): (env generation, monotonic deadline, header items).
-_entries: dict[str, tuple[int, float, Items]] = {}
+
+
+class _Guard:
+    """The headers of one core answer, and the response hook of the requests
+    that carry them. Immutable and shared: a request whose hook needs state
+    (a 401 or a redirect) gets a ``_Hop`` of its own in place of this one."""
+
+    __slots__ = ("fingerprint", "items", "names")
+
+    def __init__(self, items: Items, fingerprint: str) -> None:
+        self.items = items
+        self.fingerprint = fingerprint  # the core's name for exactly these headers
+        self.names = tuple(name for name, _ in items)
+
+    def __call__(self, resp: Response, **kwargs: Any) -> Response:
+        if resp.status_code != 401 and not resp.is_redirect:
+            return resp
+        hop = _Hop(self)
+        hooks = resp.request.hooks.get("response") or []
+        for i, hook in enumerate(hooks):
+            if hook is self:
+                hooks[i] = hop  # later hops of this request (same hook list) see its state
+                break
+        return hop(resp, **kwargs)
+
+
+# Per origin key ("scheme://host:port", as the URL spells it), for the hop as
+# requests makes it from the environment: (env generation, monotonic deadline,
+# the headers or None when the core gives none, the proxy of the hop).
+Entry = tuple[int, float, "_Guard | None", str]
+_entries: dict[str, Entry] = {}
 DENIAL_TTL = 1.0  # seconds a "host not allowed" answer is reused
-REFETCH_INTERVAL = 5.0  # at most one refetch per credential this often after a 401
-_limiter = _hooks.RefetchLimiter(REFETCH_INTERVAL)
 _sync_lock = threading.Lock()
 _synced: tuple[int, int, str, str] | None = None  # (transport, env generation, URIs) the core was last given
-_said: set[str] = set()  # log messages already emitted once
+_said: set[str] = set()  # log messages already emitted once (cleared with each new environment)
 _fork_hook = False
+_now = time.monotonic
+_origin_key = _hooks.origin_key
 
 
 def _after_fork_in_child() -> None:
     """A child may be forked while another thread holds a lock: start afresh."""
-    global _sync_lock, _synced, _limiter
+    global _sync_lock, _synced
     _sync_lock = threading.Lock()
     _synced = None
-    _limiter = _hooks.RefetchLimiter(REFETCH_INTERVAL)
     _env._lock = threading.Lock()
 
 
 class SecretsAuth(AuthBase):
-    """Adds the secret-derived headers to each request its origin may receive."""
+    """Adds the secret-derived headers to each request whose hop may carry them."""
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        items = headers_for(_hooks.origin_key(r.url or ""))
-        if items:
-            for name, value in items:
-                r.headers[name] = value
-            r.register_hook("response", _Guard(tuple(name for name, _ in items)))
+        url = r.url or ""
+        entry = _entries.get(_origin_key(url))
+        if entry is None or entry[0] != (_env.generation if _env.tracked else _env.current()) or entry[1] <= _now():
+            entry = _fetch(url)
+        guard = entry[2]
+        if guard is not None:
+            headers = r.headers
+            for name, value in guard.items:
+                headers[name] = value
+            r.hooks["response"].append(guard)
         return r
 
 
-def headers_for(key: str) -> Items:
-    """Our headers for an origin key: from the per-origin cache, or from the core."""
+def route(url: str, proxies: _hooks.Proxies = None) -> tuple[str, str]:
+    """(origin key, proxy) of a hop to url: see ``_hooks.route``."""
+    return _hooks.route(url, proxies)
+
+
+def _fetch(url: str) -> Entry:
+    """The core's answer for a request to url, going out as requests sends it from the environment; kept."""
+    generation = _env.generation if _env.tracked else _env.current()  # before the route is read
+    key, proxy = _hooks.route(url)
+    ttl, guard = _ask(key, proxy)
+    entry: Entry = (generation, _now() + ttl, guard, proxy)
+    _entries[key] = entry
+    return entry
+
+
+def _answer(url: str, proxies: _hooks.Proxies, reject: str = "") -> tuple[str, _Guard | None]:
+    """(origin key, headers) for one hop inside a request's hooks: with the
+    proxies requests uses for it; cached only where it matches the environment's hop."""
+    key, proxy = _hooks.route(url, proxies)
+    if not reject:
+        entry = _entries.get(key)
+        if (
+            entry is not None
+            and entry[3] == proxy
+            and entry[0] == (_env.generation if _env.tracked else _env.current())
+            and entry[1] > _now()
+        ):
+            return key, entry[2]
+    return key, _ask(key, proxy, reject)[1]
+
+
+def _forget(key: str, fingerprint: str) -> None:
+    """Drop our copy of headers the server rejected once the core has others."""
     entry = _entries.get(key)
-    if (
-        entry is not None
-        and entry[0] == (_env.generation if _env.tracked else _env.current())
-        and entry[1] > time.monotonic()
-    ):
-        return entry[2]
-    return _lookup(key)
+    if entry is not None and entry[2] is not None and entry[2].fingerprint == fingerprint:
+        _entries.pop(key, None)
 
 
-class _Guard:
-    """The response hook of one request (shared by its redirect hops and retry)."""
+class _Hop:
+    """The response hook of one request that needs state (shared by its redirect hops and retry)."""
 
-    __slots__ = ("granted", "names")
+    __slots__ = ("current", "granted", "names", "proxies")
 
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = names
+    def __init__(self, guard: _Guard) -> None:
+        self.current: _Guard | None = guard  # the headers this request carries now
+        self.names = guard.names  # every header name we ever set on it
         self.granted: str | None = None  # the origin a redirect was allowed to carry our headers to
+        self.proxies: _hooks.Proxies = None  # those of the hop being answered
 
     def __call__(self, resp: Response, **kwargs: Any) -> Response:
         original = resp.request  # the request requests copies for a redirect's next hop
+        self.proxies = kwargs.get("proxies")
         if resp.status_code == 401:
             resp = self._retry(resp, kwargs)
         if resp.is_redirect:
@@ -130,52 +202,74 @@ class _Guard:
         if location is None or req.url is None:
             return
         target = _hooks.redirect_target(req.url, _hooks.decode_location(location))
-        new = _hooks.redirect_headers(req.url, target, self._carried(req), headers_for)
+        answers: list[_Guard | None] = []
+        hops = {id(original): original, id(req): req}.values()
+
+        def lookup(url: str) -> Items:
+            for r in hops:  # first, so that no failure below leaves them on
+                _set(r, self.names, ())
+            guard = _answer(url, _hooks.redirect_proxies(url, self.proxies))[1]
+            answers.append(guard)
+            return guard.items if guard is not None else ()
+
+        new = _hooks.redirect_headers(req.url, target, lookup)
         if new is None:
             return
-        for r in {id(original): original, id(req): req}.values():
+        for r in hops:
             _set(r, self.names, new)
         self.names = tuple(dict.fromkeys(self.names + tuple(name for name, _ in new)))
+        self.current = answers[0] if answers else None
         self.granted = _hooks.origin_key(target) if new else None
 
     def _retry(self, resp: Response, kwargs: dict[str, Any]) -> Response:
         req = resp.request
         if req.url is None:
             return resp
-        key = _hooks.origin_key(req.url)
-        carried = self._carried(req)
-        if not carried:
+        if not self._carried(req):
             # requests itself drops Authorization on a redirect to another
             # host or port, even one the core allowed: send it there once.
+            key = _hooks.origin_key(req.url)
             if self.granted != key:
                 return resp
             self.granted = None
             try:
-                new = headers_for(key)
+                guard = _answer(req.url, self.proxies)[1]
             except MlflowSecretsAuthError:
                 return resp
-            return self._resend(resp, new, kwargs) if new else resp
+            return self._resend(resp, guard, key, kwargs) if guard is not None else resp
+        rejected = self.current
+        if rejected is None or any(req.headers.get(name) != value for name, value in rejected.items):
+            return resp  # not the headers the core gave: not ours to judge
         try:
-            if _limiter.allow(carried):
-                invalidate()
-            new = headers_for(key)
+            key, guard = _answer(req.url, self.proxies, reject=rejected.fingerprint)
         except MlflowSecretsAuthError as exc:
             _once(logging.WARNING, f"mlflow-secrets-auth: the server answered 401 and no new credential: {exc}")
             return resp
-        if not new or new == carried:
+        if guard is None or guard.fingerprint == rejected.fingerprint:
             return resp
-        logger.info("mlflow-secrets-auth: %s answered 401; sending the request again with a new credential", key)
-        return self._resend(resp, new, kwargs)
+        _forget(key, rejected.fingerprint)
+        return self._resend(resp, guard, key, kwargs)
 
-    def _resend(self, resp: Response, new: Items, kwargs: dict[str, Any]) -> Response:
+    def _resend(self, resp: Response, guard: _Guard, key: str, kwargs: dict[str, Any]) -> Response:
         """Send resp's request again with new headers, through the same adapter and settings."""
         req = resp.request
+        if not _hooks.replayable(req):
+            logger.warning(
+                "mlflow-secrets-auth: %s answered 401; the request is not sent again with the new credential"
+                " because its body was a stream that cannot be replayed",
+                _loggable(key),
+            )
+            return resp
+        logger.info("mlflow-secrets-auth: %s answered 401; sending the request again with a new credential",
+                    _loggable(key))
         _ = resp.content  # release the connection for the new request
         resp.close()
         prep = req.copy()
         _copy_cookies(prep, req, resp)
         for r in (prep, req):  # req too: a redirect's next hop is copied from it
-            _set(r, self.names, new)
+            _set(r, self.names, guard.items)
+        self.names = tuple(dict.fromkeys(self.names + guard.names))
+        self.current = guard
         if prep._body_position is not None:  # a file-like body: read again from where it began
             from requests.utils import rewind_body
 
@@ -202,16 +296,6 @@ def _copy_cookies(prep: PreparedRequest, req: PreparedRequest, resp: Response) -
         prep.prepare_cookies(jar)
 
 
-def invalidate() -> None:
-    """Forget every cached credential, in the core and here."""
-    try:
-        _native.transport().invalidate()
-    except _native.NativeError as exc:
-        raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
-    finally:
-        _entries.clear()
-
-
 _AUTH = SecretsAuth()
 
 
@@ -231,21 +315,6 @@ def _once(level: int, message: str) -> None:
         logger.log(level, "%s", message)
 
 
-def log_level(raw: str | None) -> tuple[int, str | None]:
-    """The logger level for MLFLOW_SECRETS_LOG_LEVEL, and a warning if it is not one."""
-    text = (raw or "").strip().upper()
-    if not text:
-        return logging.INFO, None
-    level = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "WARN": logging.WARNING,
-             "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}.get(text)
-    if level is None:
-        shown = (raw or "")[:40]
-        return logging.INFO, (
-            f"mlflow-secrets-auth: {LOG_LEVEL_ENV}={shown!r} is not one of DEBUG, INFO, WARNING, ERROR; using INFO"
-        )
-    return level, None
-
-
 def _mlflow_uris() -> tuple[str, str]:
     """The tracking and registry URIs as MLflow resolves them now."""
     from mlflow.tracking._model_registry.utils import get_registry_uri
@@ -260,7 +329,11 @@ def _mlflow_uris() -> tuple[str, str]:
 
 
 def sync(t: _native.Transport) -> int:
-    """Hand the core the current environment if it changed; return its generation."""
+    """Hand the core the current environment if it changed; return its generation.
+
+    The core's reply names the logger level (it reads MLFLOW_SECRETS_LOG_LEVEL)
+    and every configuration warning, each logged once per environment.
+    """
     global _synced, _fork_hook
     if not _fork_hook:
         _native.at_fork(_after_fork_in_child)
@@ -279,10 +352,10 @@ def sync(t: _native.Transport) -> int:
                 raise MlflowSecretsAuthError(str(reply.get("message")), str(reply.get("code")))
             _entries.clear()
             _said.clear()
-            level, warning = log_level(env.get(LOG_LEVEL_ENV))
-            logger.setLevel(level)
-            if warning:
-                _once(logging.WARNING, warning)
+            level = logging.getLevelName(str(reply.get("log_level") or "INFO"))
+            logger.setLevel(level if isinstance(level, int) else logging.INFO)
+            for warning in reply.get("warnings") or ():
+                _once(logging.WARNING, f"mlflow-secrets-auth: {warning}")
             _synced = state
     return generation
 
@@ -334,38 +407,44 @@ def log_events(reply: dict[str, Any]) -> None:
             logger.log(level, "mlflow-secrets-auth: %s", event.get("message", ""))
 
 
-def _shown(key: str) -> str:
-    """An origin key fit for a log line: any userinfo as ***."""
-    scheme, sep, rest = key.partition("://")
-    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else key
+def _loggable(key: str) -> str:
+    """An origin key for our own log lines: one with userinfo is not shown at all."""
+    return key if "@" not in key else "the server (its URL has userinfo, not shown)"
 
 
-def _lookup(key: str) -> Items:
+def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Guard | None]:
+    """The core's decision for one hop: (seconds it may be reused, the headers or None).
+
+    None: the origin is not one the credential is for (logged once). A hop
+    the core refuses because it would carry the credential in cleartext
+    (the origin's scheme or the proxy's) raises, as every other failure does.
+    """
     try:
         t = _native.transport()
-        generation = sync(t)
-        reply: dict[str, Any] = interruptible(lambda: t.headers(key))
+        sync(t)
+        reply: dict[str, Any] = interruptible(lambda: t.headers(key, proxy, reject))
     except _native.NativeError as exc:
         raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
     log_events(reply)
     if reply.get("ok"):
-        items: Items = tuple(reply["headers"].items())
+        guard = _Guard(tuple(reply["headers"].items()), str(reply.get("fingerprint") or ""))
         max_age = reply.get("max_age_ms", 0) / 1000.0
-        _entries[key] = (generation, time.monotonic() + max_age, items)
-        logger.debug(
-            "mlflow-secrets-auth: %s: header %s from %s, reused for %.1f s",
-            _shown(key), ", ".join(name for name, _ in items), reply.get("provider"), max_age,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "mlflow-secrets-auth: %s%s: header %s from %s, reused for %.1f s",
+                _loggable(key), f" through the proxy {proxy}" if proxy else "", ", ".join(guard.names),
+                reply.get("provider"), max_age,
+            )
         if stale := reply.get("stale"):  # the core's events carry the one warning per outage
             _once(logging.DEBUG, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
         for attempt in reply.get("attempts", ()):  # the outage warning itself comes once, as an event
             _once(logging.DEBUG, f"mlflow-secrets-auth: skipped {attempt['provider']}: {attempt['message']}")
-        return items
+        return max_age, guard
     message = f"mlflow-secrets-auth: {reply.get('message')}"
-    if reply.get("code") == "host_not_allowed":
+    code, variable = str(reply.get("code")), reply.get("variable")
+    if code == "host_not_allowed" and variable != ALLOW_HTTP_ENV:
         _once(logging.WARNING, message)
         # Kept briefly: a change of environment ends it at once, while
         # mlflow.set_registry_uri (which changes no variable) is seen within DENIAL_TTL.
-        _entries[key] = (generation, time.monotonic() + DENIAL_TTL, ())
-        return ()
-    raise MlflowSecretsAuthError(message, str(reply.get("code")), reply.get("variable"))
+        return DENIAL_TTL, None
+    raise MlflowSecretsAuthError(message, code, variable)

@@ -1,9 +1,11 @@
-"""The provider module's pure parts: log level, core events, interruptible,
-and the response hook's redirect and 401 handling, with a fake transport."""
+"""The provider module's parts with a fake core: the hop decision (origin and
+proxy) and its cache, the log level and warnings from the core, core events,
+interruptible, and the response hook's redirect and 401 handling."""
 
 from __future__ import annotations
 
 import ctypes
+import io
 import logging
 import os
 import signal
@@ -16,44 +18,47 @@ import pytest
 import requests
 from mlflow_secrets_auth import _hooks, _native, provider
 
-
-@pytest.mark.parametrize(
-    ("raw", "level"),
-    [(None, logging.INFO), ("", logging.INFO), ("debug", logging.DEBUG), (" WARNING ", logging.WARNING),
-     ("error", logging.ERROR)],
-)
-def test_log_levels(raw: str | None, level: int) -> None:
-    assert provider.log_level(raw) == (level, None)
-
-
-@pytest.mark.parametrize("raw", ["verbose", "5", "LOUD" * 100])
-def test_an_invalid_log_level_is_a_warning_and_info(raw: str) -> None:
-    level, warning = provider.log_level(raw)
-    assert level == logging.INFO
-    assert warning is not None
-    assert provider.LOG_LEVEL_ENV in warning
-    assert len(warning) < 200  # a long value is cut
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 class FakeTransport:
-    """Answers like the core: headers per allowed origin, a counter of invalidations."""
+    """Answers like the core (PROTOCOL.md): headers per allowed origin with a
+    fingerprint, the cleartext rule for a hop through a proxy, and reject."""
 
     def __init__(self, allowed: dict[str, str], header: str = "X-Api-Key") -> None:
         self.allowed = allowed
         self.header = header
-        self.invalidations = 0
+        self.rotated: dict[str, str] = {}  # origin -> the value a reject of the current one yields
+        self.calls: list[tuple[str, str, str]] = []  # (target, proxy, reject)
         self.env: dict[str, str] = {}
         self.events: list[dict[str, str]] = []
+        self.log_level = "INFO"
+        self.warnings: list[str] = []
+        self.set_envs = 0
 
-    def headers(self, host: str) -> dict[str, Any]:
+    @staticmethod
+    def fingerprint(value: str) -> str:
+        return f"fp<{len(value)}:{value[::-1]}>"  # stable per value; not how the core computes it
+
+    def headers(self, target: str, proxy: str = "", reject: str = "") -> dict[str, Any]:
+        self.calls.append((target, proxy, reject))
         events, self.events = self.events, []
-        if host in self.allowed:
-            return {"ok": True, "headers": {self.header: self.allowed[host]}, "max_age_ms": 60000, "events": events}
-        return {"ok": False, "code": "host_not_allowed", "message": f"{host} not allowed", "events": events}
+        if target not in self.allowed:
+            return {"ok": False, "code": "host_not_allowed", "variable": "MLFLOW_SECRETS_ALLOWED_HOSTS",
+                    "message": f"{target} not allowed", "events": events}
+        if proxy.startswith("http://") and target.startswith("http://") and "127.0.0.1" not in proxy:
+            return {"ok": False, "code": "host_not_allowed", "variable": "MLFLOW_SECRETS_ALLOW_HTTP",
+                    "message": f"cleartext through {proxy}; set MLFLOW_SECRETS_ALLOW_HTTP=true", "events": events}
+        if reject and reject == self.fingerprint(self.allowed[target]) and target in self.rotated:
+            self.allowed[target] = self.rotated.pop(target)
+        value = self.allowed[target]
+        return {"ok": True, "headers": {self.header: value}, "fingerprint": self.fingerprint(value),
+                "max_age_ms": 60000, "events": events}
 
     def set_env(self, env: dict[str, str]) -> dict[str, Any]:
         self.env = env
-        return {"ok": True}
+        self.set_envs += 1
+        return {"ok": True, "timeout_ms": 10000, "log_level": self.log_level, "warnings": list(self.warnings)}
 
     def info(self) -> dict[str, Any]:
         return {"ok": True}
@@ -62,42 +67,153 @@ class FakeTransport:
         return {"ok": True}
 
     def invalidate(self) -> None:
-        self.invalidations += 1
+        raise AssertionError("the plugin never clears the core's cache")
 
 
 @pytest.fixture()
 def core(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTransport]:
-    fake = FakeTransport({"http://a:1": "tok-a", "http://b:2": "tok-b"})
+    fake = FakeTransport({"http://a:1": "tok-a", "http://b:2": "tok-b", "https://c": "tok-c"})
     monkeypatch.setattr(_native, "transport", lambda: fake)
     monkeypatch.setattr(provider, "_synced", None)
-    monkeypatch.setattr(provider, "_limiter", _hooks.RefetchLimiter(5.0, lambda: 0.0))
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
     provider._entries.clear()
     yield fake
     provider._entries.clear()
+    logging.getLogger("mlflow_secrets_auth").setLevel(logging.NOTSET)
 
 
-def test_invalid_log_level_never_fails_a_request(
+def prepared(url: str, **kwargs: Any) -> requests.PreparedRequest:
+    req = requests.Request("GET", url, **kwargs).prepare()
+    req.prepare_auth(provider.SecretsAuth())
+    return req
+
+
+# --------------------------------------------------------------------------- #
+# One decision per hop: origin and proxy, cached per environment and origin
+# --------------------------------------------------------------------------- #
+
+
+def test_the_core_is_asked_with_the_proxy_requests_will_use(
+    core: FakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.corp:3128")
+    assert prepared("https://c/x").headers["X-Api-Key"] == "tok-c"
+    assert core.calls == [("https://c", "http://proxy.corp:3128", "")]  # no proxy credentials handed over
+
+
+def test_cleartext_through_a_proxy_is_refused_with_the_opt_in_named(
+    core: FakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:3128")
+    req = requests.Request("GET", "http://a:1/x").prepare()
+    with pytest.raises(provider.MlflowSecretsAuthError) as err:
+        req.prepare_auth(provider.SecretsAuth())
+    assert err.value.variable == "MLFLOW_SECRETS_ALLOW_HTTP"
+    assert "MLFLOW_SECRETS_ALLOW_HTTP" in str(err.value)
+    assert "X-Api-Key" not in req.headers
+    assert core.calls == [("http://a:1", "http://proxy.corp:3128", "")]
+    # NO_PROXY for that host: a direct connection, which the core allows.
+    monkeypatch.setenv("NO_PROXY", "a")
+    assert prepared("http://a:1/x").headers["X-Api-Key"] == "tok-a"
+    assert core.calls[-1] == ("http://a:1", "", "")
+
+
+def test_a_host_that_is_not_allowed_gets_nothing_and_no_error(core: FakeTransport) -> None:
+    req = prepared("http://evil:1/x")
+    assert "X-Api-Key" not in req.headers
+    assert req.hooks["response"] == []
+
+
+def test_a_cached_answer_is_for_one_environment_and_so_one_proxy(
+    core: FakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route_calls: list[str] = []
+    real_route = _hooks.route
+
+    def counting_route(url: str, proxies: Any = None) -> tuple[str, str]:
+        route_calls.append(url)
+        return real_route(url, proxies)
+
+    monkeypatch.setattr(_hooks, "route", counting_route)
+    for _ in range(50):
+        assert prepared("https://c/x").headers["X-Api-Key"] == "tok-c"
+    assert len(route_calls) == 1  # the proxy is chosen on a miss only
+    assert core.calls == [("https://c", "", "")]
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")  # a new environment: a new decision
+    prepared("https://c/x")
+    assert core.calls[-1] == ("https://c", "http://proxy.corp:3128", "")
+    monkeypatch.setenv("NO_PROXY", "c")
+    prepared("https://c/other")
+    assert core.calls[-1] == ("https://c", "", "")
+    assert len(route_calls) == 3
+
+
+def test_requests_share_one_hook_object_per_answer(core: FakeTransport) -> None:
+    first, second = prepared("http://a:1/x"), prepared("http://a:1/y")
+    assert len(first.hooks["response"]) == 1
+    assert first.hooks["response"][0] is second.hooks["response"][0]
+
+
+# --------------------------------------------------------------------------- #
+# Log level, warnings and events come from the core
+# --------------------------------------------------------------------------- #
+
+
+def test_the_log_level_is_the_cores(core: FakeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    core.log_level = "DEBUG"
+    prepared("http://a:1/x")
+    assert logging.getLogger("mlflow_secrets_auth").level == logging.DEBUG
+    core.log_level = "ERROR"
+    monkeypatch.setenv("MLFLOW_SECRETS_LOG_LEVEL", "whatever")  # read by the core only
+    prepared("http://a:1/x")
+    assert logging.getLogger("mlflow_secrets_auth").level == logging.ERROR
+
+
+def test_core_warnings_are_logged_once_per_environment(
     core: FakeTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv(provider.LOG_LEVEL_ENV, "chatty")
+    core.warnings = ["MLFLOW_SECRETS_LOG_LEVEL='loud' is not a level; using INFO", "VAULT_ADDR is cleartext"]
     with caplog.at_level(logging.DEBUG, logger="mlflow_secrets_auth"):
-        assert provider.headers_for("http://a:1") == (("X-Api-Key", "tok-a"),)
-        assert logging.getLogger("mlflow_secrets_auth").level == logging.INFO
-    warnings = [r for r in caplog.records if provider.LOG_LEVEL_ENV in r.getMessage()]
-    assert len(warnings) == 1
-    assert warnings[0].levelno == logging.WARNING
+        prepared("http://a:1/x")
+        prepared("http://b:2/x")
+        provider._entries.clear()
+        prepared("http://a:1/x")  # the same environment: not again
+        monkeypatch.setenv("SOMETHING_ELSE", "1")
+        prepared("http://a:1/x")  # a new environment: once more
+    got = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert got == [f"mlflow-secrets-auth: {w}" for w in core.warnings] * 2
+    assert core.set_envs == 2
 
 
 def test_core_events_are_logged_once_at_their_level(core: FakeTransport, caplog: pytest.LogCaptureFixture) -> None:
     core.events = [{"level": "warning", "message": "vault: down"}, {"level": "info", "message": "vault: back"}]
     with caplog.at_level(logging.DEBUG, logger="mlflow_secrets_auth"):
-        provider.headers_for("http://a:1")
-        provider.headers_for("http://b:2")
+        prepared("http://a:1/x")
+        prepared("http://b:2/x")
     got = [(r.levelno, r.getMessage()) for r in caplog.records if "vault:" in r.getMessage()]
     assert got == [
         (logging.WARNING, "mlflow-secrets-auth: vault: down"),
         (logging.INFO, "mlflow-secrets-auth: vault: back"),
     ]
+
+
+def test_log_lines_never_show_userinfo(core: FakeTransport, caplog: pytest.LogCaptureFixture) -> None:
+    core.allowed["http://u:s3cr3t@a:1"] = "tok-u"
+    core.log_level = "DEBUG"
+    with caplog.at_level(logging.DEBUG, logger="mlflow_secrets_auth"):
+        assert prepared("http://u:s3cr3t@a:1/x").headers["X-Api-Key"] == "tok-u"
+        prepared("http://a:1/x")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("http://a:1" in line for line in lines), lines  # a key without userinfo is shown
+    assert len([line for line in lines if "header X-Api-Key" in line]) == 2, lines
+    assert not any("s3cr3t" in line for line in lines), lines
+
+
+# --------------------------------------------------------------------------- #
+# Redirects
+# --------------------------------------------------------------------------- #
 
 
 def redirect(from_url: str, location: str, req: requests.PreparedRequest, status: int = 302) -> requests.Response:
@@ -107,15 +223,9 @@ def redirect(from_url: str, location: str, req: requests.PreparedRequest, status
     return resp
 
 
-def prepared(url: str) -> requests.PreparedRequest:
-    req = requests.Request("GET", url).prepare()
-    req.prepare_auth(provider.SecretsAuth())
-    return req
-
-
-def run_hooks(resp: requests.Response) -> requests.Response:
-    for hook in resp.request.hooks["response"]:
-        resp = hook(resp)
+def run_hooks(resp: requests.Response, **kwargs: Any) -> requests.Response:
+    for hook in list(resp.request.hooks["response"]):
+        resp = hook(resp, **kwargs)
     return resp
 
 
@@ -128,8 +238,12 @@ def test_the_hook_strips_our_header_for_an_origin_that_is_not_allowed(core: Fake
 
 def test_the_hook_swaps_in_the_allowed_origins_headers(core: FakeTransport) -> None:
     req = prepared("http://a:1/x")
+    other = prepared("http://a:1/y")
     run_hooks(redirect("http://a:1/x", "http://b:2/y", req))
     assert req.headers["X-Api-Key"] == "tok-b"
+    # The shared hook was replaced for this request only.
+    assert req.hooks["response"][0] is not other.hooks["response"][0]
+    assert other.headers["X-Api-Key"] == "tok-a"
 
 
 def test_the_hook_keeps_the_header_within_the_origin(core: FakeTransport) -> None:
@@ -139,18 +253,40 @@ def test_the_hook_keeps_the_header_within_the_origin(core: FakeTransport) -> Non
     assert req.headers["X-Api-Key"] == "as-sent"
 
 
+def test_the_redirect_hop_is_decided_with_its_proxy(core: FakeTransport) -> None:
+    """The next hop goes through the proxy requests will use for it: here the
+    cleartext proxy of the hop before, so the core refuses it and the request fails."""
+    req = prepared("https://c/x")
+    with pytest.raises(provider.MlflowSecretsAuthError, match="MLFLOW_SECRETS_ALLOW_HTTP"):
+        run_hooks(redirect("https://c/x", "http://b:2/y", req), proxies={"http": "http://proxy.corp:3128"})
+    assert core.calls[-1] == ("http://b:2", "http://proxy.corp:3128", "")
+    assert "X-Api-Key" not in req.headers  # removed before the hop was decided
+    # Without a proxy for it, the same redirect carries b's header.
+    req = prepared("https://c/x")
+    run_hooks(redirect("https://c/x", "http://b:2/y", req), proxies={"https": "http://proxy.corp:3128"})
+    assert core.calls[-1] == ("http://b:2", "", "")
+    assert req.headers["X-Api-Key"] == "tok-b"
+
+
 def test_no_hook_where_nothing_was_added(core: FakeTransport) -> None:
     req = prepared("http://evil:1/x")
     assert "X-Api-Key" not in req.headers
     assert req.hooks["response"] == []
 
 
+# --------------------------------------------------------------------------- #
+# 401: reject exactly the headers sent, re-send only what can be replayed
+# --------------------------------------------------------------------------- #
+
+
 class Adapter:
     def __init__(self) -> None:
-        self.sent: list[tuple[requests.PreparedRequest, dict[str, Any]]] = []
+        self.sent: list[tuple[requests.PreparedRequest, dict[str, Any], bytes | None]] = []
 
     def send(self, req: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        self.sent.append((req, kwargs))
+        body = req.body
+        data = body.read() if hasattr(body, "read") else body
+        self.sent.append((req, kwargs, data.encode() if isinstance(data, str) else data))
         resp = requests.Response()
         resp.status_code, resp.request, resp._content = 200, req, b""
         return resp
@@ -163,47 +299,103 @@ def unauthorized(req: requests.PreparedRequest, adapter: Adapter) -> requests.Re
     return resp
 
 
-def run_hooks_with(resp: requests.Response, **kwargs: Any) -> requests.Response:
-    for hook in resp.request.hooks["response"]:
-        resp = hook(resp, **kwargs)
-    return resp
+SETTINGS = {"timeout": 7, "verify": "/ca.pem", "cert": ("c", "k"), "proxies": {"https": "https://p:1"}, "stream": False}
 
 
-def test_a_401_refetches_and_resends_once_with_the_same_settings(core: FakeTransport) -> None:
+def test_a_401_rejects_the_headers_sent_and_resends_once_with_the_same_settings(core: FakeTransport) -> None:
     req = prepared("http://a:1/x")
-    core.allowed["http://a:1"] = "tok-a2"  # rotated in the secret manager
+    core.rotated["http://a:1"] = "tok-a2"  # what the core has once tok-a is rejected
     adapter = Adapter()
-    settings = {"timeout": 7, "verify": "/ca.pem", "cert": ("c", "k"), "proxies": {"http": "p"}, "stream": False}
-    final = run_hooks_with(unauthorized(req, adapter), **settings)
-    assert core.invalidations == 1
+    final = run_hooks(unauthorized(req, adapter), **SETTINGS)
+    assert core.calls[-1] == ("http://a:1", "", core.fingerprint("tok-a"))
     assert final.status_code == 200
     assert len(adapter.sent) == 1
-    resent, kwargs = adapter.sent[0]
+    resent, kwargs, _ = adapter.sent[0]
     assert resent.headers["X-Api-Key"] == "tok-a2"
-    assert kwargs == settings
+    assert kwargs == SETTINGS
     assert [h.status_code for h in final.history] == [401]
     assert not any(k.lower().startswith("x-retry") for k in resent.headers)  # no marker header
+    # Our copy of the rejected headers is gone: the next request carries the new ones.
+    assert prepared("http://a:1/x").headers["X-Api-Key"] == "tok-a2"
+
+
+def test_the_401_resend_is_decided_with_the_hops_proxy(core: FakeTransport, caplog: pytest.LogCaptureFixture) -> None:
+    """The re-send goes through the adapter with the hop's proxies: the core
+    decides with that proxy, and refuses a cleartext one (the 401 stays, and says why)."""
+    req = prepared("http://a:1/x")
+    core.rotated["http://a:1"] = "tok-a2"
+    adapter = Adapter()
+    resp = unauthorized(req, adapter)
+    with caplog.at_level(logging.WARNING, logger="mlflow_secrets_auth"):
+        assert run_hooks(resp, proxies={"http": "http://proxy.corp:3128"}) is resp
+    assert core.calls[-1] == ("http://a:1", "http://proxy.corp:3128", core.fingerprint("tok-a"))
+    assert adapter.sent == []
+    assert any("MLFLOW_SECRETS_ALLOW_HTTP" in r.getMessage() for r in caplog.records)
 
 
 def test_a_401_with_an_unchanged_credential_is_returned_as_is(core: FakeTransport) -> None:
     req = prepared("http://a:1/x")
     adapter = Adapter()
     resp = unauthorized(req, adapter)
-    assert run_hooks_with(resp) is resp
+    assert run_hooks(resp) is resp
+    assert adapter.sent == []
+    assert core.calls[-1] == ("http://a:1", "", core.fingerprint("tok-a"))
+
+
+def test_every_401_is_one_reject_and_never_a_loop(core: FakeTransport) -> None:
+    """No rate limit in Python: each 401 reports the headers it answered once;
+    the core decides whether that means a refresh."""
+    for _ in range(20):
+        resp = unauthorized(prepared("http://a:1/x"), Adapter())
+        assert run_hooks(resp) is resp
+    rejects = [c for c in core.calls if c[2]]
+    assert len(rejects) == 20
+    assert len(core.calls) == 21  # the first fetch, then one reject per 401
+
+
+def test_a_401_to_headers_we_did_not_set_rejects_nothing(core: FakeTransport) -> None:
+    req = prepared("http://a:1/x")
+    req.headers["X-Api-Key"] = "changed-by-the-caller"
+    core.rotated["http://a:1"] = "tok-a2"
+    adapter = Adapter()
+    resp = unauthorized(req, adapter)
+    assert run_hooks(resp) is resp
+    assert [c for c in core.calls if c[2]] == []
     assert adapter.sent == []
 
 
-def test_401s_refetch_at_most_once_per_credential_per_interval(
-    core: FakeTransport, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    now = [0.0]
-    monkeypatch.setattr(provider, "_limiter", _hooks.RefetchLimiter(5.0, lambda: now[0]))
-    for _ in range(20):
-        run_hooks_with(unauthorized(prepared("http://a:1/x"), Adapter()))
-    assert core.invalidations == 1
-    now[0] = 5.0
-    run_hooks_with(unauthorized(prepared("http://a:1/x"), Adapter()))
-    assert core.invalidations == 2
+def stream() -> Iterator[bytes]:
+    yield b"part-1,"
+    yield b"part-2"
+
+
+def test_a_streamed_body_is_never_sent_again(core: FakeTransport, caplog: pytest.LogCaptureFixture) -> None:
+    req = requests.Request("POST", "http://a:1/x", data=stream()).prepare()
+    req.prepare_auth(provider.SecretsAuth())
+    core.rotated["http://a:1"] = "tok-a2"
+    adapter = Adapter()
+    resp = unauthorized(req, adapter)
+    with caplog.at_level(logging.WARNING, logger="mlflow_secrets_auth"):
+        assert run_hooks(resp) is resp
+    assert adapter.sent == []
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "cannot be replayed" in lines[0], lines
+    # The credential was still reported: the next request carries the new one.
+    assert prepared("http://a:1/x").headers["X-Api-Key"] == "tok-a2"
+
+
+@pytest.mark.parametrize("body", [b"whole-body", "whole-body", "file"])
+def test_bytes_and_file_bodies_are_sent_again_whole(core: FakeTransport, body: object) -> None:
+    data = io.BytesIO(b"whole-body") if body == "file" else body
+    req = requests.Request("POST", "http://a:1/x", data=data).prepare()
+    req.prepare_auth(provider.SecretsAuth())
+    if isinstance(data, io.BytesIO):
+        data.read()  # the first attempt read it
+    core.rotated["http://a:1"] = "tok-a2"
+    adapter = Adapter()
+    final = run_hooks(unauthorized(req, adapter))
+    assert final.status_code == 200
+    assert [sent for _, _, sent in adapter.sent] == [b"whole-body"]
 
 
 def test_interruptible_returns_and_raises() -> None:
@@ -264,9 +456,3 @@ def _interrupt_blocking_call(to: str) -> None:
     assert not fallback.is_set(), "Ctrl-C waited for the C call to end"
 
 
-@pytest.mark.parametrize(
-    ("key", "shown"),
-    [("https://h:1", "https://h:1"), ("http://u:pw@h:1", "http://***@h:1"), ("http://a@b@h", "http://***@h")],
-)
-def test_origin_keys_in_log_lines_hide_userinfo(key: str, shown: str) -> None:
-    assert provider._shown(key) == shown
