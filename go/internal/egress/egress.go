@@ -166,6 +166,20 @@ func Warning(variable, endpoint, reason string) string {
 		variable, endpoint, reason, config.EnvAllowHTTP)
 }
 
+// Refused starts the message of a request the cleartext rule refused. An
+// SDK that flattens its errors into text (azidentity's credential chain)
+// still shows it; FindRefusal finds it there.
+const Refused = "refused to send a backend request"
+
+// FindRefusal returns the cleartext refusal inside an error text (from
+// Refused on, sanitized), or "".
+func FindRefusal(text string) string {
+	if i := strings.Index(text, Refused); i >= 0 {
+		return redact.ServerText(text[i:])
+	}
+	return ""
+}
+
 // ErrRedirect is the cause of a request refused because an http.Client made
 // it from a redirect.
 var ErrRedirect = errors.New("redirect not followed")
@@ -184,7 +198,7 @@ func (p Policy) proxy(req *http.Request) (*url.URL, error) {
 	}
 	if reason != "" && !p.AllowHTTP {
 		return nil, msaerr.New(msaerr.NotConfigured, config.EnvAllowHTTP,
-			"refused to send a backend request to %s: %s; use https, or set %s=true to allow it",
+			Refused+" to %s: %s; use https, or set %s=true to allow it",
 			redact.Echo(redact.URL(req.URL.Scheme+"://"+req.URL.Host)), reason, config.EnvAllowHTTP)
 	}
 	return proxy, nil

@@ -222,3 +222,12 @@ func TestAWSClient(t *testing.T) {
 		t.Error("the AWS transport has no guarded Proxy")
 	}
 }
+
+func TestFindRefusal(t *testing.T) {
+	if got := FindRefusal("chain: a: x\n\tb: Get \"http://h\": " + Refused + " to http://h: why\r\n"); got != Refused+" to http://h: why" {
+		t.Errorf("FindRefusal = %q", got)
+	}
+	if FindRefusal("nothing here") != "" {
+		t.Error("found a refusal in plain text")
+	}
+}
