@@ -297,9 +297,8 @@ func (p *Provider) describe(err error) error {
 		}
 	}
 	if strings.Contains(err.Error(), "failed to retrieve credentials") || strings.Contains(err.Error(), "no EC2 IMDS role found") {
-		return &msaerr.Error{Code: msaerr.Backend, Variable: "AWS_PROFILE",
-			Message: "no usable AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role)",
-			Err:     err}
+		return msaerr.New(msaerr.Backend, "AWS_PROFILE",
+			"no usable AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role): %s", redact.ServerText(err.Error()))
 	}
 	var hostErr x509.HostnameError
 	var authErr x509.UnknownAuthorityError
