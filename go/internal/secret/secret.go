@@ -24,8 +24,8 @@ type Credential struct {
 	// Expires is when the credential itself says it ends (a JWT's exp, Azure's
 	// secret exp attribute, the lease of the Vault login that read it); zero
 	// when unknown. Parse and FromMap set it from a JWT token's "exp" claim;
-// providers add what they know with ExpiringBy. The cache refreshes before
-// the earlier of this and the TTL, and never serves the credential past it.
+	// providers add what they know with ExpiringBy. The cache refreshes before
+	// the earlier of this and the TTL, and never serves the credential past it.
 	Expires time.Time
 }
 
