@@ -355,7 +355,7 @@ func minTime(a, b time.Time) time.Time {
 // running, Renew waits for it instead of starting another; during the
 // back-off after a failed fetch nothing is started. A failed refresh leaves
 // the held value in place (unless the failure ends it, see Fetch.Ends).
-// Renew reports whether it waited on a fetch.
+// Renew reports whether the held value matched.
 func (c *Cache[V]) Renew(ctx context.Context, key string, f Fetch[V], current func(V) bool) bool {
 	c.mu.Lock()
 	e := c.entries[key]
@@ -364,9 +364,13 @@ func (c *Cache[V]) Renew(ctx context.Context, key string, f Fetch[V], current fu
 		return false
 	}
 	e, now := c.entry(key)
-	if !e.has || !current(e.val) || (!e.inflight && now.Before(e.nextTry)) {
+	if !e.has || !current(e.val) {
 		c.mu.Unlock()
 		return false
+	}
+	if !e.inflight && now.Before(e.nextTry) {
+		c.mu.Unlock()
+		return true
 	}
 	ch := c.launch(key, e, f)
 	c.mu.Unlock()

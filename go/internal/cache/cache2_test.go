@@ -185,7 +185,7 @@ func TestRenew(t *testing.T) {
 	if r := mustGet(t, c, f); r.Value != "v2" {
 		t.Fatalf("failed renewal dropped the value: %+v", r)
 	}
-	if c.Renew(context.Background(), "k", f, is("v2")) || src.calls.Load() != 3 {
+	if !c.Renew(context.Background(), "k", f, is("v2")) || src.calls.Load() != 3 {
 		t.Fatal("renewed during the back-off")
 	}
 	// Concurrent renewals of one value share one fetch.

@@ -47,10 +47,10 @@ type HeadersReply struct {
 	Headers     map[string]string `json:"headers,omitempty"`
 	Fingerprint string            `json:"fingerprint,omitempty"`
 	Provider    string            `json:"provider,omitempty"`
-	MaxAgeMs int64             `json:"max_age_ms,omitempty"`
-	Stale    *Error            `json:"stale,omitempty"`
-	Attempts []Attempt         `json:"attempts,omitempty"`
-	Events   []Event           `json:"events,omitempty"`
+	MaxAgeMs    int64             `json:"max_age_ms,omitempty"`
+	Stale       *Error            `json:"stale,omitempty"`
+	Attempts    []Attempt         `json:"attempts,omitempty"`
+	Events      []Event           `json:"events,omitempty"`
 	*Error
 }
 
