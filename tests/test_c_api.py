@@ -78,10 +78,12 @@ def test_c_caller(smoke: Path, vault_ready: harness.VaultAPIServer, reader_token
     # MsaHeaders with an empty proxy and reject is the same call.
     assert r["msa-headers"]["headers"] == r["process-env"]["headers"]
     assert r["msa-headers"]["fingerprint"] == fingerprint
-    # An http target through a non-loopback http proxy is cleartext on that hop.
-    assert r["msa-headers-proxy"]["ok"] is False
-    assert r["msa-headers-proxy"]["code"] == "host_not_allowed"
-    assert r["msa-headers-proxy"]["variable"] == "MLFLOW_SECRETS_ALLOW_HTTP"
+    # An https target through an http proxy is a CONNECT tunnel: allowed.
+    assert r["msa-headers-proxy"]["fingerprint"] == fingerprint
+    # A proxy that cannot be read is refused (fail closed).
+    assert r["msa-headers-badproxy"]["ok"] is False
+    assert r["msa-headers-badproxy"]["code"] == "host_not_allowed"
+    assert "c-caller-token" not in json.dumps(r["msa-headers-badproxy"])
     assert r["msa-headers-bad"]["code"] == "internal"
     assert r["msa-headers-null"]["ok"] is False
     assert r["set-bad"]["ok"] is False

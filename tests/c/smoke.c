@@ -26,8 +26,11 @@ int main(int argc, char **argv) {
         snprintf(req, sizeof req, "{\"target\":\"%s\",\"proxy\":\"\",\"reject\":\"\",\"deadline_ms\":5000}",
                  argc > 1 ? argv[1] : "localhost");
         show("msa-headers", MsaHeaders(req));
+        snprintf(req, sizeof req, "{\"target\":\"%s\",\"proxy\":\"http://proxy.corp:3128\"}", argc > 1 ? argv[1] : "localhost");
+        show("msa-headers-proxy", MsaHeaders(req));
+        snprintf(req, sizeof req, "{\"target\":\"%s\",\"proxy\":\"ftp://proxy.corp\"}", argc > 1 ? argv[1] : "localhost");
+        show("msa-headers-badproxy", MsaHeaders(req));
     }
-    show("msa-headers-proxy", MsaHeaders("{\"target\":\"http://localhost:5000\",\"proxy\":\"http://proxy.corp:3128\"}"));
     show("msa-headers-bad", MsaHeaders("[1, 2"));
     show("msa-headers-null", MsaHeaders(NULL));
     show("set-bad", MsaSetEnv("[1, 2"));
