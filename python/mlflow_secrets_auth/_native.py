@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 LIBRARY_ENV = "MLFLOW_SECRETS_AUTH_LIBRARY"
 HELPER_ENV = "MLFLOW_SECRETS_AUTH_HELPER"
 TRANSPORT_ENV = "MLFLOW_SECRETS_AUTH_TRANSPORT"

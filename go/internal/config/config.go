@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,12 +48,53 @@ type Config struct {
 	AllowedHosts *hostpolicy.Policy // the effective host policy
 	AllowedFrom  string             // the variable(s) the policy came from
 	AllowHTTP    bool               // credentials may go over http:// to hosts that are not loopback
-	LogLevel     string
-	Timeout      time.Duration // deadline for one GetAuthHeaders call
 	MaxRetries   int
-	// Warnings are problems that do not stop the plugin (an invalid log level,
-	// say); the engine reports each as an event. They never hold a secret.
+	Timeout      time.Duration // see Basics
+	LogLevel     string        // see Basics
+	Warnings     []string      // see Basics
+}
+
+// Basics are the shared settings the caller's side needs from the core (it
+// parses none of them itself): the time budget of one call, the log level
+// and the warnings.
+type Basics struct {
+	// Timeout is the budget of one GetAuthHeaders call, shared by the
+	// providers tried in order (MLFLOW_SECRETS_TIMEOUT_SEC).
+	Timeout  time.Duration
+	LogLevel string // DEBUG, INFO, WARNING, ERROR or CRITICAL
+	// Warnings are problems that do not stop the plugin (an invalid log
+	// level, say), shown by info and doctor and returned by set_env. They
+	// never hold a secret.
 	Warnings []string
+}
+
+// DefaultTimeout is the call budget when MLFLOW_SECRETS_TIMEOUT_SEC is unset.
+const DefaultTimeout = 10 * time.Second
+
+// ReadBasics reads the budget, log level and warnings. It never fails to
+// fill them: an invalid budget gives DefaultTimeout and is returned as the
+// error (which makes the whole configuration unusable in Parse).
+func ReadBasics(env Env) (Basics, error) {
+	var b Basics
+	b.LogLevel = parseLogLevel(&b, env)
+	var err error
+	b.Timeout, err = parseTimeout(env)
+	return b, err
+}
+
+// parseTimeout reads MLFLOW_SECRETS_TIMEOUT_SEC: seconds, with decimals
+// ("2.5"), clamped to 1..300; DefaultTimeout when unset.
+func parseTimeout(env Env) (time.Duration, error) {
+	v := env.Get(EnvTimeout)
+	if v == "" {
+		return DefaultTimeout, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return DefaultTimeout, msaerr.New(msaerr.NotConfigured, EnvTimeout,
+			"%s=%q is not a number of seconds (e.g. 10 or 2.5)", EnvTimeout, redact.Echo(v))
+	}
+	return time.Duration(min(max(f, 1), 300) * float64(time.Second)), nil
 }
 
 // Parse reads the shared settings. The first error found is returned.
@@ -64,10 +107,11 @@ func Parse(env Env) (*Config, error) {
 	if c.HeaderName, err = header.CanonicalName(EnvHeaderName, env.Get(EnvHeaderName)); err != nil {
 		return nil, err
 	}
-	c.LogLevel = parseLogLevel(c, env)
-	if c.Timeout, err = env.Seconds(EnvTimeout, 10, 1, 300); err != nil {
+	b, err := ReadBasics(env)
+	if err != nil {
 		return nil, err
 	}
+	c.Timeout, c.LogLevel, c.Warnings = b.Timeout, b.LogLevel, b.Warnings
 	if c.MaxRetries, err = env.Int(EnvMaxRetries, 2, 0, 10); err != nil {
 		return nil, err
 	}
@@ -113,7 +157,7 @@ func parseProviders(env Env) ([]string, error) {
 
 // parseLogLevel reads the log level. Only Python's logger uses it, so an
 // invalid value never stops requests: INFO is used and a warning recorded.
-func parseLogLevel(c *Config, env Env) string {
+func parseLogLevel(c *Basics, env Env) string {
 	raw := env.Get(EnvLogLevel)
 	v := strings.ToUpper(raw)
 	switch v {
