@@ -151,6 +151,9 @@ type Fetch[V any] struct {
 	Do      func(context.Context) (V, error)
 	// Expires, when set, returns when a value itself ends (zero: unknown).
 	Expires func(V) time.Time
+	// RefreshBy, when set, returns a point a refresh should come before
+	// (zero: none); unlike Expires it never ends the value.
+	RefreshBy func(V) time.Time
 	// Ends, when set, reports whether a fetch error ends the held value at
 	// once instead of leaving it to be served stale (a rejection).
 	Ends func(error) bool
@@ -297,6 +300,12 @@ func (c *Cache[V]) launch(key string, e *entry[V], f Fetch[V]) <-chan singleflig
 	})
 }
 
+// ahead is the refresh point for a value that ends (or whose access ends) at
+// end: a quarter of its remaining life before, at most ExpiryLead.
+func ahead(now, end time.Time) time.Time {
+	return end.Add(-min(end.Sub(now)/4, ExpiryLead))
+}
+
 // store records a fetch's outcome in key's current entry (none when the key
 // was dropped meanwhile) and returns the error the callers get.
 func (c *Cache[V]) store(key string, v V, err error, f Fetch[V]) error {
@@ -326,10 +335,14 @@ func (c *Cache[V]) store(key string, v V, err error, f Fetch[V]) error {
 		e.staleAt = now.Add(f.TTL)
 		e.dropAt = now.Add(f.TTL + MaxStale)
 		if !expires.IsZero() {
-			lead := min(expires.Sub(now)/4, ExpiryLead)
-			e.refreshAt = minTime(e.refreshAt, expires.Add(-lead))
+			e.refreshAt = minTime(e.refreshAt, ahead(now, expires))
 			e.staleAt = minTime(e.staleAt, expires)
 			e.dropAt = minTime(e.dropAt, expires)
+		}
+		if f.RefreshBy != nil {
+			if by := f.RefreshBy(v); !by.IsZero() {
+				e.refreshAt = minTime(e.refreshAt, ahead(now, by))
+			}
 		}
 		return nil
 	}

@@ -240,3 +240,31 @@ func TestBounded(t *testing.T) {
 		t.Fatal("default limit")
 	}
 }
+
+// RefreshBy (a Vault login lease, say) moves the refresh ahead of it, but,
+// unlike Expires, never ends the value: past it, the value is served stale.
+func TestRefreshByIsSoft(t *testing.T) {
+	c, clk, done := newTest(t)
+	src := &counter{}
+	f := fetchOf(src)
+	f.TTL = time.Hour
+	by := clk.now().Add(40 * time.Second) // refresh 10 s before it
+	f.RefreshBy = func(string) time.Time { return by }
+	if r := mustGet(t, c, f); r.FreshFor != 30*time.Second {
+		t.Fatalf("FreshFor = %s, want 30s (10 s before RefreshBy)", r.FreshFor)
+	}
+	<-done
+	src.fail.Store(true)
+	clk.advance(30 * time.Second)
+	if r := mustGet(t, c, f); r.Value != "v1" || !r.Pending {
+		t.Fatalf("at the refresh point: %+v", r)
+	}
+	if err := background(t, done); err == nil {
+		t.Fatal("refresh should fail")
+	}
+	clk.advance(time.Minute) // past RefreshBy, inside the TTL: still served
+	r, err := c.Get(context.Background(), "k", f)
+	if err != nil || r.Value != "v1" {
+		t.Fatalf("past RefreshBy: %+v, %v", r, err)
+	}
+}

@@ -246,9 +246,10 @@ func (e *Engine) build(env config.Env) *state {
 			entry.key = provider.KeyOf(name, spec.Settings)
 			timeout := cfg.Timeout - min(cfg.Timeout/8, fetchMargin)
 			entry.fetch = cache.Fetch[secret.Credential]{TTL: spec.TTL, Timeout: timeout,
-				Do:      e.fetcher(name, entry.key, spec, timeout),
-				Expires: func(c secret.Credential) time.Time { return c.Expires },
-				Ends:    msaerr.IsRejection}
+				Do:        e.fetcher(name, entry.key, spec, timeout),
+				Expires:   func(c secret.Credential) time.Time { return c.Expires },
+				RefreshBy: func(c secret.Credential) time.Time { return c.RefreshBy },
+				Ends:      msaerr.IsRejection}
 		}
 		st.specs = append(st.specs, entry)
 	}

@@ -22,11 +22,16 @@ type Credential struct {
 	Username string
 	Password string
 	// Expires is when the credential itself says it ends (a JWT's exp, Azure's
-	// secret exp attribute, the lease of the Vault login that read it); zero
-	// when unknown. Parse and FromMap set it from a JWT token's "exp" claim;
-	// providers add what they know with ExpiringBy. The cache refreshes before
-	// the earlier of this and the TTL, and never serves the credential past it.
+	// secret exp attribute); zero when unknown. Parse and FromMap set it from a
+	// JWT token's "exp" claim; providers add what they know with ExpiringBy.
+	// The cache refreshes before the earlier of this and the TTL, and never
+	// serves the credential past it.
 	Expires time.Time
+	// RefreshBy is a soft deadline: the backend's access that read the value
+	// ends then (the lease of the Vault login token), so a refresh should
+	// happen before it, while that access still works. Unlike Expires it does
+	// not end the value: during an outage it is still served stale.
+	RefreshBy time.Time
 }
 
 // ExpiringBy returns c with Expires set to t when t is known (not zero) and

@@ -257,7 +257,7 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 			Message: fmt.Sprintf("%s in %s", e.Message, what)}
 	}
 	if a := resp.Attributes; a != nil && a.Expires != nil {
-		cred.Expires = *a.Expires // the secret's own exp attribute
+		cred = cred.ExpiringBy(*a.Expires) // the secret's own exp attribute (a JWT's exp may come first)
 	}
 	return cred, nil
 }

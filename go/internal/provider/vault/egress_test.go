@@ -206,7 +206,7 @@ func TestCloseRevocationIsBounded(t *testing.T) {
 }
 
 // A credential read with a login token carries that token's lease end.
-func TestExpiresFromLoginLease(t *testing.T) {
+func TestRefreshByFromLoginLease(t *testing.T) {
 	f := newFakeVault()
 	f.putV2("a", map[string]any{"token": "t"}, 1)
 	f.loginLease = 600
@@ -214,17 +214,17 @@ func TestExpiresFromLoginLease(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	p := open(t, appRoleEnv(srv.URL, "secret/a"))
 	p.now = func() time.Time { return now }
-	if c := mustFetch(t, p); !c.Expires.Equal(now.Add(600 * time.Second)) {
-		t.Errorf("Expires = %v, want %v", c.Expires, now.Add(600*time.Second))
+	if c := mustFetch(t, p); !c.RefreshBy.Equal(now.Add(600 * time.Second)) {
+		t.Errorf("RefreshBy = %v, want %v", c.RefreshBy, now.Add(600*time.Second))
 	}
 	// No lease: unknown. A static token: unknown (no lookup per fetch).
 	f.loginLease = 0
 	p = open(t, appRoleEnv(srv.URL, "secret/a"))
-	if c := mustFetch(t, p); !c.Expires.IsZero() {
-		t.Errorf("Expires = %v without a lease", c.Expires)
+	if c := mustFetch(t, p); !c.RefreshBy.IsZero() {
+		t.Errorf("RefreshBy = %v without a lease", c.RefreshBy)
 	}
-	if c := mustFetch(t, open(t, tokenEnv(srv.URL, "secret/a"))); !c.Expires.IsZero() {
-		t.Errorf("Expires = %v for a static token", c.Expires)
+	if c := mustFetch(t, open(t, tokenEnv(srv.URL, "secret/a"))); !c.RefreshBy.IsZero() {
+		t.Errorf("RefreshBy = %v for a static token", c.RefreshBy)
 	}
 }
 

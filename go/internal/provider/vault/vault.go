@@ -246,9 +246,10 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 		return secret.Credential{}, &e
 	}
 	if p.auth != nil {
-		// The lease of the login token that read the secret (zero: none).
+		// The lease of the login token that read the secret (zero: none):
+		// refresh while it still works. It does not end the value itself.
 		p.mu.Lock()
-		cred.Expires = p.expires
+		cred.RefreshBy = p.expires
 		p.mu.Unlock()
 	}
 	return cred, nil
