@@ -19,6 +19,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/aws"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/azure"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/gcp"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/vault"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
@@ -28,6 +29,7 @@ var Factories = map[string]provider.Factory{
 	config.Vault:             vault.Factory,
 	config.AWSSecretsManager: aws.Factory,
 	config.AzureKeyVault:     azure.Factory,
+	config.GCPSecretManager:  gcp.Factory,
 }
 
 // sdkPrefixes are the variables the cloud SDKs read from the process
