@@ -19,6 +19,7 @@ const (
 	Vault             = "vault"
 	AWSSecretsManager = "aws-secrets-manager"
 	AzureKeyVault     = "azure-key-vault"
+	GCPSecretManager  = "gcp-secret-manager"
 )
 
 // Known lists every provider name with the switch that enables it alone.
@@ -26,6 +27,7 @@ var Known = []struct{ Name, Switch string }{
 	{Vault, "MLFLOW_SECRETS_AUTH_ENABLE_VAULT"},
 	{AWSSecretsManager, "MLFLOW_SECRETS_AUTH_ENABLE_AWS_SECRETS_MANAGER"},
 	{AzureKeyVault, "MLFLOW_SECRETS_AUTH_ENABLE_AZURE_KEY_VAULT"},
+	{GCPSecretManager, "MLFLOW_SECRETS_AUTH_ENABLE_GCP_SECRET_MANAGER"},
 }
 
 // Variables shared by all providers.
@@ -137,7 +139,7 @@ func parseProviders(env Env) ([]string, error) {
 		name = strings.ToLower(name)
 		if !slices.ContainsFunc(Known, func(k struct{ Name, Switch string }) bool { return k.Name == name }) {
 			return nil, msaerr.New(msaerr.NotConfigured, EnvEnable,
-				"%s lists unknown provider %q; known providers: vault, aws-secrets-manager, azure-key-vault", EnvEnable, name)
+				"%s lists unknown provider %q; known providers: vault, aws-secrets-manager, azure-key-vault, gcp-secret-manager", EnvEnable, name)
 		}
 		if !slices.Contains(out, name) {
 			out = append(out, name)

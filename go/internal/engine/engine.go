@@ -24,6 +24,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/aws"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/azure"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/gcp"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/vault"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
@@ -34,6 +35,7 @@ var Factories = map[string]provider.Factory{
 	config.Vault:             vault.Factory,
 	config.AWSSecretsManager: aws.Factory,
 	config.AzureKeyVault:     azure.Factory,
+	config.GCPSecretManager:  gcp.Factory,
 }
 
 // sdkPrefixes are the variables the cloud SDKs read from the process
