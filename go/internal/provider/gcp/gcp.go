@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"golang.org/x/oauth2"
@@ -290,18 +289,6 @@ func (p *Provider) tokenError(err error) error {
 	return e
 }
 
-// serverText makes text from a server or library safe to show: control
-// characters become spaces, URL userinfo is hidden, the length is bounded.
-// TODO(lead): switch to redact.ServerText when it lands.
-func serverText(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
-			return ' '
-		}
-		return r
-	}, s)
-	return redact.Echo(userinfo.ReplaceAllString(s, "${1}***@"))
-}
-
-// userinfo matches the userinfo part of URLs inside a message.
-var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
+// serverText makes text from a server or library safe to show (the one
+// sanitizer every backend uses).
+func serverText(s string) string { return redact.ServerText(s) }
