@@ -19,6 +19,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
 from typing import Any
 
 import harness
@@ -398,6 +399,16 @@ def test_startup_file_sets_the_traces_provider_only_when_ours_and_unset(
     env: dict[str, str], expected: str | None
 ) -> None:
     assert provider_vars_at_start(env)[_startup.TRACES_PROVIDER] == expected
+
+
+def test_wheel_installs_the_startup_file_and_the_entry_point() -> None:
+    """The start-up file sits at the root of site-packages and is in RECORD, so pip uninstall removes it."""
+    dist = metadata.distribution("mlflow-secrets-auth")
+    pth = [f for f in dist.files or () if f.name == "mlflow_secrets_auth_otlp.pth"]
+    assert [str(f) for f in pth] == ["mlflow_secrets_auth_otlp.pth"]
+    assert pth[0].read_text() == "import mlflow_secrets_auth._startup\n"
+    eps = [ep for ep in dist.entry_points if ep.group == otlp.ENTRY_POINT_GROUP]
+    assert [(ep.name, ep.value) for ep in eps] == [("mlflow_secrets_auth", "mlflow_secrets_auth.otlp:session")]
 
 
 def test_entry_point_session_carries_the_plugins_auth() -> None:

@@ -28,8 +28,6 @@ from collections.abc import Mapping, MutableMapping
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from packaging.version import Version
-
 from mlflow_secrets_auth._startup import HTTP_PROVIDER, PLUGIN, TRACES_PROVIDER, TRACKING_AUTH
 
 if TYPE_CHECKING:
@@ -89,6 +87,8 @@ def _first_set(env: Mapping[str, str], *names: str) -> str | None:
 def assess(env: Mapping[str, str], exporter_version: str | None, registered: bool) -> list[Check]:
     """The checks of :func:`doctor_checks` for an environment, an installed exporter version
     (None when absent) and whether our entry point is installed."""
+    from packaging.version import Version
+
     if env.get(TRACKING_AUTH) != PLUGIN:
         return [(False, f"OTLP traces: {TRACKING_AUTH} does not select {PLUGIN}: no MLflow request, "
                         "REST or OTLP, carries this plugin's credential")]
