@@ -372,3 +372,130 @@ def test_python_312_no_fork_warning_from_import(tmp_path: Path) -> None:
     before, _, after = out.stderr.partition("--- library loaded from here on ---")
     assert "multi-threaded" not in before, before
     assert "multi-threaded" in after, after
+
+
+FORK_CHILDREN = """
+import json, multiprocessing as mp, os, sys, threading, time
+import requests
+from mlflow.tracking.request_auth.registry import fetch_auth
+from mlflow_secrets_auth import _native
+
+URL = sys.argv[1]
+BOUND = 30.0  # every wait below ends by then: a hang is a failure, not a stuck run
+
+
+def fetch(tag):
+    # A changed environment makes the plugin hand it to the core and ask again
+    # (no header cached by the parent is reused).
+    os.environ["MSA_FORK_TEST_TAG"] = f"{tag}-{os.getpid()}"
+    resp = requests.get(URL, auth=fetch_auth("mlflow_secrets_auth"), timeout=30)
+    t = _native._transport
+    return {"who": tag, "status": resp.status_code, "sent": resp.request.headers.get("Authorization", ""),
+            "transport": type(t).__name__ if t is not None else "none"}
+
+
+def in_child(tag, write_fd, again=False):
+    # In a forked child: report, through a pipe, what fetch() gave (or the error).
+    try:
+        result = fetch(tag)
+        if again:
+            result["grandchild"] = fork_and_collect(tag + "/child")
+        out = json.dumps(result)
+    except BaseException as exc:
+        out = json.dumps({"who": tag, "error": f"{type(exc).__name__}: {exc}"})
+    os.write(write_fd, out.encode())
+    os._exit(0)
+
+
+def fork_and_collect(tag, again=False):
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        in_child(tag, write_fd, again)
+    os.close(write_fd)
+    deadline = time.monotonic() + BOUND
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return {"who": tag, "error": "the forked child hung"}
+        time.sleep(0.05)
+    data = b""
+    while chunk := os.read(read_fd, 65536):
+        data += chunk
+    os.close(read_fd)
+    return json.loads(data) if data else {"who": tag, "error": f"no report, wait status {status}"}
+
+
+def pool_work(i):
+    return fetch(f"pool-{i}")
+
+
+stop = threading.Event()
+calls = [0]
+
+
+def busy():
+    # Keeps the core (and, on the helper, its reader thread) busy while the
+    # main thread forks.
+    t = _native.transport()
+    while not stop.is_set():
+        t.headers(URL)
+        calls[0] += 1
+
+
+results = {"parent": fetch("parent")}
+threads = [threading.Thread(target=busy, daemon=True) for _ in range(4)]
+for t in threads:
+    t.start()
+while calls[0] < 20:  # the busy threads are in full swing
+    time.sleep(0.01)
+results["fork"] = fork_and_collect("fork")
+results["fork-again"] = fork_and_collect("fork-again", again=True)
+pool = mp.get_context("fork").Pool(2)
+try:
+    results["pool"] = pool.map_async(pool_work, range(4)).get(BOUND)
+except mp.TimeoutError:
+    results["pool"] = [{"who": "pool", "error": "the fork-context pool hung"}]
+finally:
+    pool.terminate()
+stop.set()
+for t in threads:
+    t.join(BOUND)
+results["busy_calls"] = calls[0]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+@pytest.mark.parametrize(("transport", "parent"), [("helper", "Helper"), ("auto", "InProcess")])
+def test_forked_children_get_headers_while_the_core_is_busy(
+    basic_env: dict[str, str], mlflow_server: harness.MlflowServer, transport: str, parent: str
+) -> None:
+    """os.fork, a forked child that forks again, and a fork-context pool, each
+    while four threads keep the parent's core busy (on the helper transport the
+    reader thread holds its pipe's lock at fork time): every child sends the
+    credential. Bounded: a child that hangs fails the test."""
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_CHILDREN, search_url(mlflow_server.url)],
+        env=clean_env(**basic_env, MLFLOW_SECRETS_AUTH_TRANSPORT=transport),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert results["busy_calls"] > 20
+    assert results["parent"]["transport"] == parent
+    children = [results["fork"], results["fork-again"], results["fork-again"].get("grandchild", {}), *results["pool"]]
+    assert [c.get("error") for c in children] == [None] * 7, children
+    assert {c["who"] for c in children} == {"fork", "fork-again", "fork-again/child", *(f"pool-{i}" for i in range(4))}
+    for result in [results["parent"], *children]:
+        assert result["status"] == 200, result
+        assert result["sent"] == mlflow_server.basic_auth_header
+    assert {c["transport"] for c in children} == {"Helper"}  # a child never calls an inherited Go runtime
