@@ -111,6 +111,7 @@ def test_environment_changes_take_effect(
     reader_token: str,
     secret_path: str,
     moto,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # type: ignore[no-untyped-def]
     vault_ready.kv_put("secret", secret_path, {"token": "vault-token"}, version=1)
     moto.create_secret(f"{secret_path}-aws", string="aws-token")
@@ -145,6 +146,11 @@ def test_environment_changes_take_effect(
     os.environ["MLFLOW_SECRETS_ALLOWED_HOSTS"] = "*.corp.example"
     assert "Authorization" not in apply("https://mlflow.test").headers
     assert apply("https://a.corp.example").headers["Authorization"] == "Bearer aws-token"
+    # os.environ replaced by another object (a notebook, a test's monkeypatch): seen at
+    # the next request, although the header above is cached for minutes.
+    moto.create_secret(f"{secret_path}-aws2", string="other-token")
+    monkeypatch.setattr(os, "environ", {**os.environ, "MLFLOW_AWS_SECRET_ID": f"{secret_path}-aws2"})
+    assert apply("https://a.corp.example").headers["Authorization"] == "Bearer other-token"
 
 
 SLOW_FETCH = """
