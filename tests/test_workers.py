@@ -505,3 +505,65 @@ def test_forked_children_get_headers_while_the_core_is_busy(
         assert result["status"] == 200, result
         assert result["sent"] == mlflow_server.basic_auth_header
     assert {c["transport"] for c in children} == {"Helper"}  # a child never calls an inherited Go runtime
+
+
+TWO_CALLS = """
+import json, sys
+import requests
+from mlflow.tracking.request_auth.registry import fetch_auth
+from mlflow_secrets_auth import _native
+errors = []
+for _ in range(2):
+    try:
+        requests.Request("GET", sys.argv[1]).prepare().prepare_auth(fetch_auth("mlflow_secrets_auth"))
+        errors.append("")
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+t = _native._transport
+print(json.dumps({"errors": errors, "starts": t.starts, "budget_ms": t._timeout_ms}))
+"""
+
+
+def test_two_unresponsive_providers_answer_within_one_budget_on_the_helper(
+    vault_ready: harness.VaultAPIServer, reader_token: str, secret_path: str, moto
+) -> None:  # type: ignore[no-untyped-def]
+    """Vault and AWS both hold every connection for a minute, with a 3 s budget:
+    the core shares that one budget across both providers and answers each call
+    within it, so the helper client never abandons a call and never restarts the
+    helper (a restart loses its cache, back-off and logins)."""
+    moto.create_secret(f"{secret_path}-aws", string="aws-token")
+    with (
+        harness.LoopbackProxy(vault_ready.addr.split("//")[1]) as slow_vault,
+        harness.LoopbackProxy(moto.url.split("//")[1]) as slow_aws,
+    ):
+        slow_vault.delay = slow_aws.delay = 60
+        env = clean_env(
+            **plugin_env(
+                vault_ready,
+                "https://mlflow.test",
+                VAULT_ADDR=slow_vault.url,
+                VAULT_TOKEN=reader_token,
+                MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+                MLFLOW_SECRETS_AUTH_ENABLE="vault,aws-secrets-manager",
+                MLFLOW_AWS_SECRET_ID=f"{secret_path}-aws",
+                MLFLOW_SECRETS_TIMEOUT_SEC="3",
+                MLFLOW_SECRETS_AUTH_TRANSPORT="helper",
+                **{**moto.env(), "AWS_ENDPOINT_URL": slow_aws.url, "AWS_ENDPOINT_URL_SECRETS_MANAGER": slow_aws.url},
+            )
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", TWO_CALLS, "https://mlflow.test/x"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        reached = (slow_vault.accepted, slow_aws.accepted)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [e.split(":")[0] for e in result["errors"]] == ["MlflowSecretsAuthError"] * 2, result
+    assert result["budget_ms"] == 3000  # the client waits the core's budget (+ grace), told by set_env
+    assert not any("abandoned" in e for e in result["errors"]), result  # the core answered, in time
+    assert result["starts"] == 1
+    assert reached[0] >= 1, "the calls never reached Vault"
