@@ -96,7 +96,7 @@ def headers_for(key: str) -> Items:
     entry = _entries.get(key)
     if (
         entry is not None
-        and entry[0] == (_env.generation if _env.tracked else _env.current())
+        and entry[0] == _env.current()
         and entry[1] > time.monotonic()
     ):
         return entry[2]
