@@ -11,6 +11,7 @@ import os
 
 from setuptools import setup
 from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
 
@@ -33,4 +34,22 @@ class PlatformWheel(bdist_wheel):
         return "py3", "none", os.environ.get("MSA_PLAT_NAME") or plat
 
 
-setup(distclass=BinaryDistribution, cmdclass={"bdist_wheel": PlatformWheel})
+# Put at the root of site-packages, so it runs at interpreter start: when
+# MLFLOW_TRACKING_AUTH selects the plugin, OTLP/HTTP trace export uses its
+# credential provider (python/mlflow_secrets_auth/_startup.py).
+PTH_NAME = "mlflow_secrets_auth_otlp.pth"
+PTH_LINE = "import mlflow_secrets_auth._startup\n"
+
+
+class BuildPyWithPth(build_py):
+    def run(self) -> None:
+        super().run()
+        target = os.path.join(self.build_lib, PTH_NAME)
+        with open(target, "w", encoding="ascii") as f:
+            f.write(PTH_LINE)
+
+    def get_outputs(self, include_bytecode: bool = True) -> list[str]:
+        return [*super().get_outputs(include_bytecode), os.path.join(self.build_lib, PTH_NAME)]
+
+
+setup(distclass=BinaryDistribution, cmdclass={"bdist_wheel": PlatformWheel, "build_py": BuildPyWithPth})

@@ -28,15 +28,19 @@ extern "C" {
 #endif
 
 /* The ABI version this header describes; compare with MsaAbiVersion(). */
-#define MSA_ABI_VERSION 1
+#define MSA_ABI_VERSION 2
 
 /* cffi-cdef-begin: the declarations below are also read by the Python binding. */
 
 /*
  * Headers to attach to a request for `host`: "host", "host:port", "[v6]:port"
  * or a URL ("https://host:8443/path", whose scheme gives the default port).
+ * The same as MsaHeaders with only "target".
  * Success: {"ok":true,"headers":{"Authorization":"Bearer ..."},
- *           "provider":"vault","max_age_ms":299000}
+ *           "fingerprint":"<64 hex>","provider":"vault","max_age_ms":299000}
+ *   fingerprint: identifies exactly this header set (hex SHA-256 over the
+ *   headers sorted by lower-cased name, each as lower-cased name, NUL, value,
+ *   NUL); give it back as "reject" when a server answers 401 to them.
  *   max_age_ms: how long the caller may reuse these headers for this host.
  *   "stale": {...} is present when a refresh failed and the last good value is
  *   served; "attempts": [...] lists earlier providers that failed;
@@ -49,25 +53,61 @@ extern "C" {
 char *GetAuthHeaders(const char *host);
 
 /*
+ * Headers for one request, asked as JSON:
+ *   {"target": "scheme://host:port" (or host, host:port, a URL),
+ *    "proxy": "<the proxy URL the request goes through for this hop, or "">",
+ *    "reject": "<the fingerprint of headers a server answered 401 to, or "">",
+ *    "deadline_ms": <the caller's budget for this call; optional>}
+ * Reply: as GetAuthHeaders.
+ *   Time: one call has one budget, min(MLFLOW_SECRETS_TIMEOUT_SEC,
+ *   deadline_ms), shared by the providers in the order they are tried.
+ *   proxy: for an http:// target (or a bare host) the credential is cleartext
+ *   on the hop to a proxy that is neither https:// nor loopback: refused
+ *   (code host_not_allowed, variable MLFLOW_SECRETS_ALLOW_HTTP) unless
+ *   MLFLOW_SECRETS_ALLOW_HTTP=true. An https:// target through any proxy is
+ *   a CONNECT tunnel: allowed. A proxy that does not parse is refused.
+ *   reject: only the provider whose current value has that fingerprint is
+ *   refreshed, once however many callers reject it, and only if that value
+ *   is still current (a value already replaced is simply returned); the
+ *   call waits for that refresh within its budget. If the refresh fails the
+ *   old value is still served (the fingerprint is unchanged: do not re-send).
+ *   Failure classes: the next provider is tried only when one is unavailable
+ *   (not configured, unreachable, timed out, 5xx). A rejection (the backend
+ *   answered 401/403/404, an unusable or expired secret) is the reply at
+ *   once, naming the provider, and ends the serving of its last value.
+ */
+char *MsaHeaders(const char *request_json);
+
+/*
  * Replace the environment the library reads with `env_json`, a JSON object
  * mapping names to string values; NULL returns to the process environment.
  * Takes effect on the next call. Providers and cached credentials whose
  * settings are unchanged are kept. The AWS_*, AZURE_*, IDENTITY_*, MSI_* and
  * IMDS_* variables are also copied into the process environment, where the
- * cloud SDKs read them. Reply: {"ok":true} or an error.
+ * cloud SDKs read them.
+ * Reply: {"ok":true,"timeout_ms":10000,"log_level":"INFO","warnings":["..."]}
+ *   timeout_ms: the per-call budget (MLFLOW_SECRETS_TIMEOUT_SEC);
+ *   log_level: DEBUG, INFO, WARNING, ERROR or CRITICAL
+ *   (MLFLOW_SECRETS_LOG_LEVEL); warnings: every configuration and provider
+ *   warning, one line each, without secrets. Or an error.
  */
 char *MsaSetEnv(const char *env_json);
 
-/* The effective configuration: version, providers and their non-secret
- * settings (or why they are unusable), allowed hosts, header name. */
+/* The effective configuration: version, abi, providers and their non-secret
+ * settings (or why they are unusable; "refresh_at" and "expires_at", RFC
+ * 3339, when a credential is held and the time is known), allowed hosts,
+ * header name, "log_level", "timeout_ms" and "warnings" (as MsaSetEnv). */
 char *MsaInfo(void);
 
 /* Diagnose: configuration, then each enabled provider (settings, fetch,
  * header, reported redacted), and the host policy for `url` unless NULL/"".
- * Reply: {"ok":bool,"checks":[{"name":...,"ok":bool,"detail":...,"error":{...}}]} */
+ * Reply: {"ok":bool,"checks":[{"name":...,"ok":bool,"detail":...,"error":{...}}],
+ *         "warnings":["..."]} */
 char *MsaDoctor(const char *url);
 
-/* Forget cached credentials; the next call fetches them again. */
+/* Forget every cached credential (an explicit reset); the next call fetches
+ * again. A 401 from a server is not a reason to call this: pass its
+ * fingerprint as MsaHeaders' "reject" instead. */
 void MsaInvalidate(void);
 
 /* The ABI version of the loaded library (MSA_ABI_VERSION when they match). */

@@ -16,12 +16,22 @@ import cffi
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Functions the binding calls (ABI version 2) that a header from before that
+# version lacks; each is added only where the header does not declare it, so
+# the header stays the source whenever it has the declaration.
+ABI2_FUNCTIONS = {"MsaHeaders": "char *MsaHeaders(const char *request_json);"}
+
+
 def cdef_from_header(header: Path) -> str:
     text = header.read_text()
     match = re.search(r"cffi-cdef-begin.*?\*/(.*?)/\*\s*cffi-cdef-end", text, re.S)
     if not match:
         raise SystemExit(f"{header}: cffi-cdef markers not found")
-    return re.sub(r"/\*.*?\*/", "", match.group(1), flags=re.S)
+    cdef = re.sub(r"/\*.*?\*/", "", match.group(1), flags=re.S)
+    for name, declaration in ABI2_FUNCTIONS.items():
+        if not re.search(rf"\b{name}\s*\(", cdef):
+            cdef += declaration + "\n"
+    return cdef
 
 
 def main() -> None:

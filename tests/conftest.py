@@ -92,7 +92,9 @@ def bearer_proxy(
 
 
 # Variables a test's environment starts without, so the machine's own settings never leak in.
-PLUGIN_PREFIXES = ("MLFLOW_", "VAULT_", "BAO_", "AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_")
+PLUGIN_PREFIXES = (
+    "MLFLOW_", "VAULT_", "BAO_", "AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_", "GOOGLE_", "GCE_", "CLOUDSDK_",
+)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

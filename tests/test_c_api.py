@@ -67,20 +67,35 @@ def test_c_caller(smoke: Path, vault_ready: harness.VaultAPIServer, reader_token
         )
     )
     r = run(smoke, env, "https://mlflow.test:5000/api")
-    assert r["abi"] == 1
+    assert r["abi"] == 2
     # The process environment is used until MsaSetEnv replaces it.
     assert r["process-env"]["ok"] is True
     assert r["process-env"]["headers"] == {"Authorization": "Bearer c-caller-token"}
     assert r["process-env"]["provider"] == "vault"
     assert 0 < int(r["process-env"]["max_age_ms"]) <= 300_000  # type: ignore[call-overload]
+    fingerprint = r["process-env"]["fingerprint"]
+    assert isinstance(fingerprint, str) and len(fingerprint) == 64
+    # MsaHeaders with an empty proxy and reject is the same call.
+    assert r["msa-headers"]["headers"] == r["process-env"]["headers"]
+    assert r["msa-headers"]["fingerprint"] == fingerprint
+    # An https target through an http proxy is a CONNECT tunnel: allowed.
+    assert r["msa-headers-proxy"]["fingerprint"] == fingerprint
+    # A proxy that cannot be read is refused (fail closed).
+    assert r["msa-headers-badproxy"]["ok"] is False
+    assert r["msa-headers-badproxy"]["code"] == "host_not_allowed"
+    assert "c-caller-token" not in json.dumps(r["msa-headers-badproxy"])
+    assert r["msa-headers-bad"]["code"] == "internal"
+    assert r["msa-headers-null"]["ok"] is False
     assert r["set-bad"]["ok"] is False
-    assert r["set"] == {"ok": True}
+    assert r["set"] == {"ok": True, "timeout_ms": 10_000, "log_level": "INFO", "warnings": []}
     assert r["unconfigured"]["code"] == "not_configured"
     assert r["unconfigured"]["variable"] == "VAULT_ADDR"
     assert r["null-host"]["code"] == "host_not_allowed"
     assert r["info"]["providers"][0]["name"] == "vault"  # type: ignore[index]
+    assert r["info"]["warnings"] == [] and r["info"]["timeout_ms"] == 10_000
+    assert r["doctor"]["warnings"] == []
     assert r["doctor"]["ok"] is False
-    assert r["reset"] == {"ok": True}
+    assert r["reset"]["ok"] is True and r["reset"]["timeout_ms"] == 10_000
     assert r["after-reset"]["headers"] == {"Authorization": "Bearer c-caller-token"}
     # A host that is not the tracking server gets nothing.
     denied = run(smoke, env, "https://evil.example")

@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, ClassVar
 
 import harness
-from conftest import plugin_env
+import pytest
+from conftest import plugin_env, search_url
+from mlflow_secrets_auth import _native
+from mlflow_secrets_auth import cli as cli_module
 
 CLI = str(Path(sys.executable).with_name("mlflow-secrets-auth"))
 
@@ -64,3 +68,95 @@ def test_doctor_dry_run(mlflow_server: harness.MlflowServer, basic_env: dict[str
     out = cli(env, "doctor", "--dry-run", other)
     assert out.returncode == 1
     assert "MLFLOW_SECRETS_ALLOWED_HOSTS" in out.stdout
+
+
+def test_doctor_dry_run_uses_mlflows_tls_settings(
+    mlflow_server: harness.MlflowServer, basic_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The MLflow server behind TLS with a private CA: the dry run trusts what
+    MLflow trusts (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS),
+    and nothing else."""
+    ca, cert, key = harness.make_tls_files(tmp_path / "tls")
+    with harness.LoopbackProxy(f"127.0.0.1:{mlflow_server.port}", tls=(cert, key)) as proxy:
+        env = {**basic_env, "MLFLOW_TRACKING_URI": proxy.url}
+        url = search_url(proxy.url)
+        trusted = cli({**env, "MLFLOW_TRACKING_SERVER_CERT_PATH": str(ca)}, "doctor", "--dry-run", url)
+        assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+        assert f"dry run: GET {url} sent with credentials: HTTP 200" in trusted.stdout
+        # Userinfo in the URL (which never goes on the wire) is in no line either.
+        with_userinfo = url.replace("https://", "https://someone:pw-in-url@")
+        untrusted = cli(env, "doctor", "--dry-run", with_userinfo)
+        assert untrusted.returncode == 1, untrusted.stdout
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout
+        assert "pw-in-url" not in untrusted.stdout + untrusted.stderr
+        insecure = cli({**env, "MLFLOW_TRACKING_INSECURE_TLS": "true"}, "doctor", "--dry-run", url)
+        assert insecure.returncode == 0, insecure.stdout + insecure.stderr
+        for out in (trusted, untrusted, insecure):
+            assert mlflow_server.admin_password not in out.stdout + out.stderr
+
+
+class WarningTransport:
+    """A core that reports two configuration warnings, as PROTOCOL.md shapes them."""
+
+    WARNINGS: ClassVar[list[str]] = [
+        "VAULT_ADDR sends the token in cleartext",
+        "MLFLOW_SECRETS_LOG_LEVEL='loud' is not a level",
+    ]
+
+    def headers(self, target: str, proxy: str = "", reject: str = "") -> dict[str, Any]:
+        raise AssertionError("info and doctor fetch no headers")
+
+    def set_env(self, env: dict[str, str]) -> dict[str, Any]:
+        return {"ok": True, "timeout_ms": 10_000, "log_level": "INFO", "warnings": self.WARNINGS}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "ok": True, "version": "test", "abi": _native.ABI_VERSION, "header_name": "Authorization",
+            "providers": [{"name": "vault", "mode": "bearer", "ttl_seconds": 300}],
+            "allowed_hosts": ["mlflow.test"], "allowed_from": "MLFLOW_TRACKING_URI", "warnings": self.WARNINGS,
+        }  # fmt: skip
+
+    def doctor(self, url: str) -> dict[str, Any]:
+        checks = [{"name": "configuration", "ok": True, "detail": "ok"}]
+        return {"ok": True, "checks": checks, "warnings": self.WARNINGS}
+
+    def invalidate(self) -> None:
+        pass
+
+
+def test_info_and_doctor_print_every_warning_of_the_core(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_native, "transport", WarningTransport)
+    assert cli_module.main(["info"]) == 0
+    info = capsys.readouterr().out.splitlines()
+    expected = [f"warning: {w}" for w in WarningTransport.WARNINGS]
+    assert [line for line in info if line.startswith("warning: ")] == expected
+    assert cli_module.main(["doctor"]) == 0
+    doctor = capsys.readouterr().out.splitlines()
+    assert [line for line in doctor if line.startswith("[warn] ")] == [f"[warn] {w}" for w in WarningTransport.WARNINGS]
+
+
+def test_info_and_doctor_show_configuration_warnings_from_the_core(
+    vault_ready: harness.VaultAPIServer, reader_token: str
+) -> None:
+    """Real core: a cleartext Vault address on another host and a bad log level are
+    named by info and by doctor (not only as a one-shot event of a headers call)."""
+    env = plugin_env(
+        vault_ready,
+        "https://mlflow.test:5000",
+        VAULT_ADDR="http://192.0.2.1:8200",  # TEST-NET: not loopback, never answers
+        VAULT_TOKEN=reader_token,
+        MLFLOW_VAULT_SECRET_PATH="secret/mlflow/info",
+        MLFLOW_SECRETS_LOG_LEVEL="loud",
+        MLFLOW_SECRETS_TIMEOUT_SEC="1",
+    )
+    info = cli(env, "info")
+    warned = [line for line in info.stdout.splitlines() if line.startswith("warning: ")]
+    assert any("VAULT_ADDR" in line for line in warned), info.stdout + info.stderr
+    assert any("MLFLOW_SECRETS_LOG_LEVEL" in line for line in warned), info.stdout
+    doctor = cli(env, "doctor")
+    warned = [line for line in doctor.stdout.splitlines() if line.startswith("[warn] ")]
+    assert any("VAULT_ADDR" in line for line in warned), doctor.stdout + doctor.stderr
+    assert any("MLFLOW_SECRETS_LOG_LEVEL" in line for line in warned), doctor.stdout
+    assert reader_token not in info.stdout + info.stderr + doctor.stdout + doctor.stderr

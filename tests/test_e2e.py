@@ -137,10 +137,11 @@ def test_openbao_configured_with_bao_variables_only(
     result = run_script(env)
     assert_logged(result, mlflow_server, password)
     assert reader_token not in result.stdout + result.stderr
-    # VAULT_* wins when both are set: a wrong VAULT_TOKEN beside the right BAO_TOKEN fails.
+    # A VAULT_TOKEN never goes to BAO_ADDR: the mix is an error naming both, and nothing is sent.
     result = run_script({**env, "VAULT_TOKEN": "not-a-valid-token"})
     assert result.returncode != 0
-    assert "rejected the token in VAULT_TOKEN" in result.stderr, result.stderr[-2000:]
+    assert "VAULT_TOKEN is set but the address in use is BAO_ADDR" in result.stderr, result.stderr[-2000:]
+    assert "not-a-valid-token" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

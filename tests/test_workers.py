@@ -111,6 +111,7 @@ def test_environment_changes_take_effect(
     reader_token: str,
     secret_path: str,
     moto,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # type: ignore[no-untyped-def]
     vault_ready.kv_put("secret", secret_path, {"token": "vault-token"}, version=1)
     moto.create_secret(f"{secret_path}-aws", string="aws-token")
@@ -145,6 +146,11 @@ def test_environment_changes_take_effect(
     os.environ["MLFLOW_SECRETS_ALLOWED_HOSTS"] = "*.corp.example"
     assert "Authorization" not in apply("https://mlflow.test").headers
     assert apply("https://a.corp.example").headers["Authorization"] == "Bearer aws-token"
+    # os.environ replaced by another object (a notebook, a test's monkeypatch): seen at
+    # the next request, although the header above is cached for minutes.
+    moto.create_secret(f"{secret_path}-aws2", string="other-token")
+    monkeypatch.setattr(os, "environ", {**os.environ, "MLFLOW_AWS_SECRET_ID": f"{secret_path}-aws2"})
+    assert apply("https://a.corp.example").headers["Authorization"] == "Bearer other-token"
 
 
 SLOW_FETCH = """
@@ -372,3 +378,192 @@ def test_python_312_no_fork_warning_from_import(tmp_path: Path) -> None:
     before, _, after = out.stderr.partition("--- library loaded from here on ---")
     assert "multi-threaded" not in before, before
     assert "multi-threaded" in after, after
+
+
+FORK_CHILDREN = """
+import json, multiprocessing as mp, os, sys, threading, time
+import requests
+from mlflow.tracking.request_auth.registry import fetch_auth
+from mlflow_secrets_auth import _native
+
+URL = sys.argv[1]
+BOUND = 30.0  # every wait below ends by then: a hang is a failure, not a stuck run
+
+
+def fetch(tag):
+    # A changed environment makes the plugin hand it to the core and ask again
+    # (no header cached by the parent is reused).
+    os.environ["MSA_FORK_TEST_TAG"] = f"{tag}-{os.getpid()}"
+    resp = requests.get(URL, auth=fetch_auth("mlflow_secrets_auth"), timeout=30)
+    t = _native._transport
+    return {"who": tag, "status": resp.status_code, "sent": resp.request.headers.get("Authorization", ""),
+            "transport": type(t).__name__ if t is not None else "none"}
+
+
+def in_child(tag, write_fd, again=False):
+    # In a forked child: report, through a pipe, what fetch() gave (or the error).
+    try:
+        result = fetch(tag)
+        if again:
+            result["grandchild"] = fork_and_collect(tag + "/child")
+        out = json.dumps(result)
+    except BaseException as exc:
+        out = json.dumps({"who": tag, "error": f"{type(exc).__name__}: {exc}"})
+    os.write(write_fd, out.encode())
+    os._exit(0)
+
+
+def fork_and_collect(tag, again=False):
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        in_child(tag, write_fd, again)
+    os.close(write_fd)
+    deadline = time.monotonic() + BOUND
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return {"who": tag, "error": "the forked child hung"}
+        time.sleep(0.05)
+    data = b""
+    while chunk := os.read(read_fd, 65536):
+        data += chunk
+    os.close(read_fd)
+    return json.loads(data) if data else {"who": tag, "error": f"no report, wait status {status}"}
+
+
+def pool_work(i):
+    return fetch(f"pool-{i}")
+
+
+stop = threading.Event()
+calls = [0]
+
+
+def busy():
+    # Keeps the core (and, on the helper, its reader thread) busy while the
+    # main thread forks.
+    t = _native.transport()
+    while not stop.is_set():
+        t.headers(URL)
+        calls[0] += 1
+
+
+results = {"parent": fetch("parent")}
+threads = [threading.Thread(target=busy, daemon=True) for _ in range(4)]
+for t in threads:
+    t.start()
+while calls[0] < 20:  # the busy threads are in full swing
+    time.sleep(0.01)
+results["fork"] = fork_and_collect("fork")
+results["fork-again"] = fork_and_collect("fork-again", again=True)
+pool = mp.get_context("fork").Pool(2)
+try:
+    results["pool"] = pool.map_async(pool_work, range(4)).get(BOUND)
+except mp.TimeoutError:
+    results["pool"] = [{"who": "pool", "error": "the fork-context pool hung"}]
+finally:
+    pool.terminate()
+stop.set()
+for t in threads:
+    t.join(BOUND)
+results["busy_calls"] = calls[0]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+@pytest.mark.parametrize(("transport", "parent"), [("helper", "Helper"), ("auto", "InProcess")])
+def test_forked_children_get_headers_while_the_core_is_busy(
+    basic_env: dict[str, str], mlflow_server: harness.MlflowServer, transport: str, parent: str
+) -> None:
+    """os.fork, a forked child that forks again, and a fork-context pool, each
+    while four threads keep the parent's core busy (on the helper transport the
+    reader thread holds its pipe's lock at fork time): every child sends the
+    credential. Bounded: a child that hangs fails the test."""
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_CHILDREN, search_url(mlflow_server.url)],
+        env=clean_env(**basic_env, MLFLOW_SECRETS_AUTH_TRANSPORT=transport),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert results["busy_calls"] > 20
+    assert results["parent"]["transport"] == parent
+    children = [results["fork"], results["fork-again"], results["fork-again"].get("grandchild", {}), *results["pool"]]
+    assert [c.get("error") for c in children] == [None] * 7, children
+    assert {c["who"] for c in children} == {"fork", "fork-again", "fork-again/child", *(f"pool-{i}" for i in range(4))}
+    for result in [results["parent"], *children]:
+        assert result["status"] == 200, result
+        assert result["sent"] == mlflow_server.basic_auth_header
+    assert {c["transport"] for c in children} == {"Helper"}  # a child never calls an inherited Go runtime
+
+
+TWO_CALLS = """
+import json, sys
+import requests
+from mlflow.tracking.request_auth.registry import fetch_auth
+from mlflow_secrets_auth import _native
+errors = []
+for _ in range(2):
+    try:
+        requests.Request("GET", sys.argv[1]).prepare().prepare_auth(fetch_auth("mlflow_secrets_auth"))
+        errors.append("")
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+t = _native._transport
+print(json.dumps({"errors": errors, "starts": t.starts, "budget_ms": t._timeout_ms}))
+"""
+
+
+def test_two_unresponsive_providers_answer_within_one_budget_on_the_helper(
+    vault_ready: harness.VaultAPIServer, reader_token: str, secret_path: str, moto
+) -> None:  # type: ignore[no-untyped-def]
+    """Vault and AWS both hold every connection for a minute, with a 3 s budget:
+    the core shares that one budget across both providers and answers each call
+    within it, so the helper client never abandons a call and never restarts the
+    helper (a restart loses its cache, back-off and logins)."""
+    moto.create_secret(f"{secret_path}-aws", string="aws-token")
+    with (
+        harness.LoopbackProxy(vault_ready.addr.split("//")[1]) as slow_vault,
+        harness.LoopbackProxy(moto.url.split("//")[1]) as slow_aws,
+    ):
+        slow_vault.delay = slow_aws.delay = 60
+        env = clean_env(
+            **plugin_env(
+                vault_ready,
+                "https://mlflow.test",
+                VAULT_ADDR=slow_vault.url,
+                VAULT_TOKEN=reader_token,
+                MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+                MLFLOW_SECRETS_AUTH_ENABLE="vault,aws-secrets-manager",
+                MLFLOW_AWS_SECRET_ID=f"{secret_path}-aws",
+                MLFLOW_SECRETS_TIMEOUT_SEC="3",
+                MLFLOW_SECRETS_AUTH_TRANSPORT="helper",
+                **{**moto.env(), "AWS_ENDPOINT_URL": slow_aws.url, "AWS_ENDPOINT_URL_SECRETS_MANAGER": slow_aws.url},
+            )
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", TWO_CALLS, "https://mlflow.test/x"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        reached = (slow_vault.accepted, slow_aws.accepted)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [e.split(":")[0] for e in result["errors"]] == ["MlflowSecretsAuthError"] * 2, result
+    assert result["budget_ms"] == 3000  # the client waits the core's budget (+ grace), told by set_env
+    assert not any("abandoned" in e for e in result["errors"]), result  # the core answered, in time
+    assert result["starts"] == 1
+    assert reached[0] >= 1, "the calls never reached Vault"

@@ -45,6 +45,15 @@ func GetAuthHeaders(host *C.char) (out *C.char) {
 	return reply(protocol.Headers(eng, goString(host)))
 }
 
+// MsaHeaders answers a headers request given as JSON: {"target", "proxy",
+// "reject", "deadline_ms"} (see include/mlflow_secrets_auth.h).
+//
+//export MsaHeaders
+func MsaHeaders(requestJSON *C.char) (out *C.char) {
+	defer recoverTo(&out)
+	return reply(protocol.HeadersJSON(eng, []byte(goString(requestJSON))))
+}
+
 // MsaSetEnv replaces the environment the library reads (JSON object), or
 // returns to the process environment when envJSON is NULL.
 //
@@ -75,7 +84,8 @@ func MsaDoctor(url *C.char) (out *C.char) {
 	return reply(protocol.Doctor(eng, goString(url)))
 }
 
-// MsaInvalidate forgets cached credentials so the next call fetches again.
+// MsaInvalidate forgets every cached credential (an explicit reset); the
+// next call fetches again. A 401 does not call it: MsaHeaders' "reject" does.
 //
 //export MsaInvalidate
 func MsaInvalidate() {

@@ -3,19 +3,24 @@
 The Go library cannot see changes made through os.environ after the process
 started, so they are handed over. To avoid re-reading the environment on
 every request, os.environ's class is swapped for a subclass that counts
-writes; the count is compared per request. If os.environ was replaced by
-something else, a full comparison is used instead.
+writes; ``current()`` then costs one identity check. When os.environ is
+replaced by another object (``os.environ = dict(...)``, a test's monkeypatch,
+or the original put back), the change of object itself counts as a change,
+and an object that cannot count its writes is compared by content on every
+call.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 _lock = threading.Lock()
 generation = 0
-tracked = False  # os.environ counts its writes; generation is then exact
-_last_copy: dict[str, str] | None = None
+_seen: Any = None  # the os.environ object current() last saw
+_counted: Any = None  # the same object when it counts its own writes, else None
+_last_copy: dict[str, str] | None = None  # the content of _seen when it does not count
 
 
 class _CountingEnviron(os._Environ):  # type: ignore[type-arg]
@@ -36,24 +41,33 @@ def _bump() -> None:
         generation += 1
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent's thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def track() -> None:
-    """Start counting os.environ writes (idempotent)."""
-    global tracked
+    """Make the process environment count its writes (idempotent)."""
     env = os.environ
-    if isinstance(env, _CountingEnviron):
-        tracked = True
-    elif type(env) is os._Environ:
+    if type(env) is os._Environ:
         env.__class__ = _CountingEnviron
-        tracked = True
 
 
 def current() -> int:
     """Return a number that changes whenever os.environ has changed."""
-    global _last_copy
-    if tracked:
+    global generation, _seen, _counted, _last_copy
+    env = os.environ
+    if env is _counted:
         return generation
-    snapshot = dict(os.environ)
-    if snapshot != _last_copy:
-        _last_copy = snapshot
-        _bump()
-    return generation
+    counting = isinstance(env, _CountingEnviron)
+    snapshot = None if counting else dict(env)
+    with _lock:
+        if env is not _seen or snapshot != _last_copy:
+            generation += 1
+        _seen, _last_copy = env, snapshot
+        _counted = env if counting else None
+        return generation

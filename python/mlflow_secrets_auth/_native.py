@@ -31,14 +31,19 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 LIBRARY_ENV = "MLFLOW_SECRETS_AUTH_LIBRARY"
 HELPER_ENV = "MLFLOW_SECRETS_AUTH_HELPER"
 TRANSPORT_ENV = "MLFLOW_SECRETS_AUTH_TRANSPORT"
-TIMEOUT_ENV = "MLFLOW_SECRETS_TIMEOUT_SEC"
-# A helper call may take the core's own deadline (MLFLOW_SECRETS_TIMEOUT_SEC,
-# default 10 s, at most 300 s) plus this; then the helper is killed.
+# The helper's per-call budget until its first set_env reply names the real one
+# ("timeout_ms", which the core derives from MLFLOW_SECRETS_TIMEOUT_SEC).
+DEFAULT_TIMEOUT_MS = 10_000
+# A helper call is waited for its budget plus this; then its reply is abandoned.
 HELPER_GRACE = 2.0
+# A helper that let a call expire must answer a ping within this before it is used again.
+PING_WAIT = 2.0
+# set_env (also replayed to a restarted helper) does not wait on any backend.
+SET_ENV_WAIT = 5.0
 
 Reply = dict[str, Any]
 logger = logging.getLogger("mlflow_secrets_auth")
@@ -65,7 +70,7 @@ class NativeError(RuntimeError):
 
 
 class Transport(Protocol):
-    def headers(self, host: str) -> Reply: ...
+    def headers(self, target: str, proxy: str = "", reject: str = "") -> Reply: ...
     def set_env(self, env: dict[str, str]) -> Reply: ...
     def info(self) -> Reply: ...
     def doctor(self, url: str) -> Reply: ...
@@ -82,32 +87,36 @@ def helper_path() -> Path:
     return Path(override) if override else Path(__file__).with_name(HELPER_NAME)
 
 
-def core_timeout(env: dict[str, str] | os._Environ[str] | None = None) -> float:
-    """The core's per-call deadline in seconds, as the core reads it (10 s default, 1..300)."""
-    raw = (env if env is not None else os.environ).get(TIMEOUT_ENV, "").strip()
-    try:
-        value = float(raw) if raw else 10.0
-    except ValueError:
-        return 10.0
-    return min(max(value, 1.0), 300.0) if value == value else 10.0  # NaN: the default
+def _headers_request(target: str, proxy: str, reject: str) -> dict[str, Any]:
+    request: dict[str, Any] = {"target": target}
+    if proxy:
+        request["proxy"] = proxy
+    if reject:
+        request["reject"] = reject
+    return request
 
 
 class InProcess:
     """The Go core loaded into this process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, lib: Any, ffi: Any) -> None:
+        self._lib = lib
+        self._ffi = ffi
+
+    @classmethod
+    def load(cls, path: Path) -> InProcess:
         try:
             from mlflow_secrets_auth._ffi import ffi  # generated at build time
         except ImportError as exc:
             raise NativeError(f"the cffi module for {path.name} is missing ({exc})") from exc
         try:
-            self._lib: Any = ffi.dlopen(str(path))
+            lib: Any = ffi.dlopen(str(path))
         except OSError as exc:
             raise NativeError(f"cannot load {path}: {exc}") from exc
-        abi = self._lib.MsaAbiVersion()
+        abi = lib.MsaAbiVersion()
         if abi != ABI_VERSION:
             raise NativeError(f"{path} has ABI version {abi}, this package needs {ABI_VERSION}")
-        self._ffi = ffi
+        return cls(lib, ffi)
 
     def _reply(self, ptr: Any) -> Reply:
         if ptr == self._ffi.NULL:
@@ -119,8 +128,10 @@ class InProcess:
         reply: Reply = json.loads(raw)
         return reply
 
-    def headers(self, host: str) -> Reply:
-        return self._reply(self._lib.GetAuthHeaders(host.encode()))
+    def headers(self, target: str, proxy: str = "", reject: str = "") -> Reply:
+        if not proxy and not reject:  # the common case: no JSON to build
+            return self._reply(self._lib.GetAuthHeaders(target.encode()))
+        return self._reply(self._lib.MsaHeaders(json.dumps(_headers_request(target, proxy, reject)).encode()))
 
     def set_env(self, env: dict[str, str]) -> Reply:
         return self._reply(self._lib.MsaSetEnv(json.dumps(env).encode()))
@@ -140,45 +151,66 @@ class _Pending:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.reply: Reply | None = None  # None with done set: the helper went away
+        self.reply: Reply | None = None  # None with done set: the pipe broke
 
 
 class _Process:
-    """One running helper: its pipes, a reader thread, and the calls waiting on it."""
+    """One running helper: its pipes, a reader thread, and the calls waiting on it.
+
+    The pipes are raw file descriptors, not Python file objects: a forked child
+    must close its copies without taking any lock, and a buffered stream's lock
+    may be held by this process's reader thread at the moment of the fork.
+    The reader thread owns the read end and closes it when the helper's output
+    ends; the write end is closed under ``write_lock`` (or, in a forked child,
+    where no writer thread exists, without it).
+    """
 
     def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            close_fds=True,
-        )
+        child_in, self._wfd = os.pipe()  # both ends close-on-exec (PEP 446)
+        self._rfd, child_out = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=child_in, stdout=child_out, stderr=subprocess.DEVNULL, close_fds=True
+            )
+        except BaseException:
+            os.close(self._wfd)
+            os.close(self._rfd)
+            raise
+        finally:
+            os.close(child_in)
+            os.close(child_out)
         self.write_lock = threading.Lock()
         self.pending: dict[int, _Pending] = {}
         self.pending_lock = threading.Lock()
-        self.alive = True
+        self.alive = True  # False once its output ended or it was killed
+        self.suspect = False  # a call expired: ping it before the next call uses it
         reader = threading.Thread(target=self._read, name="mlflow-secrets-auth-helper-reader", daemon=True)
         reader.start()
 
     def _read(self) -> None:
-        stdout = self.proc.stdout
-        assert stdout is not None
+        fd, rest = self._rfd, b""
         try:
-            for line in stdout:
-                try:
-                    message = json.loads(line)
-                    waiter_id, reply = int(message["id"]), message["reply"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # not ours: ignore it, its caller times out
-                with self.pending_lock:
-                    waiter = self.pending.pop(waiter_id, None)
-                if waiter is not None and isinstance(reply, dict):
-                    waiter.reply = reply
-                    waiter.done.set()
-        except (OSError, ValueError):
+            while chunk := os.read(fd, 65536):
+                *lines, rest = (rest + chunk).split(b"\n")
+                for line in lines:
+                    self._deliver(line)
+        except OSError:
             pass
-        self._fail_all()
+        finally:
+            os.close(fd)
+            self._fail_all()
+
+    def _deliver(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+            waiter_id, reply = int(message["id"]), message["reply"]
+        except (ValueError, KeyError, TypeError):
+            return  # not ours: ignore it, its caller times out
+        with self.pending_lock:
+            waiter = self.pending.pop(waiter_id, None)
+        if waiter is not None and isinstance(reply, dict):
+            waiter.reply = reply
+            waiter.done.set()
 
     def _fail_all(self) -> None:
         with self.pending_lock:
@@ -187,46 +219,64 @@ class _Process:
         for waiter in waiters:
             waiter.done.set()
 
-    def send(self, call_id: int, line: bytes) -> _Pending:
+    def send(self, call_id: int, request: dict[str, Any]) -> _Pending:
+        line = json.dumps({"id": call_id, **request}).encode() + b"\n"
         waiter = _Pending()
         with self.pending_lock:
             if not self.alive:
                 waiter.done.set()
                 return waiter
             self.pending[call_id] = waiter
-        stdin = self.proc.stdin
-        assert stdin is not None
         try:
             with self.write_lock:
-                stdin.write(line)
-                stdin.flush()
-        except (OSError, ValueError):
-            with self.pending_lock:
-                self.pending.pop(call_id, None)
+                if self._wfd < 0:
+                    raise OSError("the helper's input is closed")
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(self._wfd, view) :]
+        except OSError:  # EPIPE: the helper is gone
+            self.forget(call_id)
             waiter.done.set()
         return waiter
 
-    def forget(self, call_id: int) -> None:
+    def forget(self, call_id: int) -> bool:
+        """Stop waiting for a reply; False if the reply (or the pipe's end) already took the waiter."""
         with self.pending_lock:
-            self.pending.pop(call_id, None)
+            return self.pending.pop(call_id, None) is not None
 
     def kill(self) -> None:
         self._fail_all()
         try:
             self.proc.kill()
-            self.proc.wait()
-        except OSError:
+            self.proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
             pass
-        self.drop()
+        with self.write_lock:
+            fd, self._wfd = self._wfd, -1
+        if fd >= 0:
+            os.close(fd)
+        # The read end is the reader thread's: it sees the end of the output and closes it.
 
-    def drop(self) -> None:
-        """In a forked child: close the inherited pipe ends, leave the parent's helper alone."""
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
+    def drop_in_child(self) -> None:
+        """In a forked child: close the inherited pipe ends, leave the parent's helper alone.
+
+        Takes no lock and touches no Python stream: the threads of the parent
+        (which may have held them at the fork) do not exist here."""
+        fds, self._wfd, self._rfd = (self._wfd, self._rfd), -1, -1
+        self.alive = False
+        for fd in fds:
+            if fd >= 0:
                 try:
-                    stream.close()
+                    os.close(fd)
                 except OSError:
                     pass
+
+
+def _timeout_ms(reply: Reply) -> int:
+    value = reply.get("timeout_ms")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return DEFAULT_TIMEOUT_MS
 
 
 class Helper:
@@ -234,27 +284,41 @@ class Helper:
 
     One JSON request per line, ``{"id": n, "op": ...}``, and one reply per line,
     ``{"id": n, "reply": {...}}``; replies may come in any order, so several
-    threads wait on one helper at once. A call that gets no answer within its
-    deadline (the core's own timeout plus ``HELPER_GRACE``) kills the helper;
-    the next call starts a new one and first hands it the last environment.
+    threads wait on one helper at once.
+
+    Time: a headers call carries ``deadline_ms``, the budget the core gave in
+    its last set_env reply (``timeout_ms``; ``DEFAULT_TIMEOUT_MS`` before any),
+    and is waited for that plus ``grace``. A call that gets no answer by then
+    is abandoned (NativeError) but the helper is kept: it may only be busy
+    with slow backends, and a restart would lose its cache, back-off and
+    logins. Before the next call uses it, it must answer a ping within
+    ``ping_wait``. It is killed and restarted only when it fails that ping or
+    its pipe breaks (it exited, EOF, EPIPE); the new one first gets the last
+    environment, and a call that met a broken pipe is asked once more.
     """
 
-    def __init__(self, path: Path, argv: list[str] | None = None) -> None:
+    def __init__(
+        self, path: Path, argv: list[str] | None = None, grace: float = HELPER_GRACE, ping_wait: float = PING_WAIT
+    ) -> None:
         if argv is None and not os.access(path, os.X_OK):
             raise NativeError(f"the helper {path} is missing or not executable")
         self._path = path
         self._argv = argv or [str(path)]
-        self._lock = threading.Lock()  # starting and stopping
+        self._grace = grace
+        self._ping_wait = ping_wait
+        self._lock = threading.Lock()  # starting, pinging and stopping
         self._proc: _Process | None = None
         self._ids = itertools.count(1)
         self._env: dict[str, str] | None = None  # the state a restarted helper is given
+        self._timeout_ms = DEFAULT_TIMEOUT_MS
         self.starts = 0
 
     def _running(self) -> _Process:
         with self._lock:
             proc = self._proc
             if proc is not None and proc.alive and proc.proc.poll() is None:
-                return proc
+                if not proc.suspect or self._answers_ping(proc):
+                    return proc
             self._proc = None
             if proc is not None:
                 proc.kill()
@@ -265,27 +329,37 @@ class Helper:
             self.starts += 1
             if self._env is not None:
                 # Before any other call reaches it (they wait on this lock).
-                call_id = next(self._ids)
-                line = json.dumps({"id": call_id, "op": "set_env", "env": self._env}).encode() + b"\n"
-                waiter = proc.send(call_id, line)
-                if not waiter.done.wait(HELPER_GRACE + 3.0) or not (waiter.reply or {}).get("ok"):
+                waiter = proc.send(next(self._ids), {"op": "set_env", "env": self._env})
+                if not waiter.done.wait(SET_ENV_WAIT) or not (waiter.reply or {}).get("ok"):
                     proc.kill()
                     raise NativeError(f"the restarted helper {self._path} did not take the environment")
+                self._timeout_ms = _timeout_ms(waiter.reply or {})
             self._proc = proc
             return proc
 
-    def _exchange(self, proc: _Process, request: dict[str, Any], deadline: float) -> Reply | None:
+    def _answers_ping(self, proc: _Process) -> bool:
         call_id = next(self._ids)
-        line = json.dumps({"id": call_id, **request}).encode() + b"\n"
-        waiter = proc.send(call_id, line)
-        if not waiter.done.wait(deadline):
-            proc.forget(call_id)
-            self._kill(proc)
-            raise NativeError(
-                f"the helper {self._path} did not answer within {deadline:.1f} s; it was stopped and is restarted"
-                " on the next call"
-            )
-        return waiter.reply
+        waiter = proc.send(call_id, {"op": "ping"})
+        if waiter.done.wait(self._ping_wait) and (waiter.reply or {}).get("ok"):
+            proc.suspect = False
+            return True
+        proc.forget(call_id)
+        return False
+
+    def _exchange(self, proc: _Process, request: dict[str, Any], wait: float) -> Reply | None:
+        call_id = next(self._ids)
+        waiter = proc.send(call_id, request)
+        if waiter.done.wait(wait):
+            return waiter.reply
+        if not proc.forget(call_id):  # answered (or the pipe ended) just now: take that
+            waiter.done.wait(SET_ENV_WAIT)  # set right after the waiter was taken
+            return waiter.reply
+        proc.suspect = True
+        raise NativeError(
+            f"the helper {self._path} did not answer {request.get('op')} within {wait:.1f} s (the core's budget of"
+            f" {self._timeout_ms / 1000:g} s from MLFLOW_SECRETS_TIMEOUT_SEC, plus {self._grace:g} s); the call was"
+            " abandoned"
+        )
 
     def _kill(self, proc: _Process) -> None:
         with self._lock:
@@ -293,25 +367,24 @@ class Helper:
                 self._proc = None
         proc.kill()
 
-    def call(self, request: dict[str, Any], deadline: float | None = None) -> Reply:
-        if deadline is None:
-            deadline = core_timeout(self._env) + HELPER_GRACE
-        for attempt in (1, 2):
+    def call(self, request: dict[str, Any], wait: float | None = None) -> Reply:
+        """Send one request and wait for its reply (``wait`` seconds; by default the budget plus the grace)."""
+        if wait is None:
+            wait = self._timeout_ms / 1000 + self._grace
+        for _ in (1, 2):
             proc = self._running()
-            reply = self._exchange(proc, request, deadline)
+            reply = self._exchange(proc, request, wait)
             if reply is not None:
                 return reply
-            self._kill(proc)  # it exited (EOF): start a new one and ask once more
-            if attempt == 2:
-                break
-        raise NativeError(f"the helper {self._path} stopped answering")
+            self._kill(proc)  # its pipe broke: start a new one and ask once more
+        raise NativeError(f"the helper {self._path} stopped answering (it exited twice during one call)")
 
     def forget(self) -> None:
-        """In a forked child: drop the parent's pipes without touching its helper."""
+        """In a forked child: drop the parent's pipes without touching its helper or any lock."""
         proc, self._proc = self._proc, None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the parent's may have been held at the fork: never acquire it
         if proc is not None:
-            proc.drop()
+            proc.drop_in_child()
 
     def close(self) -> None:
         with self._lock:
@@ -319,21 +392,27 @@ class Helper:
         if proc is not None:
             proc.kill()
 
-    def headers(self, host: str) -> Reply:
-        return self.call({"op": "headers", "arg": host})
+    def headers(self, target: str, proxy: str = "", reject: str = "") -> Reply:
+        request: dict[str, Any] = {"op": "headers", "arg": target, "deadline_ms": self._timeout_ms}
+        if proxy:
+            request["proxy"] = proxy
+        if reject:
+            request["reject"] = reject
+        return self.call(request)
 
     def set_env(self, env: dict[str, str]) -> Reply:
-        reply = self.call({"op": "set_env", "env": env}, HELPER_GRACE + 3.0)
+        reply = self.call({"op": "set_env", "env": env}, SET_ENV_WAIT)
         if reply.get("ok"):
             self._env = dict(env)
+            self._timeout_ms = _timeout_ms(reply)
         return reply
 
     def info(self) -> Reply:
         return self.call({"op": "info"})
 
     def doctor(self, url: str) -> Reply:
-        # Every provider is checked in turn, each within the core's deadline.
-        return self.call({"op": "doctor", "arg": url}, 4 * core_timeout(self._env) + HELPER_GRACE)
+        # Every provider is checked in turn, each within the core's budget.
+        return self.call({"op": "doctor", "arg": url}, 4 * self._timeout_ms / 1000 + self._grace)
 
     def invalidate(self) -> None:
         self.call({"op": "invalidate"})
@@ -348,11 +427,14 @@ _notes: list[str] = []  # why this transport was chosen, for `info`
 
 
 def _after_fork_in_child() -> None:
+    """Runs in a forked child: take no lock and close no Python stream here, since
+    a thread of the parent may have held them at the fork and it does not exist
+    in the child to release them."""
     global _transport, _lock
     if isinstance(_transport, Helper):
         _transport.forget()  # so the parent's helper still sees EOF when the parent exits
     _transport = None  # choose again; an inherited runtime means the helper
-    _lock = threading.Lock()  # the parent may have held it while forking
+    _lock = threading.Lock()  # a new one: the parent's may have been held while forking
 
 
 def at_fork(child: Callable[[], None]) -> None:
@@ -387,6 +469,8 @@ def transport_notes() -> list[str]:
 def _choose() -> None:
     global _transport, _pid, _runtime_pid, _fork_hook
     pid = os.getpid()
+    if isinstance(_transport, Helper) and _pid != pid:
+        _transport.forget()  # forked where no fork hook ran (from C): the parent's pipes are not ours
     forced = os.environ.get(TRANSPORT_ENV, "auto").strip().lower() or "auto"
     if forced not in ("auto", "inprocess", "helper"):
         raise NativeError(f"{TRANSPORT_ENV}={forced!r} is not one of auto, inprocess, helper")
@@ -406,7 +490,7 @@ def _choose() -> None:
         _transport, _pid = Helper(helper_path()), pid
         return
     try:
-        _transport = InProcess(lib)
+        _transport = InProcess.load(lib)
     except NativeError as exc:
         if forced == "inprocess":
             raise

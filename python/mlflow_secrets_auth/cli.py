@@ -29,6 +29,12 @@ def _error(e: dict[str, Any]) -> str:
     return text
 
 
+def _print_warnings(reply: dict[str, Any], prefix: str) -> None:
+    """Every configuration warning the core reports (already free of secrets)."""
+    for warning in reply.get("warnings") or []:
+        print(f"{prefix}{warning}")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     info = _load().info()
     notes = _native.transport_notes()
@@ -39,6 +45,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"mlflow-secrets-auth {__version__} (library {info.get('version')}, ABI {info.get('abi')})")
     for note in notes:
         print(note)
+    _print_warnings(info, "warning: ")
     if not info.get("ok"):
         print(f"configuration error: {_error(info)}")
         return 1
@@ -58,32 +65,47 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _dry_run(url: str) -> tuple[bool, str]:
-    import requests
+    """One GET through MLflow's own request function, with the host credentials
+    MLflow builds from the environment (so its TLS settings apply:
+    MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS,
+    MLFLOW_TRACKING_CLIENT_CERT_PATH) and this plugin as the auth."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+    from requests import PreparedRequest
+    from requests.utils import urldefragauth
 
     from mlflow_secrets_auth.provider import MlflowSecretsAuthError, SecretsAuth
 
-    probe = SecretsAuth()
+    # Userinfo and fragment never go on the wire with an auth object set; without
+    # them the URL can appear in any message.
+    target = urldefragauth(url)
+    plugin = SecretsAuth()
     sent: dict[str, bool] = {}
-    scheme, sep, rest = url.partition("://")
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    shown = f"{scheme}{sep}***@{rest[authority.rfind('@') + 1 :]}" if "@" in authority else url  # no userinfo
 
-    def auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
-        before = set(r.headers)
-        r = probe(r)
-        sent["headers"] = set(r.headers) != before
+    def auth(r: PreparedRequest) -> PreparedRequest:
+        before = dict(r.headers)
+        r = plugin(r)
+        sent["headers"] = dict(r.headers) != before
         return r
 
     try:
-        resp = requests.get(url, auth=auth, timeout=30, allow_redirects=False)
+        creds = get_default_host_creds(target)  # type: ignore[no-untyped-call]
+        creds.auth, creds.aws_sigv4 = None, False  # the plugin's auth, watched, is passed below
+        resp = http_request(  # type: ignore[no-untyped-call]
+            creds, "", "GET", max_retries=0, timeout=30, raise_on_status=False, auth=auth
+        )
     except MlflowSecretsAuthError as exc:
         return False, str(exc)
-    except requests.RequestException as exc:
-        return False, f"request to {shown} failed: {exc.__class__.__name__}: {exc}"
+    except MlflowException as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, MlflowSecretsAuthError):
+            return False, str(cause)
+        return False, f"GET {target} failed: {exc.message}"
     how = "with credentials" if sent.get("headers") else "WITHOUT credentials"
     if resp.status_code in (401, 403):
-        return False, f"GET {shown} sent {how}: HTTP {resp.status_code}: the server rejected the request"
-    return sent.get("headers", False), f"GET {shown} sent {how}: HTTP {resp.status_code}"
+        return False, f"GET {target} sent {how}: HTTP {resp.status_code}: the server rejected the request"
+    return sent.get("headers", False), f"GET {target} sent {how}: HTTP {resp.status_code}"
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -96,6 +118,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         mark = "ok  " if check.get("ok") else "FAIL"
         text = check.get("detail") or _error(check.get("error") or {})
         print(f"[{mark}] {check['name']}: {text}")
+    _print_warnings(report, "[warn] ")
+    from mlflow_secrets_auth import otlp
+
+    for passed, text in otlp.doctor_checks():
+        print(f"[{'ok  ' if passed else 'FAIL'}] {text}")
+        ok = ok and passed
+    for text in otlp.gaps():
+        print(f"[note] {text}")
     if args.dry_run and ok:
         passed, text = _dry_run(args.dry_run)
         print(f"[{'ok  ' if passed else 'FAIL'}] dry run: {text}")

@@ -114,7 +114,6 @@ def _after_fork_in_child() -> None:
     global _sync_lock, _synced
     _sync_lock = threading.Lock()
     _synced = None
-    _env._lock = threading.Lock()
 
 
 class SecretsAuth(AuthBase):
@@ -123,7 +122,7 @@ class SecretsAuth(AuthBase):
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         url = r.url or ""
         entry = _entries.get(_origin_key(url))
-        if entry is None or entry[0] != (_env.generation if _env.tracked else _env.current()) or entry[1] <= _now():
+        if entry is None or entry[0] != _env.current() or entry[1] <= _now():
             entry = _fetch(url)
         guard = entry[2]
         if guard is not None:
@@ -141,7 +140,7 @@ def route(url: str, proxies: _hooks.Proxies = None) -> tuple[str, str]:
 
 def _fetch(url: str) -> Entry:
     """The core's answer for a request to url, going out as requests sends it from the environment; kept."""
-    generation = _env.generation if _env.tracked else _env.current()  # before the route is read
+    generation = _env.current()  # before the route is read
     key, proxy = _hooks.route(url)
     ttl, guard = _ask(key, proxy)
     entry: Entry = (generation, _now() + ttl, guard, proxy)
@@ -158,7 +157,7 @@ def _answer(url: str, proxies: _hooks.Proxies, reject: str = "") -> tuple[str, _
         if (
             entry is not None
             and entry[3] == proxy
-            and entry[0] == (_env.generation if _env.tracked else _env.current())
+            and entry[0] == _env.current()
             and entry[1] > _now()
         ):
             return key, entry[2]

@@ -21,6 +21,18 @@ int main(int argc, char **argv) {
     }
     printf("abi %d\n", MsaAbiVersion());
     show("process-env", GetAuthHeaders(argc > 1 ? argv[1] : "localhost"));
+    {
+        char req[1024];
+        snprintf(req, sizeof req, "{\"target\":\"%s\",\"proxy\":\"\",\"reject\":\"\",\"deadline_ms\":5000}",
+                 argc > 1 ? argv[1] : "localhost");
+        show("msa-headers", MsaHeaders(req));
+        snprintf(req, sizeof req, "{\"target\":\"%s\",\"proxy\":\"http://proxy.corp:3128\"}", argc > 1 ? argv[1] : "localhost");
+        show("msa-headers-proxy", MsaHeaders(req));
+        snprintf(req, sizeof req, "{\"target\":\"%s\",\"proxy\":\"ftp://proxy.corp\"}", argc > 1 ? argv[1] : "localhost");
+        show("msa-headers-badproxy", MsaHeaders(req));
+    }
+    show("msa-headers-bad", MsaHeaders("[1, 2"));
+    show("msa-headers-null", MsaHeaders(NULL));
     show("set-bad", MsaSetEnv("[1, 2"));
     show("set", MsaSetEnv("{\"MLFLOW_SECRETS_AUTH_ENABLE\":\"vault\",\"MLFLOW_TRACKING_URI\":\"https://h:1\"}"));
     show("unconfigured", GetAuthHeaders("https://h:1"));

@@ -35,6 +35,7 @@ def test_free_port_is_bindable() -> None:
         s.bind(("127.0.0.1", port))
 
 
+@pytest.mark.hashicorp
 def test_vault_binary_cached_under_hash(vault_binary: Path) -> None:
     assert vault_binary == harness.vault_server_binary_path()
     assert vault_binary.name.startswith("vaultserver-") and vault_binary.name.endswith(".test")

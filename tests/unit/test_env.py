@@ -1,5 +1,5 @@
 """Environment tracking: os.environ writes are counted; a replaced os.environ
-falls back to comparing snapshots."""
+(a dict, a monkeypatch, the original put back) is seen at the next call."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from mlflow_secrets_auth import _env
 
 def test_writes_through_os_environ_change_the_generation(monkeypatch: pytest.MonkeyPatch) -> None:
     _env.track()
-    assert _env.tracked
     assert isinstance(os.environ, _env._CountingEnviron)
     g0 = _env.current()
     assert _env.current() == g0  # no write, no change
@@ -23,9 +22,10 @@ def test_writes_through_os_environ_change_the_generation(monkeypatch: pytest.Mon
     assert g2 != g1
     monkeypatch.delenv("MSA_UNIT_TEST_VAR")
     assert _env.current() != g2
+    g3 = _env.current()
     os.environ.setdefault("MSA_UNIT_TEST_OTHER", "x")
     try:
-        assert _env.current() != g2
+        assert _env.current() != g3
     finally:
         del os.environ["MSA_UNIT_TEST_OTHER"]
 
@@ -37,17 +37,25 @@ def test_track_is_idempotent() -> None:
     assert type(os.environ) is cls
 
 
-def test_a_replaced_environ_is_compared_by_content(monkeypatch: pytest.MonkeyPatch) -> None:
-    replacement = dict(os.environ)
-    monkeypatch.setattr(os, "environ", replacement)
-    monkeypatch.setattr(_env, "tracked", False)
-    _env.track()  # a plain dict cannot count its writes
-    assert _env.tracked is False
+def test_a_replaced_environ_is_seen_and_so_is_the_original_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a notebook or a test does: os.environ replaced for real, after the
+    process environment was tracked and read, then restored."""
+    _env.track()
+    original = os.environ
     g0 = _env.current()
-    assert _env.current() == g0
-    replacement["MSA_UNIT_TEST_VAR"] = "1"
+    replacement = {**os.environ, "MSA_UNIT_TEST_VAR": "replaced"}
+    monkeypatch.setattr(os, "environ", replacement)
+    _env.track()  # a plain dict cannot count its writes: it is compared by content
     g1 = _env.current()
     assert g1 != g0
-    assert _env.current() == g1
-    replacement["MSA_UNIT_TEST_VAR"] = "2"
-    assert _env.current() != g1
+    assert _env.current() == g1  # unchanged content, same generation
+    replacement["MSA_UNIT_TEST_VAR"] = "written"
+    g2 = _env.current()
+    assert g2 != g1
+    assert _env.current() == g2
+    monkeypatch.setattr(os, "environ", original)  # put back
+    g3 = _env.current()
+    assert g3 != g2
+    assert _env.current() == g3
+    monkeypatch.setenv("MSA_UNIT_TEST_VAR", "counted again")  # the original counts its writes again
+    assert _env.current() != g3

@@ -4,6 +4,7 @@ pipe protocol with a fake helper (concurrency, restart with state, deadline)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -25,11 +26,6 @@ def test_file_names_by_platform() -> None:
     assert _native.library_name("win32") == "mlflow_secrets_auth.dll"
     assert _native.helper_name("win32") == "msa-helper.exe"
     assert _native.helper_name("linux") == _native.helper_name("darwin") == "msa-helper"
-
-
-@pytest.mark.parametrize(("raw", "seconds"), [("", 10.0), ("3", 3.0), ("0", 1.0), ("9999", 300.0), ("x", 10.0)])
-def test_core_timeout_reads_like_the_core(raw: str, seconds: float) -> None:
-    assert _native.core_timeout({_native.TIMEOUT_ENV: raw}) == seconds
 
 
 @pytest.fixture()
@@ -128,7 +124,7 @@ def test_a_forked_child_chooses_the_helper_without_calling_the_runtime(fresh: No
 
 @pytest.fixture()
 def fake() -> Iterator[_native.Helper]:
-    helper = _native.Helper(FAKE, argv=[sys.executable, str(FAKE)])
+    helper = _native.Helper(FAKE, argv=[sys.executable, str(FAKE)], grace=0.2, ping_wait=0.5)
     yield helper
     helper.close()
 
@@ -142,7 +138,18 @@ def test_threads_wait_on_the_helper_at_once(fake: _native.Helper) -> None:
     assert slow == []
     fake.call({"op": "release"}, 10)
     t.join(30)
-    assert slow == [{"ok": True, "headers": {"X-Host": "slow"}}]
+    assert [r["headers"] for r in slow] == [{"X-Host": "slow"}]
+
+
+def test_headers_requests_carry_the_budget_from_set_env_and_the_hop(fake: _native.Helper) -> None:
+    plain = fake.headers("https://h.example:443")["request"]
+    assert plain == {"id": plain["id"], "op": "headers", "arg": "https://h.example:443", "deadline_ms": 10_000}
+    assert fake.set_env({"FAKE_TIMEOUT_MS": "1234"})["timeout_ms"] == 1234
+    hop = fake.headers("http://h.example:80", proxy="http://proxy.example:3128", reject="ab12")["request"]
+    assert (hop["arg"], hop["proxy"], hop["reject"], hop["deadline_ms"]) == (
+        "http://h.example:80", "http://proxy.example:3128", "ab12", 1234,
+    )  # fmt: skip
+    assert "reject" not in fake.headers("http://h.example:80", proxy="http://proxy.example:3128")["request"]
 
 
 def running_pid(helper: _native.Helper) -> int:
@@ -162,29 +169,157 @@ def test_a_restarted_helper_gets_the_last_environment_first(fake: _native.Helper
     assert fake.starts == 2
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX signals")
-def test_a_helper_that_stops_answering_is_killed_after_the_deadline(fake: _native.Helper) -> None:
-    env = {"MLFLOW_TRACKING_URI": "https://t.example"}
+def test_slow_calls_are_abandoned_and_the_helper_kept(fake: _native.Helper) -> None:
+    """Two calls in a row outlive their budget (100 ms from set_env, + 0.2 s grace):
+    each is abandoned with an error naming the timeout; the helper, still
+    answering pings, is neither killed nor restarted."""
+    fake.set_env({"FAKE_TIMEOUT_MS": "100"})
+    pid = running_pid(fake)
+    expired = r"did not answer headers within 0\.3 s .*MLFLOW_SECRETS_TIMEOUT_SEC.*abandoned"
+    for _ in range(2):
+        with pytest.raises(_native.NativeError, match=expired):
+            fake.headers("slow")
+    info = fake.call({"op": "info"}, 10)
+    assert (info["pid"], fake.starts) == (pid, 1)
+    assert info["pings"] == 2  # before the second slow call, and before this one
+    fake.call({"op": "release"}, 10)  # the abandoned replies now arrive, and are ignored
+    assert fake.headers("fast")["headers"] == {"X-Host": "fast"}
+    assert fake.call({"op": "info"}, 10)["pings"] == 2  # no call expired since: no ping
+
+
+def test_a_helper_that_fails_a_ping_is_restarted(fake: _native.Helper) -> None:
+    env = {"MLFLOW_TRACKING_URI": "https://t.example", "FAKE_TIMEOUT_MS": "100"}
     fake.set_env(env)
-    stopped = running_pid(fake)
+    stuck = running_pid(fake)
     proc = fake._proc
     assert proc is not None
-    os.kill(stopped, signal.SIGSTOP)
-    started = time.monotonic()
-    with pytest.raises(_native.NativeError, match=r"did not answer within 0\.5 s"):
-        fake.call({"op": "info"}, 0.5)
-    assert time.monotonic() - started < 5.0  # the deadline, not the helper, ended the wait
-    assert proc.proc.wait(10) == -signal.SIGKILL
-    info = fake.call({"op": "info"}, 10)
-    assert info["pid"] != stopped
+    fake.call({"op": "mute"}, 10)  # alive, reading, answering nothing
+    with pytest.raises(_native.NativeError, match="abandoned"):
+        fake.headers("x")
+    assert proc.proc.poll() is None  # an expired call alone kills nothing
+    info = fake.call({"op": "info"}, 10)  # the ping goes unanswered: stopped, and a new helper answers
+    assert info["pid"] != stuck
     assert info["env"] == env
+    assert fake.starts == 2
+    assert proc.proc.wait(10) == -signal.SIGKILL
 
 
-def test_a_helper_that_exits_mid_call_is_an_error_not_a_hang(fake: _native.Helper) -> None:
+def test_a_helper_that_dies_mid_call_is_restarted_once_and_the_call_retried(
+    fake: _native.Helper, tmp_path: Path
+) -> None:
+    env = {"MLFLOW_TRACKING_URI": "https://t.example"}
+    fake.set_env(env)
+    first = running_pid(fake)
+    marker = tmp_path / "died"
+    assert fake.call({"op": "die_once", "arg": str(marker)}, 10) == {"ok": True, "survived": str(marker)}
+    assert marker.exists()  # the first helper exited on this call
+    info = fake.call({"op": "info"}, 10)
+    assert (info["pid"] != first, info["env"], fake.starts) == (True, env, 2)
+
+
+def test_a_helper_that_exits_on_every_try_is_an_error_not_a_hang(fake: _native.Helper) -> None:
     with pytest.raises(_native.NativeError, match="stopped answering"):
         fake.call({"op": "exit"}, 30)
-    assert fake.starts == 2  # tried once more on a new helper
-    assert fake.call({"op": "headers", "arg": "x"}, 10)["ok"]
+    assert fake.starts == 2  # tried once more on a new helper, and no more
+    assert fake.headers("x")["ok"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_fork_while_a_call_is_in_flight_leaves_the_child_free(fresh: None, fake: _native.Helper) -> None:
+    """At the fork the helper's reader thread is blocked reading its pipe, a
+    call waits on it, and the transport's locks are held. The child's fork hook
+    must neither take a lock nor close a stream those threads hold: it returns,
+    the inherited pipe ends are closed in the child, and the parent's helper
+    keeps working."""
+    os.environ[_native.TRANSPORT_ENV] = "helper"  # the fixture removes it again
+    _native.transport()  # registers the fork hook (a real helper is started only on a call)
+    _native._transport = fake
+    slow: list[dict[str, object]] = []
+    t = threading.Thread(target=lambda: slow.append(fake.call({"op": "headers", "arg": "slow"}, 60)))
+    t.start()
+    assert fake.headers("fast")["ok"]  # the reader thread runs
+    proc = fake._proc
+    assert proc is not None
+    inherited = (proc._wfd, proc._rfd)
+    read, write = os.pipe()
+    # Every lock of the transport held at the fork, as another thread could hold it then:
+    # in the child nobody will ever release them.
+    held = (_native._lock, fake._lock, proc.write_lock, proc.pending_lock)
+    for lock in held:
+        lock.acquire()
+    pid = os.fork()
+    if pid != 0:
+        for lock in held:
+            lock.release()
+    if pid == 0:  # the child
+        try:
+            closed = []
+            for fd in inherited:
+                try:
+                    os.fstat(fd)
+                except OSError:
+                    closed.append(fd)
+            ok = _native._transport is None and fake._proc is None and closed == list(inherited)
+            os.write(write, b"ok" if ok else b"not reset")
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 30
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in the fork hook")
+        time.sleep(0.01)
+    assert os.read(read, 100) == b"ok"
+    os.close(read)
+    fake.call({"op": "release"}, 10)
+    t.join(30)
+    assert [r["headers"] for r in slow] == [{"X-Host": "slow"}]
+    assert fake.starts == 1
+
+
+class FakeLib:
+    """The C API as cffi presents it, recording which function got what."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.freed = 0
+
+    def GetAuthHeaders(self, host: bytes) -> bytes:
+        self.calls.append(("GetAuthHeaders", host))
+        return b'{"ok": true}'
+
+    def MsaHeaders(self, request: bytes) -> bytes:
+        self.calls.append(("MsaHeaders", json.loads(request)))
+        return b'{"ok": true}'
+
+    def MsaFree(self, ptr: bytes) -> None:
+        self.freed += 1
+
+
+class FakeFFI:
+    NULL = None
+
+    @staticmethod
+    def string(ptr: bytes) -> bytes:
+        return ptr
+
+
+def test_in_process_headers_take_the_fast_path_unless_there_is_a_hop_to_describe() -> None:
+    lib = FakeLib()
+    t = _native.InProcess(lib, FakeFFI())
+    t.headers("https://h.example:443")
+    t.headers("http://h.example:80", proxy="http://proxy.example:3128")
+    t.headers("https://h.example:443", reject="ab12")
+    t.headers("http://h.example:80", "https://proxy.example:3128", "cd34")
+    assert lib.calls == [
+        ("GetAuthHeaders", b"https://h.example:443"),
+        ("MsaHeaders", {"target": "http://h.example:80", "proxy": "http://proxy.example:3128"}),
+        ("MsaHeaders", {"target": "https://h.example:443", "reject": "ab12"}),
+        ("MsaHeaders", {"target": "http://h.example:80", "proxy": "https://proxy.example:3128", "reject": "cd34"}),
+    ]
+    assert lib.freed == 4
 
 
 def test_the_real_helper_answers_json_to_anything(monkeypatch: pytest.MonkeyPatch) -> None:

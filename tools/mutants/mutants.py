@@ -62,4 +62,12 @@ MUTANTS: tuple[Mutant, ...] = (
         lang="go",
         why="the host policy allows every destination",
     ),
+    Mutant(
+        name="address-pattern-matches-names",
+        path="go/internal/hostpolicy/hostpolicy.go",
+        old="\tif pat.ipv4 != isIPv4(t.Host) {\n\t\treturn false\n\t}\n",
+        new="",
+        lang="go",
+        why="an IPv4 pattern such as 10.*.*.* allows the name 10.www.evil.com",
+    ),
 )

@@ -5,15 +5,18 @@
 //
 // Protocol: one JSON request per line on stdin,
 //
-//	{"id": 1, "op": "headers", "arg": "https://host:port"}
+//	{"id": 1, "op": "headers", "arg": "https://host:port", "proxy": "...", "reject": "<fingerprint>", "deadline_ms": 5000}
+//	    (proxy, reject and deadline_ms optional: as MsaHeaders' request)
 //	{"id": 2, "op": "set_env", "env": {"NAME": "value", ...}}   (env null: process environment)
 //	{"id": 3, "op": "info"} | {"op": "doctor", "arg": "url"} | {"op": "invalidate"} | {"op": "abi"}
+//	{"id": 4, "op": "ping"}   -> {"ok": true}
 //
 // and one JSON reply per line on stdout, {"id": <the request's id>, "reply": {...}},
 // where the reply is exactly what the C API returns. Requests are served
 // concurrently, so replies may come in any order; the id pairs them up. A
-// request without an id gets "id": null. It exits when stdin closes (its
-// parent is gone). It writes nothing else.
+// request without an id gets "id": null. When stdin closes (its parent is
+// gone or done) it finishes every request it has read, writes their
+// replies, and exits. It writes nothing else.
 package main
 
 import (
@@ -29,10 +32,13 @@ import (
 )
 
 type request struct {
-	ID  json.RawMessage `json:"id"`
-	Op  string          `json:"op"`
-	Arg string          `json:"arg"`
-	Env json.RawMessage `json:"env"`
+	ID         json.RawMessage `json:"id"`
+	Op         string          `json:"op"`
+	Arg        string          `json:"arg"`
+	Env        json.RawMessage `json:"env"`
+	Proxy      string          `json:"proxy"`
+	Reject     string          `json:"reject"`
+	DeadlineMs int64           `json:"deadline_ms"`
 }
 
 type envelope struct {
@@ -45,10 +51,12 @@ type envelope struct {
 func init() { log.SetOutput(io.Discard) }
 
 func main() {
+	_ = noCoreDump() // best effort: a limit the platform refuses does not stop the helper
 	run(engine.New(nil), os.Stdin, os.Stdout)
 }
 
-// run serves requests from in until it ends, each on its own goroutine.
+// run serves requests from in until it ends, each on its own goroutine, and
+// returns once every request read has been answered.
 func run(eng *engine.Engine, in io.Reader, w io.Writer) {
 	r := bufio.NewReaderSize(in, 1<<16)
 	out := bufio.NewWriter(w)
@@ -64,12 +72,18 @@ func run(eng *engine.Engine, in io.Reader, w io.Writer) {
 			broken = true
 		}
 	}
+	var inflight sync.WaitGroup
+	defer inflight.Wait() // EOF: the parent closed the pipe; answer what was read
 	for {
 		line, err := r.ReadBytes('\n')
 		if len(line) > 0 {
-			go func() { write(handle(eng, line)) }()
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				write(handle(eng, line))
+			}()
 		}
-		if err != nil { // EOF: the parent closed the pipe or exited
+		if err != nil {
 			return
 		}
 	}
@@ -103,7 +117,9 @@ func serve(eng *engine.Engine, req request) (out []byte) {
 	}()
 	switch req.Op {
 	case "headers":
-		return protocol.Headers(eng, req.Arg)
+		return protocol.Serve(eng, protocol.Request{Target: req.Arg, Proxy: req.Proxy, Reject: req.Reject, DeadlineMs: req.DeadlineMs})
+	case "ping":
+		return []byte(`{"ok":true}`)
 	case "set_env":
 		if string(req.Env) == "null" || len(req.Env) == 0 {
 			return protocol.SetEnv(eng, nil)

@@ -113,3 +113,47 @@ func TestRequestsAreServedConcurrently(t *testing.T) {
 	_ = inW.Close()
 	<-done
 }
+
+// At EOF the helper answers what it read: `printf '{"id":1,"op":"abi"}\n' |
+// msa-helper` prints the reply.
+func TestEOFAnswersWhatWasRead(t *testing.T) {
+	var out strings.Builder
+	run(engine.New(nil), strings.NewReader(`{"id":1,"op":"abi"}`+"\n"+`{"id":2,"op":"ping"}`), &out)
+	got := out.String()
+	if !strings.Contains(got, `{"id":1,"reply":{"ok":true,"abi":2}}`) || !strings.Contains(got, `{"id":2,"reply":{"ok":true}}`) {
+		t.Fatalf("output %q", got)
+	}
+}
+
+// A request still waiting on a backend when stdin closes is answered before
+// the helper exits.
+func TestEOFWaitsForSlowRequests(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	eng := engine.NewWith(nil, map[string]provider.Factory{
+		config.Vault: func(config.Env, *config.Config) (provider.Spec, error) {
+			return provider.Spec{Name: "vault", Settings: "k", Mode: "bearer", TTL: time.Hour,
+				New: func(context.Context) (provider.Provider, error) { entered <- struct{}{}; return gated{release}, nil }}, nil
+		},
+	})
+	eng.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "MLFLOW_TRACKING_URI": "https://h", "MLFLOW_SECRETS_TIMEOUT_SEC": "60"})
+	var out strings.Builder
+	done := make(chan struct{})
+	go func() {
+		run(eng, strings.NewReader(`{"id":7,"op":"headers","arg":"https://h","proxy":"http://127.0.0.1:3128","deadline_ms":30000}`+"\n"), &out)
+		close(done)
+	}()
+	<-entered // the request is waiting on the backend, and stdin is at EOF
+	select {
+	case <-done:
+		t.Fatal("the helper exited with a request in flight")
+	default:
+	}
+	close(release)
+	<-done
+	var r reply
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out.String())), &r); err != nil || string(r.ID) != "7" || r.Reply["ok"] != true ||
+		r.Reply["fingerprint"] == nil {
+		t.Fatalf("output %q: %v", out.String(), err)
+	}
+}

@@ -47,6 +47,7 @@ func newTest(t *testing.T) (*Cache[string], *clock, chan error) {
 	t.Helper()
 	clk := &clock{t: time.Unix(1000, 0)}
 	c := New[string](clk.now)
+	c.SetRand(func() float64 { return 1 }) // refresh at 3/4 of the TTL; TestJitter draws at random
 	done := make(chan error, 16)
 	c.OnRecord(func(_ string, err error) { done <- err })
 	return c, clk, done
@@ -99,8 +100,14 @@ func TestBackoff(t *testing.T) {
 	if got := Backoff(1000); got != BackoffMax {
 		t.Errorf("Backoff(1000) = %s", got)
 	}
-	if got := RefreshAfter(2 * time.Second); got != 1500*time.Millisecond {
-		t.Errorf("RefreshAfter(2s) = %s", got)
+	if got := RefreshAfter(2*time.Second, 1); got != 1500*time.Millisecond {
+		t.Errorf("RefreshAfter(2s, 1) = %s", got)
+	}
+	if got := RefreshAfter(2*time.Second, 0); got != time.Second {
+		t.Errorf("RefreshAfter(2s, 0) = %s", got)
+	}
+	if got := RefreshAfter(2*time.Second, 7); got != 1500*time.Millisecond {
+		t.Errorf("RefreshAfter(2s, 7) = %s (not clamped)", got)
 	}
 }
 
@@ -340,34 +347,24 @@ func TestPanicInFetchIsAnError(t *testing.T) {
 	}
 }
 
-// Invalidate drops values older than MinRefetch; the next Get fetches again
-// instead of serving the dropped value; a second Invalidate within
-// MinRefetch drops nothing.
+// Invalidate drops every value at once (no minimum age): the next Get
+// fetches again instead of serving the dropped value.
 func TestInvalidate(t *testing.T) {
-	c, clk, done := newTest(t)
+	c, _, done := newTest(t)
 	src := &counter{}
 	f := fetchOf(src)
 	mustGet(t, c, f)
 	<-done
-	all := func(string) bool { return true }
-	if n := c.Invalidate(all); n != 0 {
-		t.Fatalf("a value just fetched was dropped (%d)", n)
-	}
-	clk.advance(MinRefetch)
 	if n := c.Invalidate(func(k string) bool { return k == "other" }); n != 0 {
 		t.Fatalf("dropped %d values of another key", n)
 	}
-	if n := c.Invalidate(all); n != 1 {
-		t.Fatalf("dropped %d, want 1", n)
+	if n := c.Invalidate(func(string) bool { return true }); n != 1 {
+		t.Fatalf("a value just fetched was not dropped (%d)", n)
 	}
 	if r := mustGet(t, c, f); r.Value != "v2" || src.calls.Load() != 2 {
 		t.Fatalf("after Invalidate = %+v, %d fetches", r, src.calls.Load())
 	}
 	<-done
-	clk.advance(MinRefetch - time.Millisecond)
-	if n := c.Invalidate(all); n != 0 {
-		t.Fatalf("second Invalidate within MinRefetch dropped %d", n)
-	}
 }
 
 func TestRetain(t *testing.T) {

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ const (
 	Vault             = "vault"
 	AWSSecretsManager = "aws-secrets-manager"
 	AzureKeyVault     = "azure-key-vault"
+	GCPSecretManager  = "gcp-secret-manager"
 )
 
 // Known lists every provider name with the switch that enables it alone.
@@ -24,6 +27,7 @@ var Known = []struct{ Name, Switch string }{
 	{Vault, "MLFLOW_SECRETS_AUTH_ENABLE_VAULT"},
 	{AWSSecretsManager, "MLFLOW_SECRETS_AUTH_ENABLE_AWS_SECRETS_MANAGER"},
 	{AzureKeyVault, "MLFLOW_SECRETS_AUTH_ENABLE_AZURE_KEY_VAULT"},
+	{GCPSecretManager, "MLFLOW_SECRETS_AUTH_ENABLE_GCP_SECRET_MANAGER"},
 }
 
 // Variables shared by all providers.
@@ -46,12 +50,53 @@ type Config struct {
 	AllowedHosts *hostpolicy.Policy // the effective host policy
 	AllowedFrom  string             // the variable(s) the policy came from
 	AllowHTTP    bool               // credentials may go over http:// to hosts that are not loopback
-	LogLevel     string
-	Timeout      time.Duration // deadline for one GetAuthHeaders call
 	MaxRetries   int
-	// Warnings are problems that do not stop the plugin (an invalid log level,
-	// say); the engine reports each as an event. They never hold a secret.
+	Timeout      time.Duration // see Basics
+	LogLevel     string        // see Basics
+	Warnings     []string      // see Basics
+}
+
+// Basics are the shared settings the caller's side needs from the core (it
+// parses none of them itself): the time budget of one call, the log level
+// and the warnings.
+type Basics struct {
+	// Timeout is the budget of one GetAuthHeaders call, shared by the
+	// providers tried in order (MLFLOW_SECRETS_TIMEOUT_SEC).
+	Timeout  time.Duration
+	LogLevel string // DEBUG, INFO, WARNING, ERROR or CRITICAL
+	// Warnings are problems that do not stop the plugin (an invalid log
+	// level, say), shown by info and doctor and returned by set_env. They
+	// never hold a secret.
 	Warnings []string
+}
+
+// DefaultTimeout is the call budget when MLFLOW_SECRETS_TIMEOUT_SEC is unset.
+const DefaultTimeout = 10 * time.Second
+
+// ReadBasics reads the budget, log level and warnings. It never fails to
+// fill them: an invalid budget gives DefaultTimeout and is returned as the
+// error (which makes the whole configuration unusable in Parse).
+func ReadBasics(env Env) (Basics, error) {
+	var b Basics
+	b.LogLevel = parseLogLevel(&b, env)
+	var err error
+	b.Timeout, err = parseTimeout(env)
+	return b, err
+}
+
+// parseTimeout reads MLFLOW_SECRETS_TIMEOUT_SEC: seconds, with decimals
+// ("2.5"), clamped to 1..300; DefaultTimeout when unset.
+func parseTimeout(env Env) (time.Duration, error) {
+	v := env.Get(EnvTimeout)
+	if v == "" {
+		return DefaultTimeout, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return DefaultTimeout, msaerr.New(msaerr.NotConfigured, EnvTimeout,
+			"%s=%q is not a number of seconds (e.g. 10 or 2.5)", EnvTimeout, redact.Echo(v))
+	}
+	return time.Duration(min(max(f, 1), 300) * float64(time.Second)), nil
 }
 
 // Parse reads the shared settings. The first error found is returned.
@@ -64,10 +109,11 @@ func Parse(env Env) (*Config, error) {
 	if c.HeaderName, err = header.CanonicalName(EnvHeaderName, env.Get(EnvHeaderName)); err != nil {
 		return nil, err
 	}
-	c.LogLevel = parseLogLevel(c, env)
-	if c.Timeout, err = env.Seconds(EnvTimeout, 10, 1, 300); err != nil {
+	b, err := ReadBasics(env)
+	if err != nil {
 		return nil, err
 	}
+	c.Timeout, c.LogLevel, c.Warnings = b.Timeout, b.LogLevel, b.Warnings
 	if c.MaxRetries, err = env.Int(EnvMaxRetries, 2, 0, 10); err != nil {
 		return nil, err
 	}
@@ -93,7 +139,7 @@ func parseProviders(env Env) ([]string, error) {
 		name = strings.ToLower(name)
 		if !slices.ContainsFunc(Known, func(k struct{ Name, Switch string }) bool { return k.Name == name }) {
 			return nil, msaerr.New(msaerr.NotConfigured, EnvEnable,
-				"%s lists unknown provider %q; known providers: vault, aws-secrets-manager, azure-key-vault", EnvEnable, name)
+				"%s lists unknown provider %q; known providers: vault, aws-secrets-manager, azure-key-vault, gcp-secret-manager", EnvEnable, name)
 		}
 		if !slices.Contains(out, name) {
 			out = append(out, name)
@@ -113,7 +159,7 @@ func parseProviders(env Env) ([]string, error) {
 
 // parseLogLevel reads the log level. Only Python's logger uses it, so an
 // invalid value never stops requests: INFO is used and a warning recorded.
-func parseLogLevel(c *Config, env Env) string {
+func parseLogLevel(c *Basics, env Env) string {
 	raw := env.Get(EnvLogLevel)
 	v := strings.ToUpper(raw)
 	switch v {

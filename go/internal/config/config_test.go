@@ -88,6 +88,25 @@ func TestDefaultsAndClamping(t *testing.T) {
 	}
 }
 
+func TestTimeoutBudget(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 10 * time.Second, "2.5": 2500 * time.Millisecond, " 3 ": 3 * time.Second,
+		"0": time.Second, "0.2": time.Second, "-4": time.Second, "301": 300 * time.Second, "1e9": 300 * time.Second} {
+		b, err := ReadBasics(Env{EnvTimeout: in})
+		if err != nil || b.Timeout != want {
+			t.Errorf("%q: %s, %v; want %s", in, b.Timeout, err, want)
+		}
+	}
+	for _, in := range []string{"ten", "NaN", "inf", "1s"} {
+		b, err := ReadBasics(Env{EnvTimeout: in})
+		if err == nil || msaerr.As(err).Variable != EnvTimeout || b.Timeout != DefaultTimeout || b.LogLevel != "INFO" {
+			t.Errorf("%q: %+v, %v", in, b, err)
+		}
+		if _, err := Parse(Env{EnvTimeout: in}); err == nil {
+			t.Errorf("%q: Parse accepted it", in)
+		}
+	}
+}
+
 func TestInvalidLogLevelIsAWarning(t *testing.T) {
 	cfg, err := Parse(Env{"MLFLOW_SECRETS_LOG_LEVEL": "loud\x1b[2J" + strings.Repeat("x", 5000)})
 	if err != nil {

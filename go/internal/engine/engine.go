@@ -4,8 +4,13 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +24,9 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/aws"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/azure"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/gcp"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/vault"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
 
@@ -28,15 +35,17 @@ var Factories = map[string]provider.Factory{
 	config.Vault:             vault.Factory,
 	config.AWSSecretsManager: aws.Factory,
 	config.AzureKeyVault:     azure.Factory,
+	config.GCPSecretManager:  gcp.Factory,
 }
 
 // sdkPrefixes are the variables the cloud SDKs read from the process
 // environment themselves; SetEnv mirrors them there.
 var sdkPrefixes = []string{"AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_"}
 
-// callerGrace lets a caller wait a little past the fetch deadline, so that a
-// backend that times out is reported with the provider's own words.
-const callerGrace = 250 * time.Millisecond
+// fetchMargin is how much shorter than the call budget a fetch's own
+// deadline is, so that a fetch started by a call ends (with the provider's
+// own words) before that call's budget does.
+const fetchMargin = 250 * time.Millisecond
 
 // maxEvents bounds the events kept for a caller that never collects them.
 const maxEvents = 64
@@ -60,14 +69,31 @@ type Attempt struct {
 	Err      *msaerr.Error
 }
 
+// Request is one headers call.
+type Request struct {
+	// Target is the destination: "host", "host:port", "[v6]:port" or a URL.
+	Target string
+	// Proxy is the proxy the request will go through for this hop ("" for a
+	// direct connection); the cleartext rule applies to that hop too.
+	Proxy string
+	// Reject is the fingerprint of headers a server answered 401 to ("" for
+	// none): the provider whose current value has it is refreshed first.
+	Reject string
+	// Deadline is the caller's budget for the call; 0 (or more than the
+	// core's own budget, MLFLOW_SECRETS_TIMEOUT_SEC) means the core's own.
+	Deadline time.Duration
+}
+
 // Result is the outcome of one Headers call.
 type Result struct {
-	Headers  map[string]string
-	Provider string        // the provider that served
-	FreshFor time.Duration // how long the caller may reuse Headers before asking again
-	Stale    *msaerr.Error // set when Headers come from a value kept past its TTL
-	Attempts []Attempt     // earlier providers that failed
-	Err      *msaerr.Error // set when no headers can be sent
+	Headers map[string]string
+	// Fingerprint identifies exactly Headers (see Fingerprint); "" without.
+	Fingerprint string
+	Provider    string        // the provider that served
+	FreshFor    time.Duration // how long the caller may reuse Headers before asking again
+	Stale       *msaerr.Error // set when Headers come from a value kept past its TTL
+	Attempts    []Attempt     // earlier providers that failed
+	Err         *msaerr.Error // set when no headers can be sent
 	// Events are messages raised since the previous call (by any caller),
 	// each delivered once: the caller logs them.
 	Events []Event
@@ -84,29 +110,53 @@ type specEntry struct {
 
 // state is everything derived from one environment snapshot.
 type state struct {
-	cfg   *config.Config
-	err   *msaerr.Error // the shared configuration is unusable
-	specs []specEntry
+	basics config.Basics // always filled, even when cfg is nil
+	cfg    *config.Config
+	err    *msaerr.Error // the shared configuration is unusable
+	specs  []specEntry
 }
 
 // Engine is safe for concurrent use.
 //
 // Each provider's credential is cached under its settings key and refreshed
 // in the background before it expires (see package cache): a call waits on a
-// backend only when no usable credential is held. Every provider has its own
-// deadline (MLFLOW_SECRETS_TIMEOUT_SEC). A provider that failed is not waited
-// on again while a later one can serve: it is retried in the background with
-// back-off and serves again once it answers.
+// backend only when no usable credential is held.
+//
+// Time: one call has one budget, min(MLFLOW_SECRETS_TIMEOUT_SEC, the
+// caller's Request.Deadline), shared by the providers in the order they are
+// tried: a provider waited on uses up what the next one can have. A fetch
+// itself runs detached from the calls waiting on it (with the same length of
+// deadline from its own start), so a call that gives up leaves it running
+// for the next call.
+//
+// Failure classes: the next provider is tried only when one is unavailable
+// (not configured, unreachable, timed out, a 5xx). A rejection
+// (msaerr.IsRejection: the backend answered 401/403/404, the secret cannot
+// make a header, the credential has expired) is reported at once, naming the
+// provider, and ends any stale serving of that provider's value. A provider
+// that served keeps serving until it fails; a provider that failed is not
+// waited on again while another can serve: it is retried in the background
+// with back-off.
+//
+// A 401 from a server rejects one credential (Request.Reject): only the
+// provider whose current value has that fingerprint is refreshed, once,
+// however many callers reject it; the old value stays as the stale fallback
+// if the refresh fails. Invalidate forgets every credential (explicit reset).
 type Engine struct {
 	factories map[string]provider.Factory
+	now       func() time.Time
 	state     atomic.Pointer[state]
 	cache     *cache.Cache[secret.Credential]
+	sticky    atomic.Pointer[string] // key of the provider that served last
+	onWait    func(provider string, deadline time.Time)
 
 	mu        sync.Mutex
 	instances map[string]provider.Provider // by key, only for live keys
 	live      map[string]bool              // keys of the current state
 	failing   map[string]bool              // keys whose latest fetch failed
+	causes    map[string]*cause            // the running or latest fetch's transport failure, by key
 	events    []Event
+	dropped   int // events not queued since the last drain
 	hasEvents atomic.Bool
 }
 
@@ -118,8 +168,12 @@ func New(now func() time.Time) *Engine {
 
 // NewWith is New with a given set of providers (tests use fakes).
 func NewWith(now func() time.Time, factories map[string]provider.Factory) *Engine {
-	return &Engine{factories: factories, cache: cache.New[secret.Credential](now),
-		instances: map[string]provider.Provider{}, live: map[string]bool{}, failing: map[string]bool{}}
+	if now == nil {
+		now = time.Now
+	}
+	return &Engine{factories: factories, now: now, cache: cache.New[secret.Credential](now),
+		instances: map[string]provider.Provider{}, live: map[string]bool{}, failing: map[string]bool{},
+		causes: map[string]*cause{}}
 }
 
 // SetEnv makes env the configuration from the next call on; nil means the
@@ -149,6 +203,9 @@ func (e *Engine) SetEnv(env config.Env) {
 			}
 		}
 	}
+	if !maps.Equal(keep, e.live) {
+		e.sticky.Store(nil) // new settings: their order decides again
+	}
 	e.live = keep
 	for k, p := range e.instances {
 		if !keep[k] {
@@ -161,6 +218,11 @@ func (e *Engine) SetEnv(env config.Env) {
 			delete(e.failing, k)
 		}
 	}
+	for k := range e.causes {
+		if !keep[k] {
+			delete(e.causes, k)
+		}
+	}
 	e.mu.Unlock()
 	for _, p := range closing {
 		p.Close()
@@ -169,11 +231,12 @@ func (e *Engine) SetEnv(env config.Env) {
 }
 
 func (e *Engine) build(env config.Env) *state {
+	basics, _ := config.ReadBasics(env) // an invalid budget is reported by Parse
 	cfg, err := config.Parse(env)
 	if err != nil {
-		return &state{err: msaerr.As(err)}
+		return &state{basics: basics, err: msaerr.As(err)}
 	}
-	st := &state{cfg: cfg}
+	st := &state{basics: basics, cfg: cfg}
 	for _, name := range cfg.Providers {
 		entry := specEntry{name: name}
 		if f := e.factories[name]; f == nil {
@@ -183,8 +246,12 @@ func (e *Engine) build(env config.Env) *state {
 		} else {
 			entry.spec = spec
 			entry.key = provider.KeyOf(name, spec.Settings)
-			entry.fetch = cache.Fetch[secret.Credential]{TTL: spec.TTL, Timeout: cfg.Timeout,
-				Do: e.fetcher(name, entry.key, spec, cfg.Timeout)}
+			timeout := cfg.Timeout - min(cfg.Timeout/8, fetchMargin)
+			entry.fetch = cache.Fetch[secret.Credential]{TTL: spec.TTL, Timeout: timeout,
+				Do:        e.fetcher(name, entry.key, spec, timeout),
+				Expires:   func(c secret.Credential) time.Time { return c.Expires },
+				RefreshBy: func(c secret.Credential) time.Time { return c.RefreshBy },
+				Ends:      msaerr.IsRejection}
 		}
 		st.specs = append(st.specs, entry)
 	}
@@ -200,14 +267,53 @@ func (e *Engine) current() *state {
 }
 
 // Headers returns the headers for a request to host ("host", "host:port" or
-// a URL), trying the enabled providers in order.
+// a URL), trying the enabled providers in order: Serve with only a target.
 func (e *Engine) Headers(ctx context.Context, host string) Result {
-	res := e.headers(ctx, host)
+	return e.Serve(ctx, Request{Target: host})
+}
+
+// Serve answers one headers call.
+func (e *Engine) Serve(ctx context.Context, req Request) Result {
+	res := e.headers(ctx, req)
+	if res.Err == nil && res.Headers != nil {
+		res.Fingerprint = Fingerprint(res.Headers)
+	}
 	res.Events = e.drain()
 	return res
 }
 
-func (e *Engine) headers(ctx context.Context, host string) Result {
+// Fingerprint identifies a header set exactly: the hex SHA-256 of every
+// header, sorted by lower-cased name, as name, NUL, value, NUL (the name
+// lower-cased).
+func Fingerprint(h map[string]string) string {
+	names := make([]string, 0, len(h))
+	lower := make(map[string]string, len(h))
+	for n := range h {
+		l := strings.ToLower(n)
+		names = append(names, l)
+		lower[l] = h[n]
+	}
+	slices.Sort(names)
+	sum := sha256.New()
+	for _, n := range names {
+		sum.Write([]byte(n))
+		sum.Write([]byte{0})
+		sum.Write([]byte(lower[n]))
+		sum.Write([]byte{0})
+	}
+	return hex.EncodeToString(sum.Sum(nil))
+}
+
+// Budget is the time one call may take: the core's own budget, or the
+// caller's deadline when that is shorter.
+func Budget(cfg *config.Config, deadline time.Duration) time.Duration {
+	if deadline > 0 && deadline < cfg.Timeout {
+		return deadline
+	}
+	return cfg.Timeout
+}
+
+func (e *Engine) headers(ctx context.Context, req Request) Result {
 	st := e.current()
 	if st.err != nil {
 		return Result{Err: st.err}
@@ -215,14 +321,64 @@ func (e *Engine) headers(ctx context.Context, host string) Result {
 	if len(st.cfg.Providers) == 0 {
 		return Result{Err: notEnabled()}
 	}
-	if err := checkHost(st.cfg, host); err != nil {
+	if err := checkHop(st.cfg, req.Target, req.Proxy); err != nil {
 		return Result{Err: err}
 	}
+	ctx, cancel := context.WithTimeout(ctx, Budget(st.cfg, req.Deadline))
+	defer cancel()
+	if req.Reject != "" {
+		e.reject(ctx, st, req.Reject)
+	}
+	return e.pick(ctx, st)
+}
+
+// reject refreshes the provider whose current value makes the headers with
+// fingerprint fp (see cache.Renew), waiting for it within ctx.
+func (e *Engine) reject(ctx context.Context, st *state, fp string) {
+	for _, s := range st.specs {
+		if s.err != nil {
+			continue
+		}
+		current := func(c secret.Credential) bool {
+			h, err := header.Build(c, s.spec.Mode, s.spec.ModeVar, st.cfg.HeaderName)
+			return err == nil && Fingerprint(h) == fp
+		}
+		if e.cache.Renew(ctx, s.key, s.fetch, current) {
+			return
+		}
+	}
+}
+
+// order is the providers in the order they are tried: the one that served
+// last first (it keeps serving until it fails), then the others as enabled.
+func (e *Engine) order(st *state) []int {
+	idx := make([]int, 0, len(st.specs))
+	first := -1
+	if k := e.sticky.Load(); k != nil {
+		first = slices.IndexFunc(st.specs, func(s specEntry) bool { return s.err == nil && s.key == *k })
+	}
+	if first >= 0 {
+		idx = append(idx, first)
+	}
+	for i := range st.specs {
+		if i != first {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// refused is the result of a rejection: reported at once, naming the provider.
+func refused(res Result, err *msaerr.Error) Result {
+	return Result{Err: err, Attempts: res.Attempts}
+}
+
+func (e *Engine) pick(ctx context.Context, st *state) Result {
 	// Pass 1 waits only on a provider never fetched before, and only while
 	// no stale value is in hand. A fresh value wins; a provider whose
 	// refresh failed but that still has its last good value is passed over
-	// for a later provider with a fresh one; a provider that failed is
-	// retried in the background, not waited on.
+	// for a later provider with a fresh one; a provider that is unavailable
+	// is retried in the background, not waited on. A rejection ends the call.
 	var res Result
 	var stale *Result
 	var pending []int
@@ -232,7 +388,8 @@ func (e *Engine) headers(ctx context.Context, host string) Result {
 			recheck = d
 		}
 	}
-	for i, s := range st.specs {
+	for _, i := range e.order(st) {
+		s := st.specs[i]
 		if s.err != nil {
 			res.Attempts = append(res.Attempts, Attempt{Provider: s.name, Err: s.err})
 			continue
@@ -243,20 +400,23 @@ func (e *Engine) headers(ctx context.Context, host string) Result {
 				soon(cres.FreshFor) // fetching in the background; come back soon
 				continue
 			}
-			cres, err = e.wait(ctx, st.cfg, s)
+			cres, err = e.wait(ctx, s)
 		}
 		if err != nil {
+			me := e.callerErr(st.cfg, s, err)
+			if msaerr.IsRejection(me) {
+				return refused(res, me)
+			}
 			if cres.Pending {
 				pending = append(pending, i)
 			}
 			soon(cres.FreshFor)
-			res.Attempts = append(res.Attempts, Attempt{Provider: s.name, Err: e.callerErr(st.cfg, s, err)})
+			res.Attempts = append(res.Attempts, Attempt{Provider: s.name, Err: me})
 			continue
 		}
 		hdrs, herr := header.Build(cres.Value, s.spec.Mode, s.spec.ModeVar, st.cfg.HeaderName)
 		if herr != nil {
-			res.Attempts = append(res.Attempts, Attempt{Provider: s.name, Err: withName(s.name, msaerr.As(herr))})
-			continue
+			return refused(res, withName(s.name, msaerr.As(herr)))
 		}
 		if cres.Stale {
 			if stale == nil {
@@ -269,6 +429,7 @@ func (e *Engine) headers(ctx context.Context, host string) Result {
 			continue
 		}
 		res.Headers, res.Provider, res.FreshFor = hdrs, s.name, cres.FreshFor
+		e.sticky.Store(&s.key)
 		if stale != nil {
 			soon(stale.FreshFor)
 		}
@@ -284,23 +445,31 @@ func (e *Engine) headers(ctx context.Context, host string) Result {
 		return *stale
 	}
 	// Pass 2: nothing usable is held. Wait, in order, on the background
-	// retries that are running.
+	// retries that are running, within what is left of the budget.
 	for _, i := range pending {
 		s := st.specs[i]
-		cres, err := e.wait(ctx, st.cfg, s)
+		cres, err := e.wait(ctx, s)
 		if err != nil {
+			me := e.callerErr(st.cfg, s, err)
+			if msaerr.IsRejection(me) {
+				return refused(Result{Attempts: slices.DeleteFunc(res.Attempts, func(a Attempt) bool { return a.Provider == s.name })}, me)
+			}
 			for j := range res.Attempts {
 				if res.Attempts[j].Provider == s.name {
-					res.Attempts[j].Err = e.callerErr(st.cfg, s, err) // the retry's own outcome
+					res.Attempts[j].Err = me // the retry's own outcome
 				}
 			}
 			continue
 		}
 		hdrs, herr := header.Build(cres.Value, s.spec.Mode, s.spec.ModeVar, st.cfg.HeaderName)
-		if herr != nil || cres.Stale {
+		attempts := slices.DeleteFunc(res.Attempts, func(a Attempt) bool { return a.Provider == s.name })
+		if herr != nil {
+			return refused(Result{Attempts: attempts}, withName(s.name, msaerr.As(herr)))
+		}
+		if cres.Stale {
 			continue
 		}
-		attempts := slices.DeleteFunc(res.Attempts, func(a Attempt) bool { return a.Provider == s.name })
+		e.sticky.Store(&s.key)
 		return Result{Headers: hdrs, Provider: s.name, FreshFor: cres.FreshFor, Attempts: attempts}
 	}
 	res.Err = combine(res.Attempts)
@@ -308,20 +477,24 @@ func (e *Engine) headers(ctx context.Context, host string) Result {
 }
 
 // wait gets one provider's credential, waiting on a fetch when none is held,
-// within that provider's own deadline.
-func (e *Engine) wait(ctx context.Context, cfg *config.Config, s specEntry) (cache.Result[secret.Credential], error) {
-	wctx, cancel := context.WithTimeout(ctx, cfg.Timeout+callerGrace)
-	defer cancel()
-	return e.cache.Get(wctx, s.key, s.fetch)
+// within ctx (the call's budget).
+func (e *Engine) wait(ctx context.Context, s specEntry) (cache.Result[secret.Credential], error) {
+	if e.onWait != nil {
+		d, _ := ctx.Deadline()
+		e.onWait(s.name, d)
+	}
+	return e.cache.Get(ctx, s.key, s.fetch)
 }
 
-// serve gets one provider's credential (waiting when none is held) and
-// builds the headers.
+// serve gets one provider's credential (waiting when none is held, up to
+// its own budget) and builds the headers.
 func (e *Engine) serve(ctx context.Context, cfg *config.Config, s specEntry) (map[string]string, cache.Result[secret.Credential], *msaerr.Error) {
 	if s.err != nil {
 		return nil, cache.Result[secret.Credential]{}, s.err
 	}
-	cres, err := e.wait(ctx, cfg, s)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	cres, err := e.wait(ctx, s)
 	if err != nil {
 		return nil, cres, e.callerErr(cfg, s, err)
 	}
@@ -333,28 +506,103 @@ func (e *Engine) serve(ctx context.Context, cfg *config.Config, s specEntry) (ma
 }
 
 // callerErr describes a failure seen by a caller: the fetch's own error, or
-// the caller's deadline.
+// the end of the call's budget (with the last transport failure of the
+// fetch still running, when there was one).
 func (e *Engine) callerErr(cfg *config.Config, s specEntry, err error) *msaerr.Error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		var me *msaerr.Error
 		if !errors.As(err, &me) {
-			return msaerr.New(msaerr.Backend, config.EnvTimeout,
-				"%s: no answer within %s (%s)", s.name, cfg.Timeout, config.EnvTimeout)
+			msg := fmt.Sprintf("%s: no answer within the call's budget (%s, %s)", s.name, cfg.Timeout, config.EnvTimeout)
+			if c := e.causeOf(s.key).get(); c != "" {
+				return msaerr.New(msaerr.Backend, "", "%s; the last attempt failed: %s", msg, c)
+			}
+			return msaerr.New(msaerr.Backend, config.EnvTimeout, "%s", msg)
 		}
 	}
 	return withName(s.name, msaerr.As(err))
 }
 
+// cause keeps the last transport failure (DNS, connect, TLS) seen by one
+// fetch, from the HTTP client trace of the fetch's context: when the fetch
+// then runs out of time, that failure is its cause, not the deadline.
+type cause struct {
+	mu   sync.Mutex
+	last string
+}
+
+func (c *cause) set(err error) {
+	if err == nil || c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.last = redact.Echo(err.Error())
+	c.mu.Unlock()
+}
+
+func (c *cause) get() string {
+	if c == nil {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+func (c *cause) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		DNSDone:          func(i httptrace.DNSDoneInfo) { c.set(i.Err) },
+		ConnectDone:      func(_, _ string, err error) { c.set(err) },
+		TLSHandshakeDone: func(_ tls.ConnectionState, err error) { c.set(err) },
+	}
+}
+
+func (e *Engine) causeOf(key string) *cause {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.causes[key]
+}
+
+// timedOut reports whether a fetch error is its deadline running out.
+func timedOut(ctx context.Context, err error, me *msaerr.Error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || me.Variable == config.EnvTimeout
+}
+
 // fetcher returns the fetch function of one provider: it builds the Provider
 // on first use (outside the engine's lock, within the fetch deadline),
 // fetches, names errors after the provider and records outages as events.
+// A fetch that runs out of time reports the last transport failure it saw
+// as the cause, when there was one; a credential already past its own
+// expiry is a rejection.
 func (e *Engine) fetcher(name, key string, spec provider.Spec, timeout time.Duration) func(context.Context) (secret.Credential, error) {
 	return func(ctx context.Context) (secret.Credential, error) {
+		c := &cause{}
+		e.mu.Lock()
+		if e.live[key] {
+			e.causes[key] = c
+		}
+		e.mu.Unlock()
+		ctx = httptrace.WithClientTrace(ctx, c.trace())
 		cred, err := e.fetchOnce(ctx, key, spec)
+		if err == nil && !cred.Expires.IsZero() && !e.now().Before(cred.Expires) {
+			err = msaerr.New(msaerr.SecretUnusable, "", "the credential expired at %s", cred.Expires.UTC().Format(time.RFC3339))
+		}
 		if err != nil {
 			me := msaerr.As(err)
-			if me.Code == msaerr.Internal && (errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil) {
-				me = msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer within %s (%s)", timeout, config.EnvTimeout)
+			if timedOut(ctx, err, me) {
+				if last := c.get(); last != "" {
+					variable := me.Variable
+					if variable == config.EnvTimeout {
+						variable = ""
+					}
+					msg := me.Message
+					if me.Code == msaerr.Internal {
+						msg = fmt.Sprintf("no answer within %s", timeout)
+					}
+					me = &msaerr.Error{Code: msaerr.Backend, Variable: variable, Rejected: me.Rejected,
+						Message: msg + "; the last attempt failed: " + last}
+				} else if me.Code == msaerr.Internal {
+					me = msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer within %s (%s)", timeout, config.EnvTimeout)
+				}
 			}
 			me = withName(name, me)
 			e.note(name, key, me)
@@ -431,15 +679,18 @@ func (e *Engine) note(name, key string, err *msaerr.Error) {
 	}
 }
 
-// emit queues an event. e.mu is held.
+// emit queues an event; past maxEvents it only counts it. e.mu is held.
 func (e *Engine) emit(level, msg string) {
 	if len(e.events) < maxEvents {
 		e.events = append(e.events, Event{Level: level, Message: msg})
-		e.hasEvents.Store(true)
+	} else {
+		e.dropped++
 	}
+	e.hasEvents.Store(true)
 }
 
-// drain returns and forgets the queued events.
+// drain returns and forgets the queued events, with one summary warning for
+// those that did not fit.
 func (e *Engine) drain() []Event {
 	if !e.hasEvents.Load() {
 		return nil
@@ -447,7 +698,11 @@ func (e *Engine) drain() []Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ev := e.events
-	e.events = nil
+	if e.dropped > 0 {
+		ev = append(ev, Event{Level: LevelWarning,
+			Message: fmt.Sprintf("%d more messages were not shown (more than %d since the last call)", e.dropped, maxEvents)})
+	}
+	e.events, e.dropped = nil, 0
 	e.hasEvents.Store(false)
 	return ev
 }
@@ -458,7 +713,7 @@ func withName(name string, me *msaerr.Error) *msaerr.Error {
 	if strings.HasPrefix(me.Message, name+": ") {
 		return me
 	}
-	return &msaerr.Error{Code: me.Code, Variable: me.Variable, Message: name + ": " + me.Message, Err: me.Err}
+	return &msaerr.Error{Code: me.Code, Variable: me.Variable, Message: name + ": " + me.Message, Err: me.Err, Rejected: me.Rejected}
 }
 
 func prefixed(name, msg string) string {
@@ -483,12 +738,10 @@ func combine(attempts []Attempt) *msaerr.Error {
 		Message: fmt.Sprintf("no provider could supply credentials: %s", strings.Join(msgs, "; "))}
 }
 
-// Invalidate drops every cached credential fetched at least
-// cache.MinRefetch (5 s) ago, so the next call fetches it again and waits
-// for it (the dropped value is never served again). A credential fetched
-// more recently is kept: a server that rejects every credential causes at
-// most one refetch per credential per 5 s. It returns how many credentials
-// were dropped.
+// Invalidate forgets every cached credential (an explicit reset): the next
+// call fetches again and waits for it; a dropped value is never served
+// again. It returns how many credentials were dropped. A 401 from a server
+// does not call this: it rejects one credential (Request.Reject).
 func (e *Engine) Invalidate() int {
 	return e.cache.Invalidate(func(string) bool { return true })
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,10 @@ type fake struct {
 	instances atomic.Int64
 	closed    atomic.Int64
 	failNow   atomic.Bool // fail every fetch from now on
-	plainErr  atomic.Bool // fail with a message that lacks the provider's name
+	rejectNow atomic.Bool // the backend refuses every fetch from now on (a 403)
+	expires   atomic.Pointer[time.Time]
+	transport atomic.Pointer[string] // when set, fetches call this URL until their deadline
+	plainErr  atomic.Bool            // fail with a message that lacks the provider's name
 	override  atomic.Pointer[string]
 	hold      atomic.Pointer[chan struct{}] // when set, fetches wait for it to close (or the deadline)
 	entered   chan struct{}                 // every fetch announces itself here (when there is room)
@@ -63,16 +67,33 @@ func (p *fakeProvider) Fetch(ctx context.Context) (secret.Credential, error) {
 			return secret.Credential{}, fmt.Errorf("backend call: %w", ctx.Err())
 		}
 	}
+	if u := p.f.transport.Load(); u != nil {
+		for ctx.Err() == nil {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, *u, nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+		return secret.Credential{}, msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer within the deadline")
+	}
+	if p.f.rejectNow.Load() {
+		return secret.Credential{}, msaerr.New(msaerr.Backend, "FAKE_POLICY", "permission denied (HTTP 403)").Reject()
+	}
 	if p.f.plainErr.Load() {
 		return secret.Credential{}, msaerr.New(msaerr.Backend, "", "permission denied")
 	}
 	if p.fail || p.f.failNow.Load() {
 		return secret.Credential{}, msaerr.New(msaerr.Backend, "", "%s: backend down", p.f.name)
 	}
+	raw := p.secret
 	if o := p.f.override.Load(); o != nil {
-		return secret.Parse([]byte(*o))
+		raw = *o
 	}
-	return secret.Parse([]byte(p.secret))
+	c, err := secret.Parse([]byte(raw))
+	if exp := p.f.expires.Load(); exp != nil {
+		c = c.ExpiringBy(*exp)
+	}
+	return c, err
 }
 
 func (p *fakeProvider) Close() { p.f.closed.Add(1) }
@@ -171,11 +192,10 @@ func TestFallbackAndAttempts(t *testing.T) {
 	if res.Err != nil || res.Provider != config.AWSSecretsManager || !strings.Contains(res.Attempts[0].Err.Message, "backend down") {
 		t.Fatalf("res = %+v", res)
 	}
-	env["FAKE_AWS_SECRETS_MANAGER_MODE"] = "bearer" // now aws fails too: user/pass in bearer mode
+	env["FAKE_AWS_SECRETS_MANAGER_MODE"] = "bearer" // now aws cannot make a header: user/pass in bearer mode
 	e.SetEnv(env)
 	res = e.Headers(context.Background(), tracking)
-	if res.Err == nil || !strings.Contains(res.Err.Message, "vault: backend down") ||
-		!strings.Contains(res.Err.Message, "aws-secrets-manager: FAKE_AWS_SECRETS_MANAGER_MODE is bearer") {
+	if res.Err == nil || !strings.HasPrefix(res.Err.Message, "aws-secrets-manager: FAKE_AWS_SECRETS_MANAGER_MODE is bearer") {
 		t.Fatalf("res = %+v", res)
 	}
 	if strings.Contains(res.Err.Message, `"p"`) {
@@ -305,25 +325,35 @@ func TestFreshFallbackBeatsStale(t *testing.T) {
 	if len(res.Attempts) != 1 || !strings.Contains(res.Attempts[0].Err.Error(), "vault: backend down") || res.Stale != nil {
 		t.Fatalf("attempts = %+v", res.Attempts)
 	}
-	if res.FreshFor > 2*time.Second {
-		t.Errorf("FreshFor = %s: the caller should come back when Vault's back-off ends", res.FreshFor)
+	// AWS now serves, and keeps serving while it answers, even once Vault
+	// is back: Vault is not asked again.
+	v.failNow.Store(false)
+	clk.advance(cache.BackoffMax)
+	fetches := v.fetches.Load()
+	res = e.Headers(context.Background(), tracking)
+	want(t, res, config.AWSSecretsManager, "Bearer from-aws")
+	if len(res.Attempts) != 0 || v.fetches.Load() != fetches {
+		t.Fatalf("AWS served, Vault asked: %+v, %d vault fetches", res, v.fetches.Load()-fetches)
 	}
-	a.failNow.Store(true) // both down: the stale Vault value is better than nothing
-	clk.advance(61 * time.Second)
-	e.Headers(context.Background(), tracking)
-	recorded(t, rec)
+	// AWS goes down too. Past its TTL its value is stale; Vault, answering
+	// again, is retried in the background meanwhile and then serves fresh.
+	a.failNow.Store(true)
+	clk.advance(15 * time.Second) // AWS's refresh point
+	want(t, e.Headers(context.Background(), tracking), config.AWSSecretsManager, "Bearer from-aws")
+	if err := recorded(t, rec); err == nil {
+		t.Fatal("AWS's refresh should fail")
+	}
+	clk.advance(16 * time.Second)
+	res = e.Headers(context.Background(), tracking)
+	if res.Err != nil || res.Provider != config.AWSSecretsManager || res.Stale == nil {
+		t.Fatalf("AWS stale, Vault retried: %+v", res)
+	}
+	recorded(t, rec) // Vault's retry and AWS's
 	recorded(t, rec)
 	res = e.Headers(context.Background(), tracking)
-	if res.Err != nil || res.Provider != config.Vault || res.Stale == nil || res.Headers["Authorization"] != "Bearer from-vault" {
-		t.Fatalf("both down: %+v", res)
-	}
-	v.failNow.Store(false) // Vault recovers: fresh again once the back-off has passed
-	clk.advance(cache.BackoffMax)
-	e.Headers(context.Background(), tracking)
-	recorded(t, rec)
-	recorded(t, rec)
-	if res = e.Headers(context.Background(), tracking); res.Provider != config.Vault || res.Stale != nil {
-		t.Fatalf("recovered: %+v", res)
+	want(t, res, config.Vault, "Bearer from-vault")
+	if res.Stale != nil || len(res.Attempts) != 1 || res.Attempts[0].Provider != config.AWSSecretsManager {
+		t.Fatalf("vault recovered: %+v", res)
 	}
 }
 
@@ -345,6 +375,7 @@ func newClocked(t *testing.T) (*Engine, *fake, *fake, *testClock, chan error) {
 	t.Helper()
 	clk := &testClock{t: time.Unix(1000, 0)}
 	e, v, a := newTestEngineAt(clk.now)
+	e.cache.SetRand(func() float64 { return 1 }) // refresh at 3/4 of the TTL
 	rec := make(chan error, 64)
 	e.cache.OnRecord(func(_ string, err error) { rec <- err })
 	return e, v, a, clk, rec
@@ -482,7 +513,8 @@ func TestOutageServesStaleWithOneWarning(t *testing.T) {
 
 // A hanging primary that never succeeded does not starve a healthy fallback:
 // after the first failure window requests are served by the fallback without
-// waiting, the primary is retried in the background and takes over again.
+// waiting, and the fallback keeps serving while it answers. When it fails,
+// the primary is asked again.
 func TestHangingPrimaryHealthyFallback(t *testing.T) {
 	e, v, a, clk, rec := newClocked(t)
 	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,aws-secrets-manager", "MLFLOW_TRACKING_URI": tracking,
@@ -502,51 +534,96 @@ func TestHangingPrimaryHealthyFallback(t *testing.T) {
 	hold := make(chan struct{})
 	v.hold.Store(&hold)
 	v.failNow.Store(false)
-	res = e.Headers(context.Background(), tracking) // Vault's back-off: not asked
-	want(t, res, config.AWSSecretsManager, "Bearer from-aws")
-	if v.fetches.Load() != 1 || res.FreshFor != time.Second {
-		t.Fatalf("during back-off: %d vault fetches, FreshFor %s (want 1s, the end of Vault's back-off)", v.fetches.Load(), res.FreshFor)
+	clk.advance(time.Second) // Vault's back-off is over; AWS keeps serving and Vault is not asked
+	for range 3 {
+		res = e.Headers(context.Background(), tracking)
+		want(t, res, config.AWSSecretsManager, "Bearer from-aws")
+		if len(res.Attempts) != 0 {
+			t.Fatalf("attempts = %+v", res.Attempts)
+		}
+	}
+	if v.fetches.Load() != 1 || a.fetches.Load() != 1 {
+		t.Fatalf("fetches vault=%d aws=%d, want 1 and 1", v.fetches.Load(), a.fetches.Load())
+	}
+	quiet(t, rec)
+	// AWS fails past its TTL: Vault is retried in the background (not
+	// waited on: AWS's stale value is served meanwhile), then serves.
+	a.failNow.Store(true)
+	clk.advance(45 * time.Second)
+	want(t, e.Headers(context.Background(), tracking), config.AWSSecretsManager, "Bearer from-aws")
+	recorded(t, rec)
+	clk.advance(16 * time.Second)
+	res = e.Headers(context.Background(), tracking)
+	if res.Provider != config.AWSSecretsManager || res.Stale == nil {
+		t.Fatalf("aws stale: %+v", res)
 	}
 	<-v.entered // the first fetch's
-	clk.advance(time.Second)
-	for range 3 {
-		want(t, e.Headers(context.Background(), tracking), config.AWSSecretsManager, "Bearer from-aws")
-	}
-	<-v.entered // Vault's retry is running (and hanging) while AWS served
-	if v.fetches.Load() != 2 || a.fetches.Load() != 1 {
-		t.Fatalf("fetches vault=%d aws=%d, want 2 and 1", v.fetches.Load(), a.fetches.Load())
-	}
-	close(hold) // Vault answers
-	if err := recorded(t, rec); err != nil {
-		t.Fatal(err)
+	<-v.entered // Vault's retry is running (and hanging) while AWS's stale value is served
+	close(hold)
+	for range 2 {
+		recorded(t, rec) // Vault's retry and AWS's
 	}
 	res = e.Headers(context.Background(), tracking)
 	want(t, res, config.Vault, "Bearer from-vault")
-	if len(res.Events) != 1 || res.Events[0].Level != LevelInfo {
-		t.Fatalf("events = %+v", res.Events)
-	}
 }
 
-// Each provider gets its own deadline: a hanging primary does not eat the
-// fallback's time. The fallback here needs longer than what would remain of
-// one shared deadline.
-func TestEachProviderHasItsOwnDeadline(t *testing.T) {
-	e, _, a := newTestEngine()
+// One call has one budget, shared by the providers in order: two providers
+// that never answer make the call wait once, not once each. Every wait gets
+// the same deadline, at most MLFLOW_SECRETS_TIMEOUT_SEC (or the caller's
+// deadline when shorter) from the call's start.
+func TestOneBudgetPerCall(t *testing.T) {
+	e, v, a := newTestEngine()
+	defer close(v.block)
 	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,aws-secrets-manager", "MLFLOW_TRACKING_URI": tracking,
 		"FAKE_VAULT_SECRET": "v", "FAKE_VAULT_BLOCK": "1", "FAKE_AWS_SECRETS_MANAGER_SECRET": "from-aws",
-		"MLFLOW_SECRETS_TIMEOUT_SEC": "1"})
+		"MLFLOW_SECRETS_TIMEOUT_SEC": "3"})
 	hold := make(chan struct{})
-	a.hold.Store(&hold)
-	go func() {
-		<-a.entered
-		time.Sleep(600 * time.Millisecond) // longer than the 250 ms a shared deadline leaves
-		close(hold)
-	}()
-	res := e.Headers(context.Background(), tracking)
-	want(t, res, config.AWSSecretsManager, "Bearer from-aws")
-	if len(res.Attempts) != 1 || res.Attempts[0].Err.Variable != "MLFLOW_SECRETS_TIMEOUT_SEC" ||
-		!strings.HasPrefix(res.Attempts[0].Err.Message, "vault: no answer within 1s") {
-		t.Fatalf("attempts = %+v", res.Attempts)
+	defer close(hold)
+	a.hold.Store(&hold) // AWS hangs too
+	type waited struct {
+		name     string
+		deadline time.Time
+	}
+	waits := make(chan waited, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.onWait = func(name string, d time.Time) {
+		waits <- waited{name, d}
+		if name == config.Vault {
+			cancel() // end the first wait now instead of after 3 s: what matters is the deadline
+		}
+	}
+	start := time.Now()
+	res := e.Serve(ctx, Request{Target: tracking})
+	first, second := <-waits, <-waits
+	if first.name != config.Vault || second.name != config.AWSSecretsManager || !first.deadline.Equal(second.deadline) {
+		t.Fatalf("waits %+v and %+v: not one shared deadline", first, second)
+	}
+	if first.deadline.After(time.Now().Add(3 * time.Second)) {
+		t.Fatalf("deadline %s after the budget", first.deadline.Sub(start))
+	}
+	if res.Err == nil || len(res.Attempts) != 2 {
+		t.Fatalf("res = %+v", res)
+	}
+	for len(waits) > 0 { // pass 2's waits, on the same deadline
+		if w := <-waits; !w.deadline.Equal(first.deadline) {
+			t.Fatalf("%+v: another deadline", w)
+		}
+	}
+	// The caller's deadline bounds the call when it is shorter.
+	e.onWait = func(name string, d time.Time) { waits <- waited{name, d} }
+	start = time.Now()
+	res = e.Serve(context.Background(), Request{Target: tracking, Deadline: 100 * time.Millisecond})
+	took := time.Since(start)
+	if took > 2*time.Second {
+		t.Fatalf("took %s with a 100 ms deadline", took)
+	}
+	for range 2 {
+		if w := <-waits; w.deadline.After(start.Add(took + 100*time.Millisecond)) {
+			t.Fatalf("%s waited until %s, past the caller's deadline", w.name, w.deadline.Sub(start))
+		}
+	}
+	if res.Err == nil || res.Err.Variable != "MLFLOW_SECRETS_TIMEOUT_SEC" {
+		t.Fatalf("res = %+v", res)
 	}
 }
 
@@ -574,30 +651,20 @@ func TestNeverSucceededBacksOff(t *testing.T) {
 	}
 }
 
-// After Invalidate the next call fetches again and waits for it (the dropped
-// value is not served); a credential is refetched this way at most once per
-// cache.MinRefetch.
+// Invalidate forgets every credential at once: the next call fetches again
+// and waits for it (the dropped value is not served).
 func TestInvalidate(t *testing.T) {
-	e, v, _, clk, rec := newClocked(t)
+	e, v, _, _, rec := newClocked(t)
 	e.SetEnv(vaultOnly("one"))
 	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer one")
 	recorded(t, rec)
 	two := "two"
 	v.override.Store(&two)
-	if n := e.Invalidate(); n != 0 {
-		t.Fatalf("a credential fetched just now was dropped (%d)", n)
-	}
-	clk.advance(cache.MinRefetch)
 	if n := e.Invalidate(); n != 1 {
 		t.Fatalf("Invalidate dropped %d, want 1", n)
 	}
 	want(t, e.Headers(context.Background(), tracking), config.Vault, "Bearer two")
 	recorded(t, rec)
-	clk.advance(cache.MinRefetch - time.Millisecond)
-	if n := e.Invalidate(); n != 0 {
-		t.Fatalf("second Invalidate within %s dropped %d", cache.MinRefetch, n)
-	}
-	e.Headers(context.Background(), tracking)
 	if n := v.fetches.Load(); n != 2 {
 		t.Fatalf("%d fetches, want 2", n)
 	}

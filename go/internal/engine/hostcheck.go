@@ -13,6 +13,55 @@ func notEnabled() *msaerr.Error {
 		"no secret provider is enabled; set %s to vault, aws-secrets-manager or azure-key-vault", config.EnvEnable)
 }
 
+// checkHop applies the host policy to the destination, then the cleartext
+// rule to the hop that carries the request: for an http:// target (or a bare
+// host, which may be http) the credential crosses the proxy in cleartext
+// unless the proxy is https:// or loopback. That is refused like a cleartext
+// destination, unless MLFLOW_SECRETS_ALLOW_HTTP=true. An https:// target
+// through any proxy is a CONNECT tunnel (TLS end to end): allowed. A proxy
+// string that does not parse is refused (fail closed). socks4/4a/5/5h
+// proxies are read like http ones: they see the bytes of an http request.
+func checkHop(cfg *config.Config, target, proxy string) *msaerr.Error {
+	if err := checkHost(cfg, target); err != nil {
+		return err
+	}
+	if proxy == "" {
+		return nil
+	}
+	t, _ := hostpolicy.ParseTarget(target) // checkHost parsed it
+	p, err := parseProxy(proxy)
+	if err != nil {
+		return msaerr.New(msaerr.HostNotAllowed, "", "credentials were not sent: the proxy for this request cannot be read: %v", err)
+	}
+	if t.Scheme == "https" || cfg.AllowHTTP || p.Scheme == "https" || p.Loopback() {
+		return nil
+	}
+	return msaerr.New(msaerr.HostNotAllowed, config.EnvAllowHTTP,
+		"credentials were not sent to %s through the proxy %s: that hop is cleartext and the proxy is not a loopback address; "+
+			"use https, an https or loopback proxy, NO_PROXY for this host, or set %s=true to allow cleartext",
+		t, p, config.EnvAllowHTTP)
+}
+
+// socksSchemes are the proxy schemes read like http ones.
+var socksSchemes = []string{"socks4://", "socks4a://", "socks5://", "socks5h://"}
+
+// parseProxy reads a proxy URL (a bare host:port is http, as requests reads it).
+func parseProxy(proxy string) (hostpolicy.Target, error) {
+	lower := strings.ToLower(proxy)
+	for _, s := range socksSchemes {
+		if strings.HasPrefix(lower, s) {
+			p, err := hostpolicy.ParseTarget("http://" + proxy[len(s):])
+			p.Scheme = "http"
+			return p, err
+		}
+	}
+	p, err := hostpolicy.ParseTarget(proxy)
+	if err == nil && p.Scheme == "" {
+		p.Scheme = "http"
+	}
+	return p, err
+}
+
 // checkHost applies the host policy to a destination given as "host",
 // "host:port", "[v6]:port" or an http(s) URL. Anything the strict grammar of
 // hostpolicy.ParseTarget refuses is refused here too (fail closed), with a

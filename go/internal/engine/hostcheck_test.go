@@ -97,3 +97,51 @@ func TestCheckHostCleartextOptIn(t *testing.T) {
 		t.Fatalf("loopback over http: %v", err)
 	}
 }
+
+// The cleartext rule applies to the hop through the proxy (issue 13): an
+// http target through a non-loopback http proxy is cleartext on the network.
+func TestCheckHopThroughProxy(t *testing.T) {
+	local := config.Env{"MLFLOW_TRACKING_URI": "http://localhost:5000"}
+	remote := config.Env{"MLFLOW_TRACKING_URI": "https://mlflow.corp.com"}
+	optIn := config.Env{"MLFLOW_TRACKING_URI": "http://localhost:5000", "MLFLOW_SECRETS_ALLOW_HTTP": "true"}
+	for _, c := range []struct {
+		env           config.Env
+		target, proxy string
+		refused       bool
+		variable      string
+	}{
+		{local, "http://localhost:5000", "", false, ""},
+		{local, "http://localhost:5000", "http://proxy.corp:3128", true, "MLFLOW_SECRETS_ALLOW_HTTP"},
+		{local, "http://localhost:5000/api", "proxy.corp:3128", true, "MLFLOW_SECRETS_ALLOW_HTTP"},
+		{local, "http://localhost:5000", "socks5h://proxy.corp:1080", true, "MLFLOW_SECRETS_ALLOW_HTTP"},
+		{optIn, "http://localhost:5000", "http://proxy.corp:3128", false, ""},
+		{local, "http://localhost:5000", "http://127.0.0.1:3128", false, ""},
+		{local, "http://localhost:5000", "http://user:pw@[::1]:3128", false, ""},
+		{local, "http://localhost:5000", "https://proxy.corp:3128", false, ""},
+		{remote, "https://mlflow.corp.com/api", "http://proxy.corp:3128", false, ""},
+		{remote, "https://mlflow.corp.com", "socks5://proxy.corp:1080", false, ""},
+		{local, "http://localhost:5000", "ftp://proxy.corp", true, ""},
+		{local, "http://localhost:5000", "http://proxy corp:3128", true, ""},
+		{remote, "https://mlflow.corp.com", "http://user:s3cret@proxy.corp:3128/\x00", true, ""},
+	} {
+		err := checkHop(mustConfig(t, c.env), c.target, c.proxy)
+		if (err != nil) != c.refused {
+			t.Errorf("%s via %q: err %v, want refused=%v", c.target, c.proxy, err, c.refused)
+			continue
+		}
+		if err == nil {
+			continue
+		}
+		if err.Code != msaerr.HostNotAllowed || err.Variable != c.variable || strings.Contains(err.Message, "s3cret") {
+			t.Errorf("%s via %q: %+v", c.target, c.proxy, err)
+		}
+		if c.variable != "" && (!strings.Contains(err.Message, "proxy.corp:") || !strings.Contains(err.Message, c.variable)) {
+			t.Errorf("%s via %q: message %q names neither the proxy nor the variable", c.target, c.proxy, err.Message)
+		}
+	}
+	// The destination's own policy still comes first.
+	if err := checkHop(mustConfig(t, local), "http://evil.test", "http://127.0.0.1:3128"); err == nil ||
+		err.Variable != "MLFLOW_SECRETS_ALLOWED_HOSTS" {
+		t.Fatalf("policy: %v", err)
+	}
+}

@@ -3,9 +3,11 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 )
@@ -17,30 +19,60 @@ type ProviderInfo struct {
 	TTL     time.Duration
 	Details [][2]string
 	Err     *msaerr.Error // the settings are unusable
+	// RefreshAt is when the held credential is refreshed next (the jittered
+	// TTL point or shortly before its own expiry); Expires is when the
+	// credential itself ends. Each is zero when no credential is held or
+	// the time is unknown.
+	RefreshAt time.Time
+	Expires   time.Time
 }
 
 // Info describes the effective configuration. It holds no secret.
 type Info struct {
 	Providers    []ProviderInfo
 	HeaderName   string
-	LogLevel     string
 	AllowedHosts []string
 	AllowedFrom  string
-	Err          *msaerr.Error // the shared configuration is unusable
+	config.Basics
+	Err *msaerr.Error // the shared configuration is unusable
+}
+
+// Settings returns the call budget, the log level and every configuration
+// and provider warning of the current environment, even when the
+// configuration is unusable.
+func (e *Engine) Settings() config.Basics {
+	return e.current().settings()
+}
+
+func (st *state) settings() config.Basics {
+	b := st.basics
+	b.Warnings = slices.Clone(b.Warnings)
+	for _, s := range st.specs {
+		if s.err == nil {
+			for _, w := range s.spec.Warnings {
+				b.Warnings = append(b.Warnings, prefixed(s.name, w))
+			}
+		}
+	}
+	if b.Warnings == nil {
+		b.Warnings = []string{}
+	}
+	return b
 }
 
 // Info reports the configuration without contacting any backend.
 func (e *Engine) Info() Info {
 	st := e.current()
 	if st.err != nil {
-		return Info{Err: st.err}
+		return Info{Basics: st.settings(), Err: st.err}
 	}
-	info := Info{HeaderName: st.cfg.HeaderName, LogLevel: st.cfg.LogLevel,
+	info := Info{HeaderName: st.cfg.HeaderName, Basics: st.settings(),
 		AllowedHosts: st.cfg.AllowedHosts.Patterns(), AllowedFrom: st.cfg.AllowedFrom}
 	for _, s := range st.specs {
 		pi := ProviderInfo{Name: s.name, Err: s.err}
 		if s.err == nil {
 			pi.Mode, pi.TTL, pi.Details = string(s.spec.Mode), s.spec.TTL, s.spec.Details
+			_, pi.RefreshAt, pi.Expires, _ = e.cache.Current(s.key)
 		}
 		info.Providers = append(info.Providers, pi)
 	}

@@ -120,6 +120,10 @@ func FuzzTarget(f *testing.F) {
 		{"mlflow.test", "http://mlflow.test:5000"},
 		{"*", "http://u:p@[::1]:5000/x"},
 		{"bücher.example", "https://BÜCHER.example"},
+		{"10.*.*.*", "https://10.www.evil.com"},
+		{"192.168.1.*", "192.168.1.com"},
+		{"127.0.0.*", "http://127.0.0.evil"},
+		{"https://*.*.*.*:8443", "https://a.b.c.d:8443"},
 	} {
 		f.Add(s[0], s[1], false)
 	}
@@ -140,6 +144,16 @@ func FuzzTarget(f *testing.F) {
 		}
 		if tg.Scheme != "https" && !allowHTTP && !tg.Loopback() {
 			t.Fatalf("cleartext to %s allowed", tg)
+		}
+		// A pattern made of digits, dots and '*' allows IPv4 literals only.
+		if _, err := netip.ParseAddr(tg.Host); err != nil {
+			for _, raw := range strings.Split(patterns, ",") {
+				if addressOnly(raw) {
+					if one, err := Parse(raw); err == nil && one.Check(tg, allowHTTP) == Allowed {
+						t.Fatalf("the address pattern %q allowed the name %q", raw, tg.Host)
+					}
+				}
+			}
 		}
 		full := target
 		if tg.Scheme == "" {
@@ -178,6 +192,19 @@ func FuzzTarget(f *testing.F) {
 			t.Fatalf("allowed %q, but not the host urllib3 reads (%+v)", target, ref)
 		}
 	})
+}
+
+// addressOnly reports whether a pattern's host part (scheme and port removed)
+// is made of digits, dots and '*' only, with at least one digit.
+func addressOnly(raw string) bool {
+	raw = strings.TrimSpace(raw)
+	if i := strings.Index(raw, "://"); i >= 0 {
+		raw = strings.TrimSuffix(raw[i+3:], "/")
+	}
+	if i := strings.LastIndex(raw, ":"); i >= 0 {
+		raw = raw[:i]
+	}
+	return strings.Trim(raw, "0123456789.*") == "" && strings.ContainsAny(raw, "0123456789")
 }
 
 func TestURLlib3Split(t *testing.T) {

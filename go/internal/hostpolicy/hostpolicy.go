@@ -356,6 +356,12 @@ func normalizePatternHost(h string) (string, error) {
 	return h, nil
 }
 
+// isIPv4 reports whether a normalised host is an IPv4 literal.
+func isIPv4(h string) bool {
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.Is4()
+}
+
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
@@ -373,6 +379,7 @@ type pattern struct {
 	labels []string
 	port   string
 	exact  bool // labels are literal (from a tracking URI), not patterns
+	ipv4   bool // made of digits, dots and wildcards: matches IPv4 literals only
 }
 
 // Policy is a set of patterns; a nil Policy allows nothing.
@@ -428,11 +435,46 @@ func parsePattern(raw string) (pattern, error) {
 		return pattern{}, err
 	}
 	pat.port = port
-	if h, ok := strings.CutPrefix(host, "*."); ok {
+	if pat.ipv4, err = addressPattern(strings.Split(host, ".")); err != nil {
+		return pattern{}, err
+	}
+	if h, ok := strings.CutPrefix(host, "*."); ok && !pat.ipv4 {
 		pat.multi, host = true, h
 	}
 	pat.labels = strings.Split(host, ".")
 	return pat, nil
+}
+
+// addressPattern decides whether a pattern's labels are an IPv4 pattern: every
+// label made of digits and wildcards only (10.*.*.*, 192.168.1.*, *.*.*.*,
+// four parts). Such a pattern matches IPv4 literals only, never a name
+// (10.www.evil.com). One that mixes address-like labels with name labels and
+// a wildcard inside (10.*.corp.com) is refused: it is not clear which was
+// meant. A leading "*." of a name pattern (*.10.corp.com) is no such mix.
+func addressPattern(labels []string) (bool, error) {
+	if len(labels) == 1 && strings.Contains(labels[0], ":") {
+		return false, nil // IPv6, compared whole
+	}
+	digits, named, wild := false, false, false
+	for i, l := range labels {
+		if strings.Trim(l, "0123456789*?[]!^-") != "" {
+			named = true
+		} else if strings.ContainsAny(l, "0123456789") {
+			digits = true
+		}
+		if strings.ContainsAny(l, "*?[") && (i > 0 || l != "*") {
+			wild = true
+		}
+	}
+	switch {
+	case !named && len(labels) != 4:
+		return false, errors.New("an IPv4 pattern has exactly four parts (10.*.*.*)")
+	case !named:
+		return true, nil
+	case digits && wild:
+		return false, errors.New("it mixes IPv4-address parts with name parts; write an IPv4 pattern such as 10.*.*.* or a name pattern such as *.corp.com")
+	}
+	return false, nil
 }
 
 // FromURIs allows exactly the scheme, host and port of each http(s) URI given
@@ -446,7 +488,7 @@ func FromURIs(uris ...string) *Policy {
 			continue
 		}
 		p.patterns = append(p.patterns, pattern{text: t.String(), scheme: t.Scheme,
-			labels: strings.Split(t.Host, "."), port: t.Port, exact: true})
+			labels: strings.Split(t.Host, "."), port: t.Port, exact: true, ipv4: isIPv4(t.Host)})
 	}
 	return p
 }
@@ -520,6 +562,9 @@ func (pat pattern) matches(t Target) bool {
 	if strings.Contains(t.Host, ":") || (len(pat.labels) == 1 && strings.Contains(pat.labels[0], ":")) {
 		// IPv6: compared whole, never label by label.
 		return !pat.multi && len(pat.labels) == 1 && pat.labels[0] == t.Host
+	}
+	if pat.ipv4 != isIPv4(t.Host) {
+		return false
 	}
 	host := strings.Split(t.Host, ".")
 	if pat.multi {

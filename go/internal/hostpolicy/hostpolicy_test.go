@@ -41,6 +41,19 @@ func TestMatching(t *testing.T) {
 		{"::1", "http://[::2]:5000/x", false},
 		{"*.corp.com", "https://user:pw@mlflow.corp.com:5000/", true},
 		{"10.0.0.*", "https://10.0.0.7", true},
+		// IPv4 patterns match IPv4 literals only, never a name (issue 13).
+		{"10.*.*.*", "https://10.www.evil.com", false},
+		{"10.*.*.*", "https://10.1.2.3", true},
+		{"192.168.1.*", "https://192.168.1.com", false},
+		{"192.168.1.*", "https://192.168.1.20:8443", true},
+		{"127.0.0.*", "http://127.0.0.evil", false},
+		{"127.0.0.*", "http://127.0.0.9:5000", true},
+		{"*.*.*.*", "https://a.b.c.d", false},
+		{"*.*.*.*", "https://203.0.113.9", true},
+		// A name pattern never matches an address.
+		{"*.corp.com", "https://10.0.0.1", false},
+		{"10.mlflow.corp.com", "https://10.mlflow.corp.com", true},
+		{"*.10.corp.com", "https://a.10.corp.com", true},
 		// Scheme pinning.
 		{"https://mlflow.corp.com", "https://mlflow.corp.com:8443/x", true},
 		{"https://mlflow.corp.com", "http://mlflow.corp.com", false},
@@ -120,7 +133,9 @@ func TestCleartext(t *testing.T) {
 func TestInvalidPatterns(t *testing.T) {
 	for _, bad := range []string{"", " , ", "a..b", "*.", ".a.com", "mlflow[.corp.com", "host:port", "a/b",
 		"127.0.0.1:99999", "h:0", "h:", "h:-1", "ftp://h", "a@b", "a#b", "a?b", `a\b`, "a%2eb", "a b", "a\x00b",
-		"https://h/path", "[::1", "[nothost]:80", "::1:80x", "127.1", "0x7f.0.0.1", strings.Repeat("a", 64) + ".com"} {
+		"https://h/path", "[::1", "[nothost]:80", "::1:80x", "127.1", "0x7f.0.0.1", strings.Repeat("a", 64) + ".com",
+		// IPv4 patterns: four parts, no "*." prefix, no mix with names.
+		"10.*.*", "*.10.*.*.*", "10.*.corp.com", "192.168.*.example", "a[0-9]*.[0-9]*.[0-9]*.[0-9]*"} {
 		_, err := Parse(bad)
 		if err == nil {
 			t.Errorf("Parse(%q) accepted an invalid pattern", bad)

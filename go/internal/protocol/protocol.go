@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
@@ -15,7 +16,7 @@ import (
 )
 
 // ABIVersion changes whenever the C API or a reply's shape changes incompatibly.
-const ABIVersion = 1
+const ABIVersion = 2
 
 // Version is the library version, set at build time.
 var Version = "dev"
@@ -40,15 +41,16 @@ type Attempt struct {
 	Error
 }
 
-// HeadersReply is GetAuthHeaders' reply.
+// HeadersReply is GetAuthHeaders' and MsaHeaders' reply.
 type HeadersReply struct {
-	OK       bool              `json:"ok"`
-	Headers  map[string]string `json:"headers,omitempty"`
-	Provider string            `json:"provider,omitempty"`
-	MaxAgeMs int64             `json:"max_age_ms,omitempty"`
-	Stale    *Error            `json:"stale,omitempty"`
-	Attempts []Attempt         `json:"attempts,omitempty"`
-	Events   []Event           `json:"events,omitempty"`
+	OK          bool              `json:"ok"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Fingerprint string            `json:"fingerprint,omitempty"`
+	Provider    string            `json:"provider,omitempty"`
+	MaxAgeMs    int64             `json:"max_age_ms,omitempty"`
+	Stale       *Error            `json:"stale,omitempty"`
+	Attempts    []Attempt         `json:"attempts,omitempty"`
+	Events      []Event           `json:"events,omitempty"`
 	*Error
 }
 
@@ -91,11 +93,39 @@ func ABI() []byte {
 	}{true, ABIVersion})
 }
 
+// Request is MsaHeaders' request (and the helper's headers op).
+type Request struct {
+	Target     string `json:"target"`
+	Proxy      string `json:"proxy"`
+	Reject     string `json:"reject"`
+	DeadlineMs int64  `json:"deadline_ms"`
+}
+
 // Headers answers GetAuthHeaders(host).
 func Headers(e *engine.Engine, host string) (out []byte) {
+	return Serve(e, Request{Target: host})
+}
+
+// HeadersJSON answers MsaHeaders(request_json).
+func HeadersJSON(e *engine.Engine, requestJSON []byte) (out []byte) {
 	defer guard(&out)
-	res := e.Headers(context.Background(), host)
-	reply := HeadersReply{OK: res.Err == nil, Headers: res.Headers, Provider: res.Provider,
+	var req Request
+	if err := json.Unmarshal(requestJSON, &req); err != nil {
+		return mustJSON(HeadersReply{Error: &Error{Code: msaerr.Internal,
+			Message: `MsaHeaders needs a JSON object {"target": ..., "proxy": ..., "reject": ..., "deadline_ms": ...}`}})
+	}
+	return Serve(e, req)
+}
+
+// Serve answers one headers request.
+func Serve(e *engine.Engine, req Request) (out []byte) {
+	defer guard(&out)
+	var deadline time.Duration
+	if req.DeadlineMs > 0 && req.DeadlineMs < int64(time.Hour/time.Millisecond) {
+		deadline = time.Duration(req.DeadlineMs) * time.Millisecond
+	}
+	res := e.Serve(context.Background(), engine.Request{Target: req.Target, Proxy: req.Proxy, Reject: req.Reject, Deadline: deadline})
+	reply := HeadersReply{OK: res.Err == nil, Headers: res.Headers, Fingerprint: res.Fingerprint, Provider: res.Provider,
 		MaxAgeMs: res.FreshFor.Milliseconds(), Stale: toError(res.Stale), Error: toError(res.Err)}
 	for _, a := range res.Attempts {
 		reply.Attempts = append(reply.Attempts, Attempt{Provider: a.Provider, Error: *toError(a.Err)})
@@ -104,6 +134,15 @@ func Headers(e *engine.Engine, host string) (out []byte) {
 		reply.Events = append(reply.Events, Event{Level: ev.Level, Message: ev.Message})
 	}
 	return mustJSON(reply)
+}
+
+// SettingsReply is MsaSetEnv's reply: what the caller needs from the core's
+// configuration (it parses none of it itself).
+type SettingsReply struct {
+	OK        bool     `json:"ok"`
+	TimeoutMs int64    `json:"timeout_ms"`
+	LogLevel  string   `json:"log_level"`
+	Warnings  []string `json:"warnings"`
 }
 
 // SetEnv answers MsaSetEnv: envJSON is a JSON object of strings, or empty for
@@ -118,7 +157,8 @@ func SetEnv(e *engine.Engine, envJSON []byte) (out []byte) {
 		}
 	}
 	e.SetEnv(env)
-	return []byte(`{"ok":true}`)
+	b := e.Settings()
+	return mustJSON(SettingsReply{OK: true, TimeoutMs: b.Timeout.Milliseconds(), LogLevel: b.LogLevel, Warnings: b.Warnings})
 }
 
 type providerInfo struct {
@@ -126,7 +166,16 @@ type providerInfo struct {
 	Mode       string      `json:"mode,omitempty"`
 	TTLSeconds int         `json:"ttl_seconds,omitempty"`
 	Details    [][2]string `json:"details,omitempty"`
+	RefreshAt  string      `json:"refresh_at,omitempty"` // RFC 3339, when the held credential is refreshed next
+	ExpiresAt  string      `json:"expires_at,omitempty"` // RFC 3339, when the credential itself ends
 	Error      *Error      `json:"error,omitempty"`
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // Info answers MsaInfo.
@@ -139,16 +188,19 @@ func Info(e *engine.Engine) (out []byte) {
 		ABI          int            `json:"abi"`
 		Providers    []providerInfo `json:"providers"`
 		HeaderName   string         `json:"header_name,omitempty"`
-		LogLevel     string         `json:"log_level,omitempty"`
+		LogLevel     string         `json:"log_level"`
+		TimeoutMs    int64          `json:"timeout_ms"`
+		Warnings     []string       `json:"warnings"`
 		AllowedHosts []string       `json:"allowed_hosts"`
 		AllowedFrom  string         `json:"allowed_from,omitempty"`
 		*Error
 	}{OK: info.Err == nil, Version: Version, ABI: ABIVersion, Providers: []providerInfo{},
-		HeaderName: info.HeaderName, LogLevel: info.LogLevel, AllowedHosts: info.AllowedHosts,
-		AllowedFrom: info.AllowedFrom, Error: toError(info.Err)}
+		HeaderName: info.HeaderName, LogLevel: info.LogLevel, TimeoutMs: info.Timeout.Milliseconds(),
+		Warnings: info.Warnings, AllowedHosts: info.AllowedHosts, AllowedFrom: info.AllowedFrom, Error: toError(info.Err)}
 	for _, p := range info.Providers {
 		reply.Providers = append(reply.Providers, providerInfo{Name: p.Name, Mode: p.Mode,
-			TTLSeconds: int(p.TTL.Seconds()), Details: p.Details, Error: toError(p.Err)})
+			TTLSeconds: int(p.TTL.Seconds()), Details: p.Details, RefreshAt: rfc3339(p.RefreshAt),
+			ExpiresAt: rfc3339(p.Expires), Error: toError(p.Err)})
 	}
 	return mustJSON(reply)
 }
@@ -164,9 +216,10 @@ type check struct {
 func Doctor(e *engine.Engine, target string) (out []byte) {
 	defer guard(&out)
 	reply := struct {
-		OK     bool    `json:"ok"`
-		Checks []check `json:"checks"`
-	}{OK: true}
+		OK       bool     `json:"ok"`
+		Checks   []check  `json:"checks"`
+		Warnings []string `json:"warnings"`
+	}{OK: true, Warnings: e.Settings().Warnings}
 	for _, c := range e.Doctor(context.Background(), target) {
 		reply.OK = reply.OK && c.OK
 		reply.Checks = append(reply.Checks, check{Name: c.Name, OK: c.OK, Detail: c.Detail, Error: toError(c.Err)})

@@ -106,3 +106,53 @@ func TestEventsAreDeliveredOnce(t *testing.T) {
 		t.Fatalf("events repeated: %+v %v", second, err)
 	}
 }
+
+func TestContractReplies(t *testing.T) {
+	e := engine.NewWith(nil, map[string]provider.Factory{
+		config.Vault: func(config.Env, *config.Config) (provider.Spec, error) {
+			return provider.Spec{Name: "vault", Settings: "k", Mode: "bearer", TTL: 1e12, Warnings: []string{"VAULT_ADDR is cleartext"},
+				New: func(context.Context) (provider.Provider, error) { return staticTok{}, nil }}, nil
+		},
+	})
+	r, err := decode(SetEnv(e, []byte(`{"MLFLOW_SECRETS_AUTH_ENABLE":"vault","MLFLOW_TRACKING_URI":"http://localhost:5000",`+
+		`"MLFLOW_SECRETS_TIMEOUT_SEC":"2.5","MLFLOW_SECRETS_LOG_LEVEL":"warn"}`)))
+	if err != nil || r["ok"] != true || r["timeout_ms"] != 2500.0 || r["log_level"] != "WARNING" ||
+		fmt.Sprint(r["warnings"]) != "[vault: VAULT_ADDR is cleartext]" {
+		t.Fatalf("set_env: %v %v", r, err)
+	}
+	h, err := decode(Headers(e, "http://localhost:5000"))
+	fp, _ := h["fingerprint"].(string)
+	if err != nil || h["ok"] != true || fp != engine.Fingerprint(map[string]string{"Authorization": "Bearer tok"}) {
+		t.Fatalf("headers: %v %v", h, err)
+	}
+	r, err = decode(HeadersJSON(e, []byte(`{"target":"http://localhost:5000","proxy":"http://proxy.corp:3128"}`)))
+	if err != nil || r["ok"] != false || r["code"] != "host_not_allowed" || r["variable"] != "MLFLOW_SECRETS_ALLOW_HTTP" {
+		t.Fatalf("proxy: %v %v", r, err)
+	}
+	r, err = decode(HeadersJSON(e, []byte(`{"target":"http://localhost:5000","proxy":"","reject":"`+fp+`","deadline_ms":500}`)))
+	if err != nil || r["ok"] != true || r["fingerprint"] != fp {
+		t.Fatalf("reject: %v %v", r, err)
+	}
+	for _, bad := range []string{`[1]`, `{"target":5}`, `not json`} {
+		if r, err := decode(HeadersJSON(e, []byte(bad))); err != nil || r["ok"] != false || r["code"] != "internal" {
+			t.Fatalf("%s: %v %v", bad, r, err)
+		}
+	}
+	r, err = decode(Info(e))
+	if err != nil || r["timeout_ms"] != 2500.0 || fmt.Sprint(r["warnings"]) != "[vault: VAULT_ADDR is cleartext]" ||
+		r["log_level"] != "WARNING" || r["abi"] != 2.0 {
+		t.Fatalf("info: %v %v", r, err)
+	}
+	p := r["providers"].([]any)[0].(map[string]any)
+	if _, ok := p["refresh_at"].(string); !ok {
+		t.Fatalf("info: no refresh point for a held credential: %v", p)
+	}
+	r, err = decode(Doctor(e, ""))
+	if err != nil || fmt.Sprint(r["warnings"]) != "[vault: VAULT_ADDR is cleartext]" {
+		t.Fatalf("doctor: %v %v", r, err)
+	}
+	r, err = decode(SetEnv(e, []byte(`{"MLFLOW_SECRETS_AUTH_ENABLE":"vault"}`)))
+	if err != nil || r["ok"] != true || r["warnings"] == nil || r["timeout_ms"] != 10000.0 || r["log_level"] != "INFO" {
+		t.Fatalf("set_env defaults: %v %v", r, err)
+	}
+}

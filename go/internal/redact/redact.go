@@ -1,15 +1,67 @@
-// Package redact makes text safe to show: URL userinfo hidden, long echoes cut.
+// Package redact makes text safe to show: URL userinfo hidden, long echoes
+// cut, text from servers stripped of control characters.
 package redact
 
 import (
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // MaxEcho is how many characters of an input are echoed back in a message.
 const MaxEcho = 200
+
+// MaxServerText is how many characters of a server's text (an error body or
+// message) reach a message.
+const MaxServerText = 300
+
+// userinfo matches the userinfo part of URLs inside a text.
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
+
+// Userinfo returns s with the userinfo of every URL inside it replaced by
+// "***@" (for error texts that quote URLs, such as net/http's).
+func Userinfo(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }
+
+// ServerText makes text that came from a server (an error body or message, a
+// network or TLS error quoting server data) safe for a log line, an
+// exception or a terminal: URL userinfo hidden, every run of control
+// characters (C0, DEL, C1, and format characters such as the bidi overrides
+// U+202E and U+2066..U+2069, zero-width characters, U+FEFF) and of other
+// whitespace replaced by one space, invalid UTF-8 dropped, the ends trimmed,
+// and the result cut to MaxServerText characters, marking the cut.
+func ServerText(s string) string {
+	s = Userinfo(s)
+	var b strings.Builder
+	space := false
+	n := 0
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
+				continue
+			}
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r) ||
+			r == '\u2028' || r == '\u2029' {
+			space = true
+			continue
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		space = false
+		if n >= MaxServerText {
+			b.WriteString("…(cut)")
+			return b.String()
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
 
 // URL returns s with any userinfo ("user:pass@") replaced by "***@". Text that
 // does not parse as a URL is returned with everything between "://" and the

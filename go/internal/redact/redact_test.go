@@ -58,3 +58,45 @@ func TestQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestServerText(t *testing.T) {
+	for in, want := range map[string]string{
+		"permission denied":                          "permission denied",
+		"bad\r\nFAKE LOG LINE level=ERROR":           "bad FAKE LOG LINE level=ERROR",
+		"\x1b[31mred\x1b[0m":                         "[31mred [0m",
+		"a\x00b\x7fc\u0085d\u009be":                  "a b c d e",
+		"user \u202eexe.txt\u202c ok":                "user exe.txt ok",
+		"zero\u200bwidth\ufeff \u2066iso\u2069":      "zero width iso",
+		"  \t lead and trail \n ":                    "lead and trail",
+		"line\u2028sep\u2029para":                    "line sep para",
+		"bad utf8 \xff\xfe here":                     "bad utf8 here",
+		"see http://svc:pw@vault.corp:8200/v1 now":   "see http://***@vault.corp:8200/v1 now",
+		"1 error occurred:\n\t* permission denied\n": "1 error occurred: * permission denied",
+	} {
+		if got := ServerText(in); got != want {
+			t.Errorf("ServerText(%q) = %q, want %q", in, got, want)
+		}
+	}
+	long := strings.Repeat("x", 5000)
+	got := ServerText(long)
+	if !strings.HasSuffix(got, "…(cut)") || len(got) != MaxServerText+len("…(cut)") {
+		t.Errorf("ServerText(5000 x) = %d bytes %q...", len(got), got[:20])
+	}
+	if got := ServerText(strings.Repeat("y", MaxServerText)); strings.Contains(got, "cut") {
+		t.Errorf("a text of exactly the bound was cut: %q", got)
+	}
+	for _, r := range ServerText("\x01\x1f\x7f\u0080\u009f\u200e\u200f\u202a\u202e\u2066\u2069 x") {
+		if r != ' ' && r != 'x' {
+			t.Errorf("control %U survived", r)
+		}
+	}
+}
+
+func TestUserinfo(t *testing.T) {
+	in := `Get "http://svc:pw@vault.corp:8200/v1/x": dial tcp; also https://a@b.test`
+	got := Userinfo(in)
+	if strings.Contains(got, "pw") || strings.Contains(got, "svc") || strings.Contains(got, "a@b") ||
+		!strings.Contains(got, "http://***@vault.corp:8200/v1/x") || !strings.Contains(got, "https://***@b.test") {
+		t.Errorf("Userinfo = %q", got)
+	}
+}

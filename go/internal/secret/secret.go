@@ -6,7 +6,9 @@
 package secret
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,9 +22,70 @@ type Credential struct {
 	Username string
 	Password string
 	// Expires is when the credential itself says it ends (a JWT's exp, Azure's
-	// secret exp attribute, the lease of the Vault login that read it); zero
-	// when unknown. The cache refreshes before the earlier of this and the TTL.
+	// secret exp attribute); zero when unknown. Parse and FromMap set it from a
+	// JWT token's "exp" claim; providers add what they know with ExpiringBy.
+	// The cache refreshes before the earlier of this and the TTL, and never
+	// serves the credential past it.
 	Expires time.Time
+	// RefreshBy is a soft deadline: the backend's access that read the value
+	// ends then (the lease of the Vault login token), so a refresh should
+	// happen before it, while that access still works. Unlike Expires it does
+	// not end the value: during an outage it is still served stale.
+	RefreshBy time.Time
+}
+
+// ExpiringBy returns c with Expires set to t when t is known (not zero) and
+// earlier than the expiry c already has: a provider that learns another end
+// (a lease, an attribute) keeps whichever comes first.
+func (c Credential) ExpiringBy(t time.Time) Credential {
+	if !t.IsZero() && (c.Expires.IsZero() || t.Before(c.Expires)) {
+		c.Expires = t
+	}
+	return c
+}
+
+// maxJWT bounds the size of a token read as a JWT.
+const maxJWT = 64 << 10
+
+// TokenExpiry returns the "exp" claim of a token that looks like a JWT (three
+// base64url parts, the first two JSON objects, the second with a numeric
+// "exp" in seconds since the epoch), or zero. The signature is not checked:
+// the time only decides when to fetch the secret again. Nothing of the token
+// is ever reported.
+func TokenExpiry(token string) time.Time {
+	if len(token) > maxJWT || strings.Count(token, ".") != 2 {
+		return time.Time{}
+	}
+	parts := strings.Split(token, ".")
+	var header map[string]any
+	if decodeSegment(parts[0], &header) != nil || header == nil {
+		return time.Time{}
+	}
+	var claims struct {
+		Exp json.RawMessage `json:"exp"`
+	}
+	if decodeSegment(parts[1], &claims) != nil || len(claims.Exp) == 0 || claims.Exp[0] < '0' || claims.Exp[0] > '9' {
+		return time.Time{} // missing, or not a JSON number
+	}
+	var exp float64
+	if err := json.Unmarshal(claims.Exp, &exp); err != nil || exp <= 0 || exp > 253402300799 || math.IsNaN(exp) { // up to 9999-12-31
+		return time.Time{}
+	}
+	sec, frac := math.Modf(exp)
+	return time.Unix(int64(sec), int64(frac*1e9)).UTC()
+}
+
+func decodeSegment(seg string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// withTokenExpiry fills Expires from the token when it is a JWT.
+func withTokenExpiry(c Credential) Credential {
+	return c.ExpiringBy(TokenExpiry(c.Token))
 }
 
 // IsZero reports whether the credential holds nothing.
@@ -58,7 +121,7 @@ func Parse(raw []byte) (Credential, error) {
 	if text == "" {
 		return Credential{}, msaerr.New(msaerr.SecretUnusable, "", "the secret is empty")
 	}
-	return Credential{Token: text}, nil
+	return withTokenExpiry(Credential{Token: text}), nil
 }
 
 // FromMap reads a secret stored as key/value fields (JSON object, Vault KV data).
@@ -70,7 +133,7 @@ func FromMap(m map[string]any) (Credential, error) {
 		return Credential{}, err
 	}
 	if token != "" {
-		return Credential{Token: token}, nil
+		return withTokenExpiry(Credential{Token: token}), nil
 	}
 	user, err := field(m, "username")
 	if err != nil {

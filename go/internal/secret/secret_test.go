@@ -1,8 +1,10 @@
 package secret
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 )
@@ -68,5 +70,55 @@ func TestParseErrorsNeverShowTheSecret(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("Parse(%q) leaked the secret: %q", c.raw, err)
 		}
+	}
+}
+
+func jwt(header, payload string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(header)) + "." + enc([]byte(payload)) + ".c2lnbmF0dXJl"
+}
+
+func TestTokenExpiry(t *testing.T) {
+	exp := time.Unix(2000000000, 0).UTC()
+	tok := jwt(`{"alg":"RS256","typ":"JWT"}`, `{"sub":"me","exp":2000000000}`)
+	for _, raw := range []string{tok, `{"token":"` + tok + `"}`, "  " + tok + "\n"} {
+		c, err := Parse([]byte(raw))
+		if err != nil || c.Token != tok || !c.Expires.Equal(exp) {
+			t.Fatalf("Parse(%.20q) = %+v, %v", raw, c, err)
+		}
+	}
+	if got := TokenExpiry(jwt(`{"alg":"none"}`, `{"exp":1.5e9}`)); !got.Equal(time.Unix(1500000000, 0)) {
+		t.Errorf("float exp: %s", got)
+	}
+	if got := TokenExpiry(jwt(`{"alg":"none"}`, `{"exp":1700000000.25}`)); !got.Equal(time.Unix(1700000000, 250000000)) {
+		t.Errorf("fractional exp: %s", got)
+	}
+	// Not a JWT, or no usable exp: unknown (zero).
+	for _, tok := range []string{
+		"plain-token", "a.b", "a.b.c.d", "not base64!.x.y",
+		jwt(`not json`, `{"exp":2000000000}`),
+		jwt(`{"alg":"none"}`, `{"sub":"no exp"}`),
+		jwt(`{"alg":"none"}`, `{"exp":"2000000000"}`),
+		jwt(`{"alg":"none"}`, `{"exp":-5}`),
+		jwt(`{"alg":"none"}`, `{"exp":1e300}`),
+		jwt(`{"alg":"none"}`, `[1,2]`),
+		jwt(`{"alg":"none"}`, `{"exp":2000000000}`) + strings.Repeat("x", 70000),
+	} {
+		if got := TokenExpiry(tok); !got.IsZero() {
+			t.Errorf("TokenExpiry(%.30q) = %s, want zero", tok, got)
+		}
+	}
+	if c, _ := Parse([]byte("user:pass")); !c.Expires.IsZero() {
+		t.Error("plain token got an expiry")
+	}
+}
+
+func TestExpiringBy(t *testing.T) {
+	a, b := time.Unix(100, 0), time.Unix(200, 0)
+	if c := (Credential{}).ExpiringBy(b).ExpiringBy(a).ExpiringBy(b); !c.Expires.Equal(a) {
+		t.Fatal(c.Expires)
+	}
+	if c := (Credential{Expires: a}).ExpiringBy(time.Time{}); !c.Expires.Equal(a) {
+		t.Fatal("zero replaced a known expiry")
 	}
 }

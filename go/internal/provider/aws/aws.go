@@ -6,6 +6,7 @@ package aws
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/egress"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
@@ -41,6 +43,7 @@ const (
 	EnvRegion        = "AWS_REGION"
 	EnvDefaultRegion = "AWS_DEFAULT_REGION"
 	envMaxAttempts   = "AWS_MAX_ATTEMPTS"
+	envCABundle      = "AWS_CA_BUNDLE"
 )
 
 // A version id is what Secrets Manager generates: a UUID, or 32-64 characters.
@@ -57,7 +60,15 @@ type Settings struct {
 	// SDKEnv is every AWS_* variable ("NAME=value", NUL-separated): the SDK
 	// reads them itself, so a change of any gives a new client.
 	SDKEnv string
+	Egress egress.Policy // proxies and MLFLOW_SECRETS_ALLOW_HTTP
 }
+
+// endpointVars are the variables naming an endpoint the AWS credentials (or
+// the signed request) go to; each is checked by the cleartext rule before any
+// connection. Endpoints the SDK finds elsewhere (a profile's endpoint_url,
+// IMDS, SSO) are checked on every request by the transport (egress).
+var endpointVars = []string{"AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS",
+	"AWS_ENDPOINT_URL_SSO", "AWS_ENDPOINT_URL_SSO_OIDC", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_EC2_METADATA_SERVICE_ENDPOINT"}
 
 // Factory reads the settings and returns the provider's Spec.
 func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
@@ -97,6 +108,17 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	}
 	s.Timeout = shared.Timeout
 	s.SDKEnv = strings.Join(env.WithPrefix("AWS_"), "\x00")
+	s.Egress = egress.New(env, shared)
+	var warnings []string
+	for _, v := range endpointVars {
+		w, err := s.Egress.Check(v, env.Get(v))
+		if err != nil {
+			return provider.Spec{}, err
+		}
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+	}
 	details := [][2]string{{"secret", s.SecretID}, {"region", orDefault(s.Region, "(from the AWS shared config)")}}
 	if s.Stage != "" || s.VersionID != "" {
 		details = append(details, [2]string{"version", s.Stage + s.VersionID})
@@ -108,6 +130,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		ModeVar:  EnvAuthMode,
 		TTL:      ttl,
 		Details:  details,
+		Warnings: warnings,
 		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
 }
@@ -131,7 +154,12 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	defer cancel()
 	// The SDK logs to stderr by default (for example "failed to discard
 	// remaining HTTP response body"); the Go side never writes there.
-	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithLogger(logging.Nop{}), awsconfig.WithClientLogMode(0)}
+	// Every client the SDK builds (Secrets Manager, and STS, SSO, IMDS and
+	// container credentials for the credential chain) goes through the
+	// egress transport: redirects and cleartext refused, the proxy from the
+	// engine's environment.
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithLogger(logging.Nop{}), awsconfig.WithClientLogMode(0),
+		awsconfig.WithHTTPClient(s.Egress.AWSClient())}
 	if s.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(s.Region))
 	}
@@ -147,29 +175,21 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 		return nil, msaerr.New(msaerr.NotConfigured, EnvRegion,
 			"no region: set %s, give %s as an ARN, or set a region in the AWS profile", EnvRegion, EnvSecretID)
 	}
-	// Use the SDK's own transport (its settings, AWS_CA_BUNDLE included) in a
-	// client of ours, so that Close can close its idle connections.
-	// Redirects are not followed.
-	p := &Provider{s: s}
+	// Secrets Manager gets the same transport (AWS_CA_BUNDLE included) in a
+	// client that never follows a redirect (the SDK's follows 307 and 308),
+	// and that Close can close the idle connections of.
 	bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient)
-	if cfg.HTTPClient == nil {
-		bc, ok = awshttp.NewBuildableClient(), true
+	if !ok {
+		return nil, msaerr.New(msaerr.Internal, "", "unexpected AWS HTTP client %T", cfg.HTTPClient)
 	}
-	if ok {
-		p.transport = bc.GetTransport()
-		cfg.HTTPClient = &http.Client{Transport: p.transport,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
+	p := &Provider{s: s, transport: bc.GetTransport()}
+	cfg.HTTPClient = s.Egress.Client(p.transport)
 	p.client = secretsmanager.NewFromConfig(cfg)
 	return p, nil
 }
 
 // Close closes idle connections.
-func (p *Provider) Close() {
-	if p.transport != nil {
-		p.transport.CloseIdleConnections()
-	}
-}
+func (p *Provider) Close() { p.transport.CloseIdleConnections() }
 
 // Fetch reads the secret version and parses it.
 func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
@@ -229,9 +249,13 @@ func (p *Provider) versionVar() string {
 // AWS's messages name the secret and the reason, never its value.
 func (p *Provider) describe(err error) error {
 	id := p.s.SecretID
+	var me *msaerr.Error
+	if errors.As(err, &me) {
+		return me // refused by the egress rules (cleartext, redirect, proxy)
+	}
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
-		code, msg := apiErr.ErrorCode(), redact.Echo(apiErr.ErrorMessage())
+		code, msg := redact.ServerText(apiErr.ErrorCode()), redact.ServerText(apiErr.ErrorMessage())
 		switch code {
 		case "ResourceNotFoundException":
 			return msaerr.New(msaerr.Backend, p.versionVar(), "secret %s (%s) not found: %s", id, p.version(), msg)
@@ -273,20 +297,20 @@ func (p *Provider) describe(err error) error {
 		}
 	}
 	if strings.Contains(err.Error(), "failed to retrieve credentials") || strings.Contains(err.Error(), "no EC2 IMDS role found") {
-		return &msaerr.Error{Code: msaerr.Backend, Variable: "AWS_PROFILE",
-			Message: "no usable AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role)",
-			Err:     err}
+		return msaerr.New(msaerr.Backend, "AWS_PROFILE",
+			"no usable AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role): %s", redact.ServerText(err.Error()))
+	}
+	var hostErr x509.HostnameError
+	var authErr x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &hostErr) || errors.As(err, &authErr) || errors.As(err, &invalid) {
+		return msaerr.New(msaerr.Backend, envCABundle,
+			"the TLS certificate of the Secrets Manager endpoint is not trusted reading secret %s (%s): set %s to the CA bundle that signed it, or check the endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER)",
+			id, redact.ServerText(msaerr.RootCause(err)), envCABundle)
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {
-		return msaerr.New(msaerr.Backend, "", "cannot reach Secrets Manager reading secret %s: %s", id, redact.Echo(scrub(netErr.Error())))
+		return msaerr.New(msaerr.Backend, "", "cannot reach Secrets Manager reading secret %s: %s", id, redact.ServerText(netErr.Error()))
 	}
-	return msaerr.New(msaerr.Backend, "", "reading secret %s failed: %s", id, redact.Echo(scrub(err.Error())))
+	return msaerr.New(msaerr.Backend, "", "reading secret %s failed: %s", id, redact.ServerText(err.Error()))
 }
-
-// userinfo matches the userinfo part of URLs inside a message (an endpoint
-// URL may carry one).
-var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
-
-// scrub hides URL userinfo inside an error text.
-func scrub(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }

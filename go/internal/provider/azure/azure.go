@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/egress"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
@@ -45,6 +45,19 @@ const (
 var keyVaultDomains = []string{".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net",
 	".vault.microsoftazure.de", ".managedhsm.azure.net", ".managedhsm.azure.cn", ".managedhsm.usgovcloudapi.net"}
 
+// keyVaultResources are the only resources a token is ever requested for
+// (scope "<resource>/.default"), whatever the vault's host or its challenge
+// names: Key Vault in the public and sovereign clouds.
+var keyVaultResources = map[string]bool{"https://vault.azure.net": true, "https://vault.azure.cn": true,
+	"https://vault.usgovcloudapi.net": true, "https://vault.microsoftazure.de": true}
+
+// endpointVars name the endpoints an Azure credential goes to (besides the
+// vault): each is checked by the cleartext rule before any connection. IMDS
+// (http://169.254.169.254, link-local) is allowed by that rule by design;
+// every request, to any endpoint, is checked again by the transport (egress).
+var endpointVars = []string{EnvVaultURL, EnvVaultURLAlias, "IDENTITY_ENDPOINT", "MSI_ENDPOINT", "AZURE_AUTHORITY_HOST",
+	"AZURE_POD_IDENTITY_AUTHORITY_HOST"}
+
 // Settings are the Azure provider's settings.
 type Settings struct {
 	VaultURL, SecretName, Version string
@@ -52,6 +65,7 @@ type Settings struct {
 	Timeout                       time.Duration // MLFLOW_SECRETS_TIMEOUT_SEC
 	MaxRetries                    int           // MLFLOW_SECRETS_MAX_RETRIES
 	relaxChallenge                bool
+	Egress                        egress.Policy // proxies and MLFLOW_SECRETS_ALLOW_HTTP
 	// sdkEnv is every variable azidentity reads ("NAME=value",
 	// NUL-separated), so a change of any gives a new client.
 	sdkEnv string
@@ -91,6 +105,21 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		return provider.Spec{}, err
 	}
 	s.sdkEnv = strings.Join(env.WithPrefix("AZURE_", "IDENTITY_", "MSI_", "IMDS_"), "\x00")
+	s.Egress = egress.New(env, shared)
+	var warnings []string
+	for _, v := range endpointVars {
+		w, err := s.Egress.Check(v, env.Get(v))
+		if err != nil {
+			return provider.Spec{}, err
+		}
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	if s.relaxChallenge {
+		warnings = append(warnings, EnvVaultURL+"="+redact.Echo(redact.URL(s.VaultURL))+
+			" is not in a Key Vault domain (*.vault.azure.net and its sovereign-cloud forms): the check that the challenge names this host is relaxed; tokens are still requested only for the Key Vault resource")
+	}
 	details := [][2]string{{"vault", redact.URL(s.VaultURL)}, {"secret", s.SecretName}, {"version", orLatest(s.Version)}}
 	return provider.Spec{
 		Name:     config.AzureKeyVault,
@@ -99,6 +128,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		ModeVar:  EnvAuthMode,
 		TTL:      ttl,
 		Details:  details,
+		Warnings: warnings,
 		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
 }
@@ -132,8 +162,9 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	if s.MaxRetries == 0 {
 		opts.Retry.MaxRetries = -1 // azcore: 0 means its default of 3
 	}
-	// A transport of our own (for the vault and the token endpoint alike),
-	// so that Close can close its idle connections.
+	// A transport of our own (for the vault and the token endpoints alike),
+	// so that Close can close its idle connections, in the egress client:
+	// no redirects, the cleartext rule and the proxy on every request.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if s.CABundle != "" {
@@ -143,17 +174,38 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 		}
 		transport.TLSClientConfig.RootCAs = pool
 	}
-	opts.Transport = &http.Client{Transport: transport}
-	cred, err := newCredential(opts)
+	opts.Transport = s.Egress.Client(transport)
+	inner, err := newCredential(opts)
 	if err != nil {
 		return nil, msaerr.Wrap(msaerr.NotConfigured, err, "cannot set up DefaultAzureCredential (AZURE_* variables)")
 	}
+	cred := keyVaultOnly{inner}
 	client, err := azsecrets.NewClient(s.VaultURL, cred, &azsecrets.ClientOptions{ClientOptions: opts,
 		DisableChallengeResourceVerification: s.relaxChallenge})
 	if err != nil {
 		return nil, msaerr.Wrap(msaerr.NotConfigured, err, "cannot create a client for %s", EnvVaultURL)
 	}
 	return &Provider{s: s, client: client, transport: transport, now: time.Now}, nil
+}
+
+// keyVaultOnly is the one way to a token: it refuses a scope outside Key
+// Vault's resources before any token request, whatever the vault's challenge
+// asked for (a non-Azure host may name https://management.azure.com, say).
+type keyVaultOnly struct{ inner azcore.TokenCredential }
+
+func (c keyVaultOnly) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	if len(o.Scopes) == 0 {
+		return azcore.AccessToken{}, msaerr.New(msaerr.Backend, EnvVaultURL, "the Key Vault at %s asked for a token without a scope; refused", EnvVaultURL)
+	}
+	for _, scope := range o.Scopes {
+		resource := strings.TrimSuffix(strings.TrimSuffix(strings.ToLower(scope), "/.default"), "/")
+		if !keyVaultResources[resource] {
+			return azcore.AccessToken{}, msaerr.New(msaerr.Backend, EnvVaultURL,
+				"the Key Vault at %s asked for a token for the resource %s, which is not Key Vault's: refused (tokens go only to https://vault.azure.net and its sovereign-cloud forms)",
+				EnvVaultURL, redact.Quote(redact.ServerText(scope)))
+		}
+	}
+	return c.inner.GetToken(ctx, o)
 }
 
 // trusting returns the system roots plus the PEM certificates in caFile.
@@ -204,6 +256,9 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 		return secret.Credential{}, &msaerr.Error{Code: e.Code, Variable: EnvSecretName,
 			Message: fmt.Sprintf("%s in %s", e.Message, what)}
 	}
+	if a := resp.Attributes; a != nil && a.Expires != nil {
+		cred = cred.ExpiringBy(*a.Expires) // the secret's own exp attribute (a JWT's exp may come first)
+	}
 	return cred, nil
 }
 
@@ -215,8 +270,13 @@ func (p *Provider) describe(err error) error {
 	if p.s.Version != "" {
 		versionVar = EnvSecretVersion
 	}
+	var me *msaerr.Error
+	if errors.As(err, &me) {
+		return me // refused: by the egress rules, or a token for another resource
+	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
+		re.ErrorCode = redact.ServerText(re.ErrorCode)
 		switch status := re.StatusCode; {
 		case status == http.StatusNotFound:
 			return msaerr.New(msaerr.Backend, versionVar, "%s not found (%s)", what, re.ErrorCode)
@@ -238,20 +298,26 @@ func (p *Provider) describe(err error) error {
 		}
 		return msaerr.New(msaerr.Backend, "", "reading %s failed with HTTP %d %s", what, re.StatusCode, re.ErrorCode)
 	}
+	if refusal := egress.FindRefusal(err.Error()); refusal != "" {
+		// A token request of the credential chain (IMDS through a proxy, say).
+		return msaerr.New(msaerr.NotConfigured, config.EnvAllowHTTP, "getting an Azure token: %s", refusal)
+	}
 	var authErr *azidentity.AuthenticationFailedError
 	// "credential unavailable" errors have no exported type; they name the chain.
 	if errors.As(err, &authErr) || strings.Contains(err.Error(), "DefaultAzureCredential") {
-		return &msaerr.Error{Code: msaerr.Backend, Variable: "AZURE_CLIENT_ID",
-			Message: "no Azure credential could get a token (DefaultAzureCredential)", Err: err}
+		return msaerr.New(msaerr.Backend, "AZURE_CLIENT_ID", "no Azure credential could get a token (DefaultAzureCredential): %s",
+			redact.ServerText(err.Error()))
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer in time reading %s", what)
 	}
-	return msaerr.New(msaerr.Backend, EnvVaultURL, "reading %s failed: %s", what, redact.Echo(scrub(msaerr.RootCause(err))))
+	cause := redact.ServerText(msaerr.RootCause(err))
+	var hostErr x509.HostnameError
+	var unknownCA x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &hostErr) || errors.As(err, &unknownCA) || errors.As(err, &invalid) {
+		return msaerr.New(msaerr.Backend, EnvCABundle, "reading %s: the TLS certificate is not trusted (%s): set %s to the CA that signed it, or check %s",
+			what, cause, EnvCABundle, EnvVaultURL)
+	}
+	return msaerr.New(msaerr.Backend, EnvVaultURL, "reading %s failed: %s", what, cause)
 }
-
-// userinfo matches the userinfo part of URLs inside a message.
-var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
-
-// scrub hides URL userinfo inside an error text.
-func scrub(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }

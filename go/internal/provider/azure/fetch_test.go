@@ -61,6 +61,7 @@ type fakeKeyVault struct {
 	paths    []string
 	respond  func(w http.ResponseWriter, r *http.Request)
 	requests int
+	resource string // the challenge's resource; https://vault.azure.net when empty
 }
 
 func (f *fakeKeyVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -68,10 +69,14 @@ func (f *fakeKeyVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.requests++
 	f.paths = append(f.paths, r.URL.Path)
 	respond := f.respond
+	resource := f.resource
 	f.mu.Unlock()
+	if resource == "" {
+		resource = "https://vault.azure.net"
+	}
 	if r.Header.Get("Authorization") != "Bearer "+f.token {
 		w.Header().Set("WWW-Authenticate",
-			`Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net"`)
+			`Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="`+resource+`"`)
 		kvError(w, http.StatusUnauthorized, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.", "")
 		return
 	}

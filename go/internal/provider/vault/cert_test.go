@@ -156,9 +156,8 @@ func TestCertNotTrusted(t *testing.T) {
 		t.Errorf("untrusted certificate: [%s %s] %v", e.Code, e.Variable, e)
 	}
 	// The BAO_* aliases are named when they were the ones set.
-	delete(env, "VAULT_CLIENT_CERT")
-	delete(env, "VAULT_CLIENT_KEY")
-	env["BAO_CLIENT_CERT"], env["BAO_CLIENT_KEY"] = other, otherKey
+	env = config.Env{"BAO_ADDR": srv.URL, "BAO_CACERT": ca, "BAO_CLIENT_CERT": other, "BAO_CLIENT_KEY": otherKey,
+		"MLFLOW_VAULT_SECRET_PATH": "secret/a"}
 	if e := fetchErr(t, open(t, env)); e.Variable != "BAO_CLIENT_CERT" || !strings.Contains(e.Message, "BAO_CLIENT_CERT") {
 		t.Errorf("alias: [%s] %v", e.Variable, e)
 	}
@@ -231,7 +230,10 @@ func TestCertSettings(t *testing.T) {
 	}{
 		// cert auth needs https.
 		{config.Env{"VAULT_ADDR": "http://127.0.0.1:8200"}, "VAULT_ADDR", "https"},
-		{config.Env{"VAULT_ADDR": "", "BAO_ADDR": "http://127.0.0.1:8200"}, "BAO_ADDR", "https"},
+		{config.Env{"VAULT_ADDR": "", "BAO_ADDR": "http://127.0.0.1:8200", "VAULT_CLIENT_CERT": "", "VAULT_CLIENT_KEY": "",
+			"BAO_CLIENT_CERT": cert, "BAO_CLIENT_KEY": key}, "BAO_ADDR", "https"},
+		// A certificate of the other family.
+		{config.Env{"VAULT_ADDR": "", "BAO_ADDR": "https://127.0.0.1:8200"}, "VAULT_CLIENT_CERT", "BAO_ADDR"},
 		// Half a pair.
 		{config.Env{"VAULT_CLIENT_KEY": ""}, "VAULT_CLIENT_KEY", "VAULT_CLIENT_KEY"},
 		{config.Env{"VAULT_CLIENT_CERT": ""}, "VAULT_CLIENT_CERT", "VAULT_CLIENT_CERT"},

@@ -5,13 +5,13 @@ package vault
 
 import (
 	"context"
-	"net"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/egress"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
@@ -73,21 +73,64 @@ type Settings struct {
 	SecretPath            string
 	Timeout               time.Duration // per call (MLFLOW_SECRETS_TIMEOUT_SEC)
 	MaxRetries            int           // MLFLOW_SECRETS_MAX_RETRIES
+	Egress                egress.Policy // proxies and MLFLOW_SECRETS_ALLOW_HTTP
 	Vars                  Vars
+	skipRaw               string // the VAULT_SKIP_VERIFY text, for the family check
+}
+
+// Family is "VAULT" or "BAO": the family of the address in use. Every
+// client setting (credentials, TLS trust, namespace) must come from the same
+// family, so that a leftover BAO_TOKEN never goes to VAULT_ADDR, nor a
+// VAULT_TOKEN to BAO_ADDR.
+func (v Vars) Family() string {
+	if strings.HasPrefix(v.Addr, "BAO_") {
+		return "BAO"
+	}
+	return "VAULT"
+}
+
+// Name returns the name of the VAULT_* variable name in the family of the
+// address in use (BAO_CACERT for VAULT_CACERT when BAO_ADDR is in use).
+func (v Vars) Name(name string) string {
+	if v.Family() == "BAO" && Alias(name) != "" {
+		return Alias(name)
+	}
+	return name
+}
+
+// checkFamily refuses a client setting taken from the other family than the
+// address's (the VAULT_* name wins when both names of one setting are set).
+func (s Settings) checkFamily() error {
+	v := s.Vars
+	fam := v.Family() + "_"
+	for _, c := range []struct{ used, value string }{
+		{v.Token, s.Token}, {v.RoleID, s.RoleID}, {v.SecretID, s.SecretID}, {v.ClientCert, s.ClientCert},
+		{v.ClientKey, s.ClientKey}, {v.CACert, s.CACert}, {v.CAPath, s.CAPath}, {v.Namespace, s.Namespace},
+		{v.SkipVerify, s.skipRaw}, {v.TLSServerName, s.TLSServerName},
+	} {
+		if c.value != "" && !strings.HasPrefix(c.used, fam) {
+			return msaerr.New(msaerr.NotConfigured, c.used,
+				"%s is set but the address in use is %s: VAULT_* settings go only to VAULT_ADDR and BAO_* settings only to BAO_ADDR; set %s instead, or unset %s",
+				c.used, v.Addr, v.Name(strings.Replace(c.used, "BAO_", "VAULT_", 1)), c.used)
+		}
+	}
+	return nil
 }
 
 // Factory reads the settings and returns the provider's Spec.
 func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	var s Settings
 	get := func(name string, dst, used *string) {
+		// VAULT_* wins over BAO_*; an unset setting is named in the
+		// address's family (read first).
 		*used = name
 		if *dst = env.Get(name); *dst == "" {
+			*used = s.Vars.Name(name)
 			if v := env.Get(Alias(name)); v != "" {
 				*dst, *used = v, Alias(name)
 			}
 		}
 	}
-	var skip string
 	get(EnvAddr, &s.Addr, &s.Vars.Addr)
 	get(EnvNamespace, &s.Namespace, &s.Vars.Namespace)
 	get(EnvToken, &s.Token, &s.Vars.Token)
@@ -98,12 +141,13 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	get(EnvClientCert, &s.ClientCert, &s.Vars.ClientCert)
 	get(EnvClientKey, &s.ClientKey, &s.Vars.ClientKey)
 	get(EnvTLSServerName, &s.TLSServerName, &s.Vars.TLSServerName)
-	get(EnvSkipVerify, &skip, &s.Vars.SkipVerify)
+	get(EnvSkipVerify, &s.skipRaw, &s.Vars.SkipVerify)
 	s.AppRoleMount = strings.Trim(env.Get(EnvAppRoleMount), "/")
 	s.CertMount = strings.Trim(env.Get(EnvCertMount), "/")
 	s.CertRole = strings.TrimSpace(env.Get(EnvCertRole))
 	s.SecretPath = strings.Trim(env.Get(EnvSecretPath), "/")
 	s.Timeout, s.MaxRetries = shared.Timeout, shared.MaxRetries
+	s.Egress = egress.New(env, shared)
 	if s.AppRoleMount == "" {
 		s.AppRoleMount = "approle"
 	}
@@ -111,6 +155,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		s.CertMount = "cert"
 	}
 	v := s.Vars
+	name := v.Name
 	if s.Addr == "" {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvAddr,
 			"%s (or %s) is not set (e.g. https://vault.example.com:8200)", EnvAddr, Alias(EnvAddr))
@@ -120,23 +165,30 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, v.Addr, "%s=%q is not an http(s) URL",
 			v.Addr, redact.Echo(redact.URL(s.Addr)))
 	}
+	if err := s.checkFamily(); err != nil {
+		return provider.Spec{}, err
+	}
+	warning, err := s.Egress.Check(v.Addr, s.Addr)
+	if err != nil {
+		return provider.Spec{}, err
+	}
 	if s.SecretPath == "" {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath, "%s is not set (e.g. secret/mlflow/auth)", EnvSecretPath)
 	}
 	if s.Token == "" {
 		switch {
 		case s.RoleID == "" && s.SecretID == "" && s.ClientCert == "" && s.ClientKey == "":
-			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvToken,
-				"no credentials for Vault; set %s, or %s and %s for AppRole, or %s and %s for the cert auth method (or their BAO_* aliases)",
-				EnvToken, EnvRoleID, EnvSecretID, EnvClientCert, EnvClientKey)
+			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, name(EnvToken),
+				"no credentials for Vault at %s; set %s, or %s and %s for AppRole, or %s and %s for the cert auth method",
+				v.Addr, name(EnvToken), name(EnvRoleID), name(EnvSecretID), name(EnvClientCert), name(EnvClientKey))
 		case s.RoleID == "" && s.SecretID == "":
 			// cert auth: the certificate and key pair and the scheme are checked below.
 		case s.SecretID == "":
-			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretID, "%s is set but %s (or %s) is not",
-				v.RoleID, EnvSecretID, Alias(EnvSecretID))
+			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, name(EnvSecretID), "%s is set but %s is not",
+				v.RoleID, name(EnvSecretID))
 		case s.RoleID == "":
-			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvRoleID, "%s is set but %s (or %s) is not",
-				v.SecretID, EnvRoleID, Alias(EnvRoleID))
+			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, name(EnvRoleID), "%s is set but %s is not",
+				v.SecretID, name(EnvRoleID))
 		}
 	}
 	if s.SkipVerify, err = env.Bool(v.SkipVerify); err != nil {
@@ -153,16 +205,16 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		}
 	}
 	if (s.ClientCert == "") != (s.ClientKey == "") {
-		missing := EnvClientKey
+		missing := name(EnvClientKey)
 		if s.ClientCert == "" {
-			missing = EnvClientCert
+			missing = name(EnvClientCert)
 		}
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, missing,
-			"%s and %s go together: %s (or %s) is not set", EnvClientCert, EnvClientKey, missing, Alias(missing))
+			"%s and %s go together: %s is not set", name(EnvClientCert), name(EnvClientKey), missing)
 	}
 	if s.method() == methodCert && u.Scheme != "https" {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, v.Addr,
-			"the cert auth method (%s) needs an https %s, not %s=%s", v.ClientCert, EnvAddr, v.Addr, redact.Echo(redact.URL(s.Addr)))
+			"the cert auth method (%s) needs an https %s, not %s=%s", v.ClientCert, v.Addr, v.Addr, redact.Echo(redact.URL(s.Addr)))
 	}
 	mode, ttl, err := provider.ModeAndTTL(env, EnvAuthMode, EnvTTL)
 	if err != nil {
@@ -185,9 +237,8 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		details = append(details, [2]string{"namespace", s.Namespace})
 	}
 	var warnings []string
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		warnings = append(warnings, v.Addr+"="+redact.Echo(redact.URL(s.Addr))+
-			" is plain http to a host other than loopback: this sends the Vault token in cleartext; use https")
+	if warning != "" {
+		warnings = append(warnings, warning)
 	}
 	return provider.Spec{
 		Name:     config.Vault,
@@ -199,15 +250,6 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		Warnings: warnings,
 		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
-}
-
-// isLoopback reports whether host is localhost, 127.0.0.0/8 or ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // The ways of logging in, in order of precedence.

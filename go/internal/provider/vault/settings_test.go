@@ -91,3 +91,69 @@ func TestSpec(t *testing.T) {
 		t.Errorf("New: %v", err)
 	}
 }
+
+func mustSpec(t *testing.T, env config.Env) provider.Spec {
+	t.Helper()
+	sp, err := Factory(env, &config.Config{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+// Credentials and TLS settings of one family never go to the other
+// family's address; VAULT_* still wins when both names of one setting are set.
+func TestVariableFamilies(t *testing.T) {
+	const path = "secret/a"
+	mixed := []struct {
+		env        config.Env
+		variable   string
+		addrInUse  string
+		suggestion string
+	}{
+		{config.Env{"VAULT_ADDR": "https://v", "BAO_TOKEN": "bao-tok"}, "BAO_TOKEN", "VAULT_ADDR", "VAULT_TOKEN"},
+		{config.Env{"BAO_ADDR": "https://b", "VAULT_TOKEN": "vault-tok"}, "VAULT_TOKEN", "BAO_ADDR", "BAO_TOKEN"},
+		// A leftover BAO_TOKEN with VAULT_* AppRole: the token would win and go to VAULT_ADDR.
+		{config.Env{"VAULT_ADDR": "https://v", "VAULT_ROLE_ID": "r", "VAULT_SECRET_ID": "s", "BAO_TOKEN": "bao-tok"}, "BAO_TOKEN", "VAULT_ADDR", "VAULT_TOKEN"},
+		{config.Env{"BAO_ADDR": "https://b", "VAULT_ROLE_ID": "r", "VAULT_SECRET_ID": "s"}, "VAULT_ROLE_ID", "BAO_ADDR", "BAO_ROLE_ID"},
+		{config.Env{"BAO_ADDR": "https://b", "BAO_ROLE_ID": "r", "VAULT_SECRET_ID": "s"}, "VAULT_SECRET_ID", "BAO_ADDR", "BAO_SECRET_ID"},
+		// Both tokens with BAO_ADDR: VAULT_TOKEN wins, and may not go to BAO_ADDR.
+		{config.Env{"BAO_ADDR": "https://b", "VAULT_TOKEN": "vault-tok", "BAO_TOKEN": "bao-tok"}, "VAULT_TOKEN", "BAO_ADDR", "BAO_TOKEN"},
+		// TLS trust of the other family.
+		{config.Env{"VAULT_ADDR": "https://v", "VAULT_TOKEN": "t", "BAO_SKIP_VERIFY": "true"}, "BAO_SKIP_VERIFY", "VAULT_ADDR", "VAULT_SKIP_VERIFY"},
+		{config.Env{"VAULT_ADDR": "https://v", "VAULT_TOKEN": "t", "BAO_CACERT": "/x.pem"}, "BAO_CACERT", "VAULT_ADDR", "VAULT_CACERT"},
+		{config.Env{"VAULT_ADDR": "https://v", "VAULT_TOKEN": "t", "BAO_NAMESPACE": "ns"}, "BAO_NAMESPACE", "VAULT_ADDR", "VAULT_NAMESPACE"},
+	}
+	for _, c := range mixed {
+		c.env["MLFLOW_VAULT_SECRET_PATH"] = path
+		_, err := Factory(c.env, &config.Config{Timeout: time.Second})
+		e := msaerr.As(err)
+		if err == nil || e.Code != msaerr.NotConfigured || e.Variable != c.variable || !strings.Contains(e.Message, c.variable) ||
+			!strings.Contains(e.Message, c.addrInUse) || !strings.Contains(e.Message, c.suggestion) {
+			t.Errorf("%v: %v [%s]", c.env, err, e.Variable)
+		}
+		if strings.Contains(e.Error(), "tok") && !strings.Contains(e.Error(), "TOKEN") {
+			t.Errorf("%v: message may leak the token: %v", c.env, e)
+		}
+	}
+	ok := []struct {
+		env   config.Env
+		token string
+		vars  Vars
+	}{
+		{config.Env{"VAULT_ADDR": "https://v", "VAULT_TOKEN": "vt", "BAO_TOKEN": "bt"}, "vt", Vars{Addr: "VAULT_ADDR", Token: "VAULT_TOKEN"}},
+		{config.Env{"VAULT_ADDR": "https://v", "BAO_ADDR": "https://b", "VAULT_TOKEN": "vt", "BAO_TOKEN": "bt"}, "vt", Vars{Addr: "VAULT_ADDR", Token: "VAULT_TOKEN"}},
+		{config.Env{"BAO_ADDR": "https://b", "BAO_TOKEN": "bt"}, "bt", Vars{Addr: "BAO_ADDR", Token: "BAO_TOKEN"}},
+	}
+	for _, c := range ok {
+		c.env["MLFLOW_VAULT_SECRET_PATH"] = path
+		s := mustSpec(t, c.env).Settings.(Settings)
+		if s.Token != c.token || s.Vars.Addr != c.vars.Addr || s.Vars.Token != c.vars.Token {
+			t.Errorf("%v: token %q vars %+v", c.env, s.Token, s.Vars)
+		}
+		// Unset settings are named in the address's family.
+		if want := c.vars.Name(EnvCACert); s.Vars.CACert != want {
+			t.Errorf("%v: CACert named %q, want %q", c.env, s.Vars.CACert, want)
+		}
+	}
+}

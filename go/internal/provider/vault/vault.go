@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -69,26 +68,25 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	httpClient := cleanhttp.DefaultPooledClient()
-	transport := httpClient.Transport.(*http.Transport)
+	transport := cleanhttp.DefaultPooledTransport()
 	transport.TLSHandshakeTimeout = 10 * time.Second
 	transport.TLSClientConfig = tlsCfg
 	if err := http2.ConfigureTransport(transport); err != nil {
 		return nil, msaerr.Wrap(msaerr.Internal, err, "HTTP/2 set-up failed")
 	}
-	httpClient.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	client, err := api.NewClient(&api.Config{
+	// The one place the Vault client is configured: never follow a
+	// redirect, the cleartext rule and the proxy on every request (egress).
+	client, err := api.NewClient(s.Egress.VaultConfig(&api.Config{
 		Address:      s.Addr,
-		HttpClient:   httpClient,
 		Timeout:      s.Timeout,
 		MinRetryWait: 250 * time.Millisecond,
 		MaxRetryWait: 1500 * time.Millisecond,
 		MaxRetries:   s.MaxRetries,
 		Backoff:      retryablehttp.RateLimitLinearJitterBackoff,
-	})
+	}, transport))
 	if err != nil {
 		return nil, msaerr.New(msaerr.NotConfigured, s.Vars.Addr, "cannot create a Vault client for %s=%s: %s",
-			s.Vars.Addr, redact.URL(s.Addr), scrub(err.Error()))
+			s.Vars.Addr, redact.URL(s.Addr), redact.ServerText(err.Error()))
 	}
 	// NewClient also takes VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS
 	// from the process environment; ours come from the settings alone.
@@ -198,14 +196,26 @@ func tlsConfig(ctx context.Context, s Settings) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Close stops token renewal and closes idle connections.
+// revokeTimeout bounds the revoke-self call of Close.
+const revokeTimeout = 2 * time.Second
+
+// Close stops token renewal, revokes the token this provider logged in for
+// (AppRole, cert; never a static VAULT_TOKEN) with auth/token/revoke-self
+// within revokeTimeout, and closes idle connections.
 func (p *Provider) Close() {
 	p.cancel()
 	p.mu.Lock()
 	if p.stopWatch != nil {
 		p.stopWatch()
 	}
+	revoke := p.auth != nil && p.loggedIn && (p.expires.IsZero() || p.now().Before(p.expires))
+	p.loggedIn = false
 	p.mu.Unlock()
+	if revoke {
+		ctx, cancel := context.WithTimeout(context.Background(), min(revokeTimeout, p.s.Timeout))
+		_ = p.client.Auth().Token().RevokeSelfWithContext(ctx, "")
+		cancel()
+	}
 	p.transport.CloseIdleConnections()
 }
 
@@ -234,6 +244,13 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 			e.Variable = EnvSecretPath
 		}
 		return secret.Credential{}, &e
+	}
+	if p.auth != nil {
+		// The lease of the login token that read the secret (zero: none):
+		// refresh while it still works. It does not end the value itself.
+		p.mu.Lock()
+		cred.RefreshBy = p.expires
+		p.mu.Unlock()
 	}
 	return cred, nil
 }
@@ -451,12 +468,6 @@ func hasStatus(err error, code int) bool {
 	return errors.As(err, &re) && re.StatusCode == code
 }
 
-// userinfo matches the userinfo part of URLs inside a message.
-var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@"]*@`)
-
-// scrub hides URL userinfo inside an error text.
-func scrub(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }
-
 // describe turns a failed call into an error naming the cause and the
 // variable to change. Vault's own messages name paths and reasons, never the
 // token or secret ID; URLs in them are shown without userinfo.
@@ -476,7 +487,7 @@ func (p *Provider) describe(err error) error {
 	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
-		reason := redact.Echo(scrub(strings.Join(re.Errors, "; ")))
+		reason := redact.ServerText(strings.Join(re.Errors, "; "))
 		if reason == "" {
 			reason = http.StatusText(re.StatusCode)
 		}
@@ -506,15 +517,46 @@ func (p *Provider) describe(err error) error {
 	return p.describeTransport(what, err)
 }
 
-// describeTransport describes a call that got no Vault answer: a deadline or
-// a network or TLS failure.
+// describeTransport describes a call that got no Vault answer: a deadline,
+// a refusal by the egress rules, or a network or TLS failure. A TLS failure
+// names the variable that fixes it (the CA, the server name, the client
+// certificate), in the family of the address in use.
 func (p *Provider) describeTransport(what string, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return msaerr.New(msaerr.Backend, config.EnvTimeout, "%s: no answer from %s=%s within the deadline",
-			what, p.s.Vars.Addr, redact.URL(p.s.Addr))
+	var me *msaerr.Error
+	if errors.As(err, &me) {
+		return me // refused by the egress rules (cleartext, redirect, proxy)
 	}
-	return msaerr.New(msaerr.Backend, p.s.Vars.Addr, "%s failed talking to %s=%s: %s",
-		what, p.s.Vars.Addr, redact.URL(p.s.Addr), redact.Echo(scrub(msaerr.RootCause(err))))
+	v := p.s.Vars
+	addr := v.Addr + "=" + redact.URL(p.s.Addr)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return msaerr.New(msaerr.Backend, config.EnvTimeout, "%s: no answer from %s within the deadline", what, addr)
+	}
+	cause := redact.ServerText(msaerr.RootCause(err))
+	var hostErr x509.HostnameError
+	var authErr x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &hostErr):
+		variable := v.TLSServerName
+		if p.s.TLSServerName == "" {
+			variable = v.Addr
+		}
+		return msaerr.New(msaerr.Backend, variable, "%s: the TLS certificate of %s does not match the expected name (%s): check %s (or set %s)",
+			what, addr, cause, v.Addr, v.TLSServerName)
+	case errors.As(err, &authErr) || errors.As(err, &invalid):
+		variable := v.CACert
+		if p.s.CACert == "" && p.s.CAPath != "" {
+			variable = v.CAPath
+		}
+		return msaerr.New(msaerr.Backend, variable, "%s: the TLS certificate of %s is not trusted (%s): set %s to the CA that signed it",
+			what, addr, cause, variable)
+	case strings.Contains(err.Error(), "remote error: tls:"):
+		// The server refused the TLS handshake: usually our client
+		// certificate (missing, unknown CA, expired).
+		return msaerr.New(msaerr.Backend, v.ClientCert, "%s: %s refused the TLS handshake (%s): check %s and %s",
+			what, addr, cause, v.ClientCert, v.ClientKey)
+	}
+	return msaerr.New(msaerr.Backend, v.Addr, "%s failed talking to %s: %s", what, addr, cause)
 }
 
 // describeCertLogin names what to change when a cert auth login fails.
@@ -526,7 +568,7 @@ func (p *Provider) describeCertLogin(err error) error {
 	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
-		reason := redact.Echo(scrub(strings.Join(re.Errors, "; ")))
+		reason := redact.ServerText(strings.Join(re.Errors, "; "))
 		if reason == "" {
 			reason = http.StatusText(re.StatusCode)
 		}

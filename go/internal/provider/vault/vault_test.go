@@ -150,7 +150,9 @@ func TestOpenBaoAliases(t *testing.T) {
 		{config.Env{"BAO_ADDR": "vault:8200", "BAO_TOKEN": "t", "MLFLOW_VAULT_SECRET_PATH": "s/x"}, "BAO_ADDR"},
 		{config.Env{"BAO_ADDR": srv.URL, "BAO_TOKEN": "t", "BAO_SKIP_VERIFY": "maybe", "MLFLOW_VAULT_SECRET_PATH": "s/x"}, "BAO_SKIP_VERIFY"},
 		{config.Env{"BAO_ADDR": srv.URL, "BAO_TOKEN": "t", "BAO_CACERT": "/nonexistent.pem", "MLFLOW_VAULT_SECRET_PATH": "s/x"}, "BAO_CACERT"},
-		{config.Env{"BAO_ADDR": srv.URL, "BAO_TOKEN": "t", "BAO_CLIENT_CERT": "vault_test.go", "MLFLOW_VAULT_SECRET_PATH": "s/x"}, "VAULT_CLIENT_KEY"},
+		{config.Env{"BAO_ADDR": srv.URL, "BAO_TOKEN": "t", "BAO_CLIENT_CERT": "vault_test.go", "MLFLOW_VAULT_SECRET_PATH": "s/x"}, "BAO_CLIENT_KEY"},
+		{config.Env{"BAO_ADDR": srv.URL, "MLFLOW_VAULT_SECRET_PATH": "s/x"}, "BAO_TOKEN"},
+		{config.Env{"BAO_ADDR": srv.URL, "BAO_ROLE_ID": "r", "MLFLOW_VAULT_SECRET_PATH": "s/x"}, "BAO_SECRET_ID"},
 	} {
 		_, err := Factory(c.env, shared)
 		if e := msaerr.As(err); err == nil || e.Variable != c.variable || !strings.Contains(e.Message, c.variable) {
@@ -356,7 +358,8 @@ func TestNetworkErrors(t *testing.T) {
 }
 
 func TestCleartextWarningAndDetails(t *testing.T) {
-	for addr, warn := range map[string]bool{
+	allow := &config.Config{Timeout: time.Second, AllowHTTP: true}
+	for addr, cleartext := range map[string]bool{
 		"http://vault.example.com:8200": true,
 		"http://10.0.0.5:8200":          true,
 		"http://127.0.0.1:8200":         false,
@@ -365,15 +368,48 @@ func TestCleartextWarningAndDetails(t *testing.T) {
 		"http://[::1]:8200":             false,
 		"https://vault.example.com":     false,
 	} {
-		sp, err := Factory(tokenEnv(addr, "secret/a"), shared)
+		// Without MLFLOW_SECRETS_ALLOW_HTTP, cleartext is refused.
+		_, err := Factory(tokenEnv(addr, "secret/a"), shared)
+		if e := msaerr.As(err); cleartext != (err != nil) || cleartext && (e.Variable != "VAULT_ADDR" || !strings.Contains(e.Message, "MLFLOW_SECRETS_ALLOW_HTTP")) {
+			t.Errorf("%s: %v", addr, err)
+		}
+		// With it, it is allowed with the warning every backend gives.
+		sp, err := Factory(tokenEnv(addr, "secret/a"), allow)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := len(sp.Warnings) == 1 && strings.Contains(sp.Warnings[0], "cleartext"); got != warn {
+		if got := len(sp.Warnings) == 1 && strings.Contains(sp.Warnings[0], "cleartext (allowed by MLFLOW_SECRETS_ALLOW_HTTP=true)"); got != cleartext {
 			t.Errorf("%s: warnings %q", addr, sp.Warnings)
 		}
 	}
-	sp, err := Factory(tokenEnv("http://svc:s3cretpw@vault.example.com:8200", "secret/a"), shared)
+	// A loopback http address reached through a non-loopback http proxy is
+	// cleartext on the network: refused; https through that proxy is fine.
+	for _, env := range []config.Env{
+		{"VAULT_ADDR": "http://169.254.1.1:8200", "HTTP_PROXY": "http://proxy.corp:3128"},
+		{"VAULT_ADDR": "http://169.254.1.1:8200", "http_proxy": "http://proxy.corp:3128"},
+	} {
+		e2 := tokenEnv(env["VAULT_ADDR"], "secret/a")
+		for k, v := range env {
+			e2[k] = v
+		}
+		if _, err := Factory(e2, shared); err == nil || msaerr.As(err).Variable != "VAULT_ADDR" || !strings.Contains(err.Error(), "proxy.corp") {
+			t.Errorf("%v: %v", env, err)
+		}
+		if sp, err := Factory(e2, allow); err != nil || len(sp.Warnings) != 1 {
+			t.Errorf("%v allowed: %v %v", env, sp.Warnings, err)
+		}
+	}
+	e2 := tokenEnv("https://vault.example.com", "secret/a")
+	e2["HTTPS_PROXY"] = "http://proxy.corp:3128"
+	if sp, err := Factory(e2, shared); err != nil || len(sp.Warnings) != 0 {
+		t.Errorf("https through a proxy: %v %v", sp.Warnings, err)
+	}
+	// The proxy settings are part of the provider's identity.
+	if sp, _ := Factory(tokenEnv("https://vault.example.com", "secret/a"), shared); provider.KeyOf("v", sp.Settings) ==
+		provider.KeyOf("v", mustSpec(t, e2).Settings) {
+		t.Error("HTTPS_PROXY does not change the identity")
+	}
+	sp, err := Factory(tokenEnv("http://svc:s3cretpw@vault.example.com:8200", "secret/a"), allow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,8 +549,8 @@ func TestTLS(t *testing.T) {
 	t.Cleanup(srv.Close)
 	env := tokenEnv(srv.URL, "secret/a")
 
-	// Untrusted server: refused, naming VAULT_ADDR.
-	if e := fetchErr(t, open(t, env)); e.Variable != "VAULT_ADDR" || !strings.Contains(e.Error(), "certificate") {
+	// Untrusted server: refused, naming VAULT_CACERT (not VAULT_ADDR).
+	if e := fetchErr(t, open(t, env)); e.Variable != "VAULT_CACERT" || !strings.Contains(e.Error(), "not trusted") {
 		t.Errorf("untrusted: [%s] %v", e.Variable, e)
 	}
 	// VAULT_CACERT.
@@ -533,13 +569,13 @@ func TestTLS(t *testing.T) {
 	}
 	mkfifo(t, filepath.Join(caDir, "fifo"))
 	delete(env, "VAULT_CACERT")
-	env["BAO_CAPATH"] = caDir
+	env["VAULT_CAPATH"] = caDir
 	mustFetch(t, open(t, env))
 	// VAULT_TLS_SERVER_NAME: the certificate names vault.test, not other.test.
 	env["VAULT_TLS_SERVER_NAME"] = "vault.test"
 	mustFetch(t, open(t, env))
 	env["VAULT_TLS_SERVER_NAME"] = "other.test"
-	if e := fetchErr(t, open(t, env)); !strings.Contains(e.Error(), "other.test") {
+	if e := fetchErr(t, open(t, env)); !strings.Contains(e.Error(), "other.test") || e.Variable != "VAULT_TLS_SERVER_NAME" {
 		t.Errorf("wrong server name: %v", e)
 	}
 	delete(env, "VAULT_TLS_SERVER_NAME")
