@@ -1,8 +1,12 @@
-"""Redirects never carry our credential to an origin the policy does not allow.
+"""Every hop is decided: redirects never carry our credential to an origin the
+policy does not allow, a proxy that would see it in cleartext never gets it,
+and a body that cannot be replayed is never sent again.
 
 Real ``mlflow`` client calls (``mlflow.search_experiments``) go to a loopback
 server that answers with a redirect (302, 303, 307, 308) to another port,
-another loopback address or ``localhost``. Every server records the headers
+another loopback address or ``localhost``, or through a proxy named by
+``HTTP_PROXY``/``HTTPS_PROXY`` with a non-loopback name that this process (only)
+resolves to a loopback listener. Every server and proxy records the headers
 it received. The credential comes from a real Vault API server (OpenBao).
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import logging
 import random
 import secrets
 import socket
@@ -18,12 +23,15 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import harness
 import mlflow
 import pytest
+import requests
 from conftest import plugin_env
 from mlflow.exceptions import MlflowException
+from mlflow.tracking.request_auth.registry import fetch_auth
 
 SEARCH_PATH = "/api/2.0/mlflow/experiments/search"
 
@@ -34,18 +42,30 @@ class Recorder:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: tuple[Path, Path] | None = None) -> None:
         self.seen: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
+        self.bodies: list[bytes] = []  # the body of each request in seen
         self.redirect_to: str | None = None
         self.status = 302
         self.require: str | None = None  # answer 401 to requests without this header
+        self.accept: str | None = None  # answer 401 unless Authorization is exactly this
         recorder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0], 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
+                recorder.bodies.append(self._body())
                 recorder.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-                if recorder.require is not None and recorder.require not in self.headers:
+                refused = recorder.accept is not None and self.headers.get("Authorization") != recorder.accept
+                if refused or (recorder.require is not None and recorder.require not in self.headers):
                     self.send_response(401)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
@@ -255,3 +275,220 @@ def test_http_to_https_upgrade_on_an_allowed_host_keeps_the_credential(
     finally:
         plain.close()
         tls.close()
+
+
+# --------------------------------------------------------------------------- #
+# Proxies: the hop is the origin and the proxy requests goes through
+# --------------------------------------------------------------------------- #
+
+PROXY_NAME = "proxy.corp.example"  # never resolved by the machine's resolver: see resolve_here
+
+
+@pytest.fixture()
+def resolve_here(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """PROXY_NAME resolves to 127.0.0.1 in this process, and nothing else changes."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1" if host == PROXY_NAME else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def error_chain(exc: BaseException | None) -> str:
+    parts = []
+    while exc is not None:
+        parts.append(f"{type(exc).__name__}: {exc}")
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(parts)
+
+
+def test_cleartext_through_a_proxy_never_carries_the_credential(
+    use_env, token_env, resolve_here
+) -> None:  # type: ignore[no-untyped-def]
+    """http://localhost (a port-forward) through HTTP_PROXY=http://proxy.corp...:
+    the proxy would read the credential, so the call fails naming the opt-in and
+    the proxy gets nothing; NO_PROXY=localhost goes direct; the opt-in sends it."""
+    token, env = token_env
+    with recorders(("127.0.0.1", 0), ("127.0.0.1", 0)) as (server, proxy):
+        tracking = f"http://localhost:{server.port}"
+        use_env(env(tracking, HTTP_PROXY=f"http://{PROXY_NAME}:{proxy.port}"))
+        with pytest.raises(Exception) as err:  # MLflow wraps ours
+            mlflow.search_experiments()
+        assert "MLFLOW_SECRETS_ALLOW_HTTP" in error_chain(err.value)
+        assert token not in error_chain(err.value)
+        assert proxy.seen == []  # nothing went out at all
+        assert server.seen == []
+        # NO_PROXY for the tracking host: a direct loopback connection, allowed.
+        use_env({"NO_PROXY": "localhost"})
+        mlflow.search_experiments()
+        assert proxy.seen == []
+        assert server.values("Authorization") == [f"Bearer {token}"]
+        # The opt-in: the credential goes through the cleartext proxy, as asked.
+        use_env({"NO_PROXY": "", "MLFLOW_SECRETS_ALLOW_HTTP": "true"})
+        mlflow.search_experiments()
+        assert [p.split("?")[0] for _, p, _ in proxy.seen] == [tracking + SEARCH_PATH]  # absolute form: a proxy
+        assert proxy.values("Authorization") == [f"Bearer {token}"]
+
+
+class ConnectProxy:
+    """A recording CONNECT proxy on 127.0.0.1: it records each request head
+    it reads in cleartext and tunnels to the named loopback port."""
+
+    def __init__(self) -> None:
+        self.heads: list[str] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(client)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = client.recv(4096)
+                if not data:
+                    return
+                head += data
+            text = head.decode("latin-1")
+            self.heads.append(text)
+            method, target = text.split(" ", 2)[:2]
+            if method != "CONNECT":
+                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            upstream = stack.enter_context(socket.create_connection(("127.0.0.1", int(target.rsplit(":", 1)[1]))))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+            def pump(src: socket.socket, dst: socket.socket) -> None:
+                with contextlib.suppress(OSError):
+                    while data := src.recv(65536):
+                        dst.sendall(data)
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR)
+
+            other = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+            other.start()
+            pump(client, upstream)
+            other.join(30)
+
+
+def test_https_through_a_proxy_is_a_tunnel_and_carries_the_credential(
+    use_env, token_env, resolve_here, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """https through HTTPS_PROXY (a CONNECT tunnel): the proxy sees only the
+    CONNECT line, never the credential; the server behind it gets it."""
+    token, env = token_env
+    ca, cert, key = harness.make_tls_files(tmp_path / "tls")
+    server = Recorder("127.0.0.1", 0, tls=(cert, key))
+    proxy = ConnectProxy()
+    try:
+        tracking = f"https://localhost:{server.port}"
+        use_env(env(tracking, HTTPS_PROXY=f"http://{PROXY_NAME}:{proxy.port}",
+                    MLFLOW_TRACKING_SERVER_CERT_PATH=str(ca)))
+        mlflow.search_experiments()
+        assert server.values("Authorization") == [f"Bearer {token}"]
+        assert [h.split(" ")[:2] for h in proxy.heads] == [["CONNECT", f"localhost:{server.port}"]]
+        assert token not in "".join(proxy.heads)
+    finally:
+        server.close()
+        proxy.close()
+
+
+def test_a_redirect_through_a_cleartext_proxy_is_refused(use_env, token_env, resolve_here) -> None:  # type: ignore[no-untyped-def]
+    """The redirect's next hop is decided with the proxy requests uses for it:
+    from a direct loopback origin (NO_PROXY) to another allowed origin that
+    HTTP_PROXY covers. Nothing reaches the proxy, the call fails naming the opt-in."""
+    token, env = token_env
+    with recorders(("127.0.0.1", 0), ("127.0.0.1", 0), ("127.0.0.1", 0)) as (origin, other, proxy):
+        target = f"http://localhost:{other.port}"
+        use_env(
+            env(
+                origin.url,
+                HTTP_PROXY=f"http://{PROXY_NAME}:{proxy.port}",
+                NO_PROXY="127.0.0.1",
+                MLFLOW_AUTH_HEADER_NAME="X-Api-Key",
+                MLFLOW_SECRETS_ALLOWED_HOSTS=f"{origin.url},{target}",
+            )
+        )
+        origin.status, origin.redirect_to = 307, target + SEARCH_PATH
+        with pytest.raises(Exception) as err:
+            mlflow.search_experiments()
+        assert "MLFLOW_SECRETS_ALLOW_HTTP" in error_chain(err.value)
+        assert origin.values("X-Api-Key") == [token]  # the first hop, direct, carried it
+        assert proxy.seen == []
+        assert other.seen == []
+
+
+# --------------------------------------------------------------------------- #
+# A 401 re-send only for a body that can be replayed exactly
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture()
+def rotating(use_env, vault_ready, reader_token: str, secret_path: str):  # type: ignore[no-untyped-def]
+    """A server that accepts only the rotated token, and the plugin holding the old one."""
+    old, new = "old-" + secrets.token_urlsafe(16), "new-" + secrets.token_urlsafe(16)
+    vault_ready.kv_put("secret", secret_path, {"token": old}, version=1)
+    with recorders(("127.0.0.1", 0)) as (server,):
+        use_env(
+            plugin_env(
+                vault_ready,
+                server.url,
+                VAULT_TOKEN=reader_token,
+                MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+                MLFLOW_VAULT_TTL_SEC="3600",  # only the 401 can refresh it
+            )
+        )
+        auth = fetch_auth("mlflow_secrets_auth")
+        assert requests.get(server.url + "/warm", auth=auth, timeout=30).status_code == 200
+        vault_ready.kv_put("secret", secret_path, {"token": new}, version=1)
+        server.accept = f"Bearer {new}"
+        yield server, auth, new
+
+
+def test_a_streamed_body_gets_the_401_and_is_never_sent_again(rotating, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    server, auth, new = rotating
+
+    def body() -> Iterator[bytes]:
+        yield b"part-1,"
+        yield b"part-2"
+
+    before = len(server.seen)
+    with caplog.at_level(logging.WARNING, logger="mlflow_secrets_auth"):
+        resp = requests.post(server.url + "/upload", data=body(), auth=auth, timeout=30)
+    assert resp.status_code == 401
+    assert resp.history == []
+    assert server.bodies[before:] == [b"part-1,part-2"]  # once, whole; no empty re-send
+    assert any("cannot be replayed" in r.getMessage() for r in caplog.records), caplog.text
+    # The 401 still replaced the credential: the caller's next attempt carries the new one.
+    again = requests.post(server.url + "/upload", data=b"part-1,part-2", auth=auth, timeout=30)
+    assert again.status_code == 200
+    assert server.values("Authorization")[-1] == f"Bearer {new}"
+
+
+@pytest.mark.parametrize("kind", ["bytes", "file"])
+def test_a_replayable_body_is_sent_again_whole(rotating, kind: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server, auth, new = rotating
+    payload = b"x" * 10000
+    before = len(server.seen)
+    if kind == "file":
+        (tmp_path / "body").write_bytes(payload)
+        with open(tmp_path / "body", "rb") as f:
+            resp = requests.post(server.url + "/upload", data=f, auth=auth, timeout=30)
+    else:
+        resp = requests.post(server.url + "/upload", data=payload, auth=auth, timeout=30)
+    assert resp.status_code == 200
+    assert [r.status_code for r in resp.history] == [401]
+    assert server.bodies[before:] == [payload, payload]
+    assert server.values("Authorization")[-1] == f"Bearer {new}"
