@@ -7,7 +7,6 @@ real backend (moto's Secrets Manager server)."""
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import subprocess
 import sys
@@ -234,12 +233,12 @@ def test_plugin_refuses_cleartext_and_says_why(
     aws: dict[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """As MLflow calls it: no header, one warning naming the opt-in."""
+    """As MLflow calls it: an error naming the opt-in (the request is not sent)."""
+    from mlflow_secrets_auth.provider import MlflowSecretsAuthError
+
     use_env({**aws, "MLFLOW_TRACKING_URI": "http://mlflow.example.test:5000"})
-    with caplog.at_level(logging.WARNING):
-        req = apply("http://mlflow.example.test:5000/api/2.0/mlflow/experiments/search")
-    assert "Authorization" not in req.headers
-    assert any("MLFLOW_SECRETS_ALLOW_HTTP" in r.getMessage() for r in caplog.records), caplog.text
+    with pytest.raises(MlflowSecretsAuthError, match="MLFLOW_SECRETS_ALLOW_HTTP"):
+        apply("http://mlflow.example.test:5000/api/2.0/mlflow/experiments/search")
     use_env({"MLFLOW_SECRETS_ALLOW_HTTP": "true"})
     assert apply("http://mlflow.example.test:5000/api").headers["Authorization"] == f"Bearer {TOKEN}"
 
