@@ -1,5 +1,8 @@
-"""When the MLflow server answers 401 to our credential, the plugin fetches it
-again and re-sends the request once, with the session's own settings.
+"""When the MLflow server answers 401 to our credential, the plugin rejects
+exactly that credential in the core (by its fingerprint) and, if the core then
+has another one, re-sends the request once, with the session's own settings.
+A 401 never clears anything else: during a backend outage the held credential
+keeps being served.
 
 A real ``mlflow server --app-name basic-auth`` behind a TLS loopback proxy
 (the client trusts it only through MLFLOW_TRACKING_SERVER_CERT_PATH, so a
@@ -10,7 +13,6 @@ re-send that lost the session's ``verify`` fails), a real Vault API server
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,10 +22,8 @@ import mlflow
 import pytest
 import requests
 from conftest import plugin_env
+from faultproxy import FaultProxy
 from mlflow.exceptions import MlflowException
-from mlflow_secrets_auth import provider
-
-MIN_REFETCH_AGE = 5.0  # the core keeps a value younger than this on invalidation (cache.MinRefetch)
 
 
 @pytest.fixture()
@@ -86,14 +86,11 @@ def test_rotated_on_the_server_first_is_refetched_and_resent_once(
         )
     )
     mlflow.search_experiments()
-    fetched_by = time.monotonic()
     assert secret_reads(vault_proxy, secret_path) == 1
-    # The server side rotates first; the secret manager follows.
+    # The server side rotates first; the secret manager follows. No waiting:
+    # the rejection refreshes the rejected value at once.
     set_password(mlflow_server, user, new)
     vault_ready.kv_put("secret", secret_path, {"username": user, "password": new}, version=1)
-    # The core refetches only values at least MIN_REFETCH_AGE old (no storm);
-    # wait until the held one is, so the 401 below is acted on.
-    time.sleep(max(0.0, fetched_by + MIN_REFETCH_AGE + 0.2 - time.monotonic()))
     searches_before = sum("experiments/search" in line for line in front.request_lines)
 
     mlflow.search_experiments()  # 401 with the old password, then 200 with the new one
@@ -105,28 +102,69 @@ def test_rotated_on_the_server_first_is_refetched_and_resent_once(
     assert secret_reads(vault_proxy, secret_path) == 2
 
 
-def test_a_server_that_always_answers_401_causes_no_refetch_storm(
+def test_a_server_that_always_answers_401_gets_each_request_once(
     use_env, vault_ready, mlflow_server, reader_token, secret_path, vault_proxy
 ) -> None:  # type: ignore[no-untyped-def]
+    """A wrong secret: every 401 rejects it once, the core reads the same value
+    again (same fingerprint), so nothing is re-sent and nothing loops."""
     user = "svc-" + secrets.token_hex(4)
     make_user(mlflow_server, user, "right-" + secrets.token_urlsafe(12))
     vault_ready.kv_put("secret", secret_path, {"username": user, "password": "wrong"}, version=1)
-    use_env(
-        plugin_env(
-            vault_ready,
-            mlflow_server.url,
-            VAULT_ADDR=vault_proxy.url,
-            VAULT_TOKEN=reader_token,
-            MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
-            MLFLOW_VAULT_AUTH_MODE="basic",
-            MLFLOW_VAULT_TTL_SEC="3600",
-            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+    with harness.LoopbackProxy(f"127.0.0.1:{mlflow_server.port}") as front:
+        use_env(
+            plugin_env(
+                vault_ready,
+                front.url,
+                VAULT_ADDR=vault_proxy.url,
+                VAULT_TOKEN=reader_token,
+                MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+                MLFLOW_VAULT_AUTH_MODE="basic",
+                MLFLOW_VAULT_TTL_SEC="3600",
+                MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+            )
         )
-    )
-    for _ in range(10):
+        for _ in range(10):
+            with pytest.raises(MlflowException):
+                mlflow.search_experiments()
+        searches = [line for line in front.request_lines if "experiments/search" in line]
+    assert len(searches) == 10  # one request per call: never a re-send of the same credential
+    # The first read, then at most one per rejected request (the core coalesces, never loops).
+    assert 1 <= secret_reads(vault_proxy, secret_path) <= 11
+
+
+def test_a_401_during_a_backend_outage_keeps_the_held_credential(
+    use_env, vault_ready, mlflow_server, reader_token, secret_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14: one 401 while Vault is down must not end stale-serving. The
+    rejected value's refresh fails (Vault hangs past MLFLOW_SECRETS_TIMEOUT_SEC),
+    the core keeps it, and once the server takes it again every request
+    succeeds, Vault still down."""
+    user = "svc-" + secrets.token_hex(4)
+    password = "pw-" + secrets.token_urlsafe(12)
+    make_user(mlflow_server, user, password)
+    vault_ready.kv_put("secret", secret_path, {"username": user, "password": password}, version=1)
+    with FaultProxy(vault_ready.addr) as vault:
+        use_env(
+            plugin_env(
+                vault_ready,
+                mlflow_server.url,
+                VAULT_ADDR=vault.url,
+                VAULT_TOKEN=reader_token,
+                MLFLOW_VAULT_SECRET_PATH=f"secret/{secret_path}",
+                MLFLOW_VAULT_AUTH_MODE="basic",
+                MLFLOW_VAULT_TTL_SEC="3600",
+                MLFLOW_SECRETS_TIMEOUT_SEC="2",
+                MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+            )
+        )
+        mlflow.search_experiments()
+        reads = vault.count(f"/v1/secret/{secret_path}")
+        assert reads == 1
+        vault.hang = True  # the outage: Vault never answers from now on
+        set_password(mlflow_server, user, "changed-" + secrets.token_urlsafe(8))
         with pytest.raises(MlflowException):
-            mlflow.search_experiments()
-    # One fetch; ten 401s refetch at most once more (one per credential per
-    # REFETCH_INTERVAL, and the core keeps a value younger than that anyway).
-    assert secret_reads(vault_proxy, secret_path) <= 2
-    assert provider.REFETCH_INTERVAL >= MIN_REFETCH_AGE
+            mlflow.search_experiments()  # 401: the held value is rejected, its refresh fails
+        assert vault.count(f"/v1/secret/{secret_path}") == 2  # the rejection did try to refresh it
+        set_password(mlflow_server, user, password)
+        for _ in range(3):
+            mlflow.search_experiments()  # the held value, still served during the outage
