@@ -104,6 +104,7 @@ DENIAL_TTL = 1.0  # seconds a "host not allowed" answer is reused
 _sync_lock = threading.Lock()
 _synced: tuple[int, int, str, str] | None = None  # (transport, env generation, URIs) the core was last given
 _said: set[str] = set()  # log messages already emitted once (cleared with each new environment)
+_warnings: tuple[str, ...] = ()  # the core's configuration warnings for the current environment
 _fork_hook = False
 _now = time.monotonic
 _origin_key = _hooks.origin_key
@@ -331,9 +332,10 @@ def sync(t: _native.Transport) -> int:
     """Hand the core the current environment if it changed; return its generation.
 
     The core's reply names the logger level (it reads MLFLOW_SECRETS_LOG_LEVEL)
-    and every configuration warning, each logged once per environment.
+    and every configuration warning; requests log each once per environment
+    (``info`` and ``doctor`` print them themselves).
     """
-    global _synced, _fork_hook
+    global _synced, _fork_hook, _warnings
     if not _fork_hook:
         _native.at_fork(_after_fork_in_child)
         _fork_hook = True
@@ -353,8 +355,7 @@ def sync(t: _native.Transport) -> int:
             _said.clear()
             level = logging.getLevelName(str(reply.get("log_level") or "INFO"))
             logger.setLevel(level if isinstance(level, int) else logging.INFO)
-            for warning in reply.get("warnings") or ():
-                _once(logging.WARNING, f"mlflow-secrets-auth: {warning}")
+            _warnings = tuple(f"mlflow-secrets-auth: {w}" for w in reply.get("warnings") or ())
             _synced = state
     return generation
 
@@ -421,6 +422,8 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Guard | None]:
     try:
         t = _native.transport()
         sync(t)
+        for warning in _warnings:
+            _once(logging.WARNING, warning)
         reply: dict[str, Any] = interruptible(lambda: t.headers(key, proxy, reject))
     except _native.NativeError as exc:
         raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
