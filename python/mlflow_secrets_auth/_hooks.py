@@ -25,7 +25,7 @@ def origin_key(url: str) -> str:
     return url if end < 0 else url[:end]
 
 
-def route(url: str, proxies: Proxies = None) -> tuple[str, str]:
+def hop(url: str, proxies: Proxies = None) -> tuple[str, str]:
     """(origin key, proxy) of one hop: what the core decides on.
 
     ``proxies`` are the ones requests hands its adapter for this hop (the

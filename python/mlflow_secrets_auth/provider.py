@@ -5,7 +5,7 @@ MLflow calls ``get_auth()`` on every request and hands the returned object to
 destination is known, so that is where the core's decision is asked for: the
 Go core decides, per hop, whether credentials may be sent and which headers to
 send. A hop is the origin (``scheme://host:port``) and the proxy the request
-goes through (``_hooks.route``: ``select_proxy`` over the proxies requests uses,
+goes through (``_hooks.hop``: ``select_proxy`` over the proxies requests uses,
 ``NO_PROXY`` applied); the core refuses, for example, an ``http://`` origin
 reached through a cleartext proxy that is not loopback. Answers are kept per
 origin for the environment they were made in (which fixes the proxy) and for
@@ -71,10 +71,10 @@ class MlflowSecretsAuthError(RuntimeError):
 Items = _hooks.Items
 
 
-class _Guard:
+class _Answer:
     """The headers of one core answer, and the response hook of the requests
     that carry them. Immutable and shared: a request whose hook needs state
-    (a 401 or a redirect) gets a ``_Hop`` of its own in place of this one."""
+    (a 401 or a redirect) gets a ``_Guard`` of its own in place of this one."""
 
     __slots__ = ("fingerprint", "items", "names")
 
@@ -86,19 +86,19 @@ class _Guard:
     def __call__(self, resp: Response, **kwargs: Any) -> Response:
         if resp.status_code != 401 and not resp.is_redirect:
             return resp
-        hop = _Hop(self)
+        guard = _Guard(self)
         hooks = resp.request.hooks.get("response") or []
         for i, hook in enumerate(hooks):
             if hook is self:
-                hooks[i] = hop  # later hops of this request (same hook list) see its state
+                hooks[i] = guard  # later hops of this request (same hook list) see its state
                 break
-        return hop(resp, **kwargs)
+        return guard(resp, **kwargs)
 
 
 # Per origin key ("scheme://host:port", as the URL spells it), for the hop as
 # requests makes it from the environment: (env generation, monotonic deadline,
 # the headers or None when the core gives none, the proxy of the hop).
-Entry = tuple[int, float, "_Guard | None", str]
+Entry = tuple[int, float, "_Answer | None", str]
 _entries: dict[str, Entry] = {}
 DENIAL_TTL = 1.0  # seconds a "host not allowed" answer is reused
 _sync_lock = threading.Lock()
@@ -125,34 +125,29 @@ class SecretsAuth(AuthBase):
         entry = _entries.get(_origin_key(url))
         if entry is None or entry[0] != _env.current() or entry[1] <= _now():
             entry = _fetch(url)
-        guard = entry[2]
-        if guard is not None:
+        answer = entry[2]
+        if answer is not None:
             headers = r.headers
-            for name, value in guard.items:
+            for name, value in answer.items:
                 headers[name] = value
-            r.hooks["response"].append(guard)
+            r.hooks["response"].append(answer)
         return r
-
-
-def route(url: str, proxies: _hooks.Proxies = None) -> tuple[str, str]:
-    """(origin key, proxy) of a hop to url: see ``_hooks.route``."""
-    return _hooks.route(url, proxies)
 
 
 def _fetch(url: str) -> Entry:
     """The core's answer for a request to url, going out as requests sends it from the environment; kept."""
-    generation = _env.current()  # before the route is read
-    key, proxy = _hooks.route(url)
-    ttl, guard = _ask(key, proxy)
-    entry: Entry = (generation, _now() + ttl, guard, proxy)
+    generation = _env.current()  # before the proxy is chosen from the environment
+    key, proxy = _hooks.hop(url)
+    ttl, answer = _ask(key, proxy)
+    entry: Entry = (generation, _now() + ttl, answer, proxy)
     _entries[key] = entry
     return entry
 
 
-def _answer(url: str, proxies: _hooks.Proxies, reject: str = "") -> tuple[str, _Guard | None]:
+def _decide(url: str, proxies: _hooks.Proxies, reject: str = "") -> tuple[str, _Answer | None]:
     """(origin key, headers) for one hop inside a request's hooks: with the
     proxies requests uses for it; cached only where it matches the environment's hop."""
-    key, proxy = _hooks.route(url, proxies)
+    key, proxy = _hooks.hop(url, proxies)
     if not reject:
         entry = _entries.get(key)
         if (
@@ -172,14 +167,14 @@ def _forget(key: str, fingerprint: str) -> None:
         _entries.pop(key, None)
 
 
-class _Hop:
+class _Guard:
     """The response hook of one request that needs state (shared by its redirect hops and retry)."""
 
     __slots__ = ("current", "granted", "names", "proxies")
 
-    def __init__(self, guard: _Guard) -> None:
-        self.current: _Guard | None = guard  # the headers this request carries now
-        self.names = guard.names  # every header name we ever set on it
+    def __init__(self, answer: _Answer) -> None:
+        self.current: _Answer | None = answer  # the headers this request carries now
+        self.names = answer.names  # every header name we ever set on it
         self.granted: str | None = None  # the origin a redirect was allowed to carry our headers to
         self.proxies: _hooks.Proxies = None  # those of the hop being answered
 
@@ -202,15 +197,15 @@ class _Hop:
         if location is None or req.url is None:
             return
         target = _hooks.redirect_target(req.url, _hooks.decode_location(location))
-        answers: list[_Guard | None] = []
+        answers: list[_Answer | None] = []
         hops = {id(original): original, id(req): req}.values()
 
         def lookup(url: str) -> Items:
             for r in hops:  # first, so that no failure below leaves them on
                 _set(r, self.names, ())
-            guard = _answer(url, _hooks.redirect_proxies(url, self.proxies))[1]
-            answers.append(guard)
-            return guard.items if guard is not None else ()
+            answer = _decide(url, _hooks.redirect_proxies(url, self.proxies))[1]
+            answers.append(answer)
+            return answer.items if answer is not None else ()
 
         new = _hooks.redirect_headers(req.url, target, lookup)
         if new is None:
@@ -233,24 +228,24 @@ class _Hop:
                 return resp
             self.granted = None
             try:
-                guard = _answer(req.url, self.proxies)[1]
+                answer = _decide(req.url, self.proxies)[1]
             except MlflowSecretsAuthError:
                 return resp
-            return self._resend(resp, guard, key, kwargs) if guard is not None else resp
+            return self._resend(resp, answer, key, kwargs) if answer is not None else resp
         rejected = self.current
         if rejected is None or any(req.headers.get(name) != value for name, value in rejected.items):
             return resp  # not the headers the core gave: not ours to judge
         try:
-            key, guard = _answer(req.url, self.proxies, reject=rejected.fingerprint)
+            key, answer = _decide(req.url, self.proxies, reject=rejected.fingerprint)
         except MlflowSecretsAuthError as exc:
             _once(logging.WARNING, f"mlflow-secrets-auth: the server answered 401 and no new credential: {exc}")
             return resp
-        if guard is None or guard.fingerprint == rejected.fingerprint:
+        if answer is None or answer.fingerprint == rejected.fingerprint:
             return resp
         _forget(key, rejected.fingerprint)
-        return self._resend(resp, guard, key, kwargs)
+        return self._resend(resp, answer, key, kwargs)
 
-    def _resend(self, resp: Response, guard: _Guard, key: str, kwargs: dict[str, Any]) -> Response:
+    def _resend(self, resp: Response, answer: _Answer, key: str, kwargs: dict[str, Any]) -> Response:
         """Send resp's request again with new headers, through the same adapter and settings."""
         req = resp.request
         if not _hooks.replayable(req):
@@ -267,9 +262,9 @@ class _Hop:
         prep = req.copy()
         _copy_cookies(prep, req, resp)
         for r in (prep, req):  # req too: a redirect's next hop is copied from it
-            _set(r, self.names, guard.items)
-        self.names = tuple(dict.fromkeys(self.names + guard.names))
-        self.current = guard
+            _set(r, self.names, answer.items)
+        self.names = tuple(dict.fromkeys(self.names + answer.names))
+        self.current = answer
         if prep._body_position is not None:  # a file-like body: read again from where it began
             from requests.utils import rewind_body
 
@@ -412,7 +407,7 @@ def _loggable(key: str) -> str:
     return key if "@" not in key else "the server (its URL has userinfo, not shown)"
 
 
-def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Guard | None]:
+def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Answer | None]:
     """The core's decision for one hop: (seconds it may be reused, the headers or None).
 
     None: the origin is not one the credential is for (logged once). A hop
@@ -429,19 +424,19 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Guard | None]:
         raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
     log_events(reply)
     if reply.get("ok"):
-        guard = _Guard(tuple(reply["headers"].items()), str(reply.get("fingerprint") or ""))
+        answer = _Answer(tuple(reply["headers"].items()), str(reply.get("fingerprint") or ""))
         max_age = reply.get("max_age_ms", 0) / 1000.0
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "mlflow-secrets-auth: %s%s: header %s from %s, reused for %.1f s",
-                _loggable(key), f" through the proxy {proxy}" if proxy else "", ", ".join(guard.names),
+                _loggable(key), f" through the proxy {proxy}" if proxy else "", ", ".join(answer.names),
                 reply.get("provider"), max_age,
             )
         if stale := reply.get("stale"):  # the core's events carry the one warning per outage
             _once(logging.DEBUG, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
         for attempt in reply.get("attempts", ()):  # the outage warning itself comes once, as an event
             _once(logging.DEBUG, f"mlflow-secrets-auth: skipped {attempt['provider']}: {attempt['message']}")
-        return max_age, guard
+        return max_age, answer
     message = f"mlflow-secrets-auth: {reply.get('message')}"
     code, variable = str(reply.get("code")), reply.get("variable")
     if code == "host_not_allowed" and variable != ALLOW_HTTP_ENV:

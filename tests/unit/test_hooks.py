@@ -151,9 +151,9 @@ def proxy_env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
         ({"HTTP_PROXY": "http://proxy.corp:3128", "NO_PROXY": "other"}, "http://h/api", "http://proxy.corp:3128"),
     ],
 )
-def test_route_from_the_environment(proxy_env, env: dict[str, str], url: str, proxy: str) -> None:  # type: ignore[no-untyped-def]
+def test_hop_from_the_environment(proxy_env, env: dict[str, str], url: str, proxy: str) -> None:  # type: ignore[no-untyped-def]
     proxy_env(**env)
-    assert _hooks.route(url) == (_hooks.origin_key(url), proxy)
+    assert _hooks.hop(url) == (_hooks.origin_key(url), proxy)
 
 
 @pytest.mark.parametrize(
@@ -166,12 +166,12 @@ def test_route_from_the_environment(proxy_env, env: dict[str, str], url: str, pr
         ({"all": "socks5://s:1080"}, "socks5://s:1080"),
     ],
 )
-def test_route_with_the_proxies_of_the_hop(proxy_env, proxies: dict[str, str], proxy: str) -> None:  # type: ignore[no-untyped-def]
+def test_hop_with_the_proxies_of_the_hop(proxy_env, proxies: dict[str, str], proxy: str) -> None:  # type: ignore[no-untyped-def]
     proxy_env(HTTP_PROXY="http://from-env:9")  # not read: the hop's proxies are given
-    assert _hooks.route("http://h:5000/x", proxies) == ("http://h:5000", proxy)
+    assert _hooks.hop("http://h:5000/x", proxies) == ("http://h:5000", proxy)
 
 
-def test_route_is_the_proxy_a_session_connects_through(proxy_env) -> None:  # type: ignore[no-untyped-def]
+def test_hop_is_the_proxy_a_session_connects_through(proxy_env) -> None:  # type: ignore[no-untyped-def]
     """The same answer as requests: merge_environment_settings, then the adapter's select_proxy."""
     from requests.utils import select_proxy
 
@@ -186,7 +186,7 @@ def test_route_is_the_proxy_a_session_connects_through(proxy_env) -> None:  # ty
         proxy_env(**{k: "" for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")})
         proxy_env(**env)
         merged = session.merge_environment_settings(url, {}, None, None, None)["proxies"]
-        assert _hooks.route(url)[1] == (select_proxy(url, merged) or ""), (env, url)
+        assert _hooks.hop(url)[1] == (select_proxy(url, merged) or ""), (env, url)
 
 
 @pytest.mark.parametrize(

@@ -129,17 +129,17 @@ def test_a_host_that_is_not_allowed_gets_nothing_and_no_error(core: FakeTranspor
 def test_a_cached_answer_is_for_one_environment_and_so_one_proxy(
     core: FakeTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    route_calls: list[str] = []
-    real_route = _hooks.route
+    hop_calls: list[str] = []
+    real_hop = _hooks.hop
 
-    def counting_route(url: str, proxies: Any = None) -> tuple[str, str]:
-        route_calls.append(url)
-        return real_route(url, proxies)
+    def counting_hop(url: str, proxies: Any = None) -> tuple[str, str]:
+        hop_calls.append(url)
+        return real_hop(url, proxies)
 
-    monkeypatch.setattr(_hooks, "route", counting_route)
+    monkeypatch.setattr(_hooks, "hop", counting_hop)
     for _ in range(50):
         assert prepared("https://c/x").headers["X-Api-Key"] == "tok-c"
-    assert len(route_calls) == 1  # the proxy is chosen on a miss only
+    assert len(hop_calls) == 1  # the proxy is chosen on a miss only
     assert core.calls == [("https://c", "", "")]
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")  # a new environment: a new decision
     prepared("https://c/x")
@@ -147,7 +147,7 @@ def test_a_cached_answer_is_for_one_environment_and_so_one_proxy(
     monkeypatch.setenv("NO_PROXY", "c")
     prepared("https://c/other")
     assert core.calls[-1] == ("https://c", "", "")
-    assert len(route_calls) == 3
+    assert len(hop_calls) == 3
 
 
 def test_requests_share_one_hook_object_per_answer(core: FakeTransport) -> None:
