@@ -119,6 +119,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         text = check.get("detail") or _error(check.get("error") or {})
         print(f"[{mark}] {check['name']}: {text}")
     _print_warnings(report, "[warn] ")
+    if args.dry_run and ok:
+        passed, text = _dry_run(args.dry_run)
+        print(f"[{'ok  ' if passed else 'FAIL'}] dry run: {text}")
+        ok = ok and passed
     from mlflow_secrets_auth import otlp
 
     for passed, text in otlp.doctor_checks():
@@ -126,10 +130,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ok = ok and passed
     for text in otlp.gaps():
         print(f"[note] {text}")
-    if args.dry_run and ok:
-        passed, text = _dry_run(args.dry_run)
-        print(f"[{'ok  ' if passed else 'FAIL'}] dry run: {text}")
-        ok = ok and passed
     print("doctor: all checks passed" if ok else "doctor: problems found (see FAIL lines)")
     return 0 if ok else 1
 
