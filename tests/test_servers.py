@@ -165,6 +165,10 @@ def test_info_and_doctor_list_servers(
     assert listed[0]["variables"] == ["MLFLOW_VAULT_SECRET_PATH", "MLFLOW_AUTH_HEADER_NAME"]
     assert listed[0]["header_name"] == "Authorization"
     assert ["secret path", path] in listed[0]["providers"][0]["details"]
+    text = subprocess.run([CLI, "info"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    want = (f"server {pattern} (MLFLOW_SECRETS_SERVERS): sets MLFLOW_VAULT_SECRET_PATH, MLFLOW_AUTH_HEADER_NAME; "
+            "providers: vault; header: Authorization")
+    assert text.returncode == 0 and want in text.stdout, text.stdout + text.stderr
     doctor = subprocess.run(
         [CLI, "doctor", "--dry-run", f"{staging_server.url}/api/2.0/mlflow/experiments/search?max_results=1"],
         env=env, capture_output=True, text=True, timeout=120, check=False,
