@@ -59,6 +59,11 @@ char *GetAuthHeaders(const char *host);
  *    "reject": "<the fingerprint of headers a server answered 401 to, or "">",
  *    "deadline_ms": <the caller's budget for this call; optional>}
  * Reply: as GetAuthHeaders.
+ *   Servers: with MLFLOW_SECRETS_SERVERS, the settings of the first entry
+ *   whose pattern matches the target's host and port (whatever the scheme)
+ *   are used, under that entry's host policy; errors then start with
+ *   `server "<pattern>" (MLFLOW_SECRETS_SERVERS): `. Other targets use the
+ *   top-level settings and host policy.
  *   Time: one call has one budget, min(MLFLOW_SECRETS_TIMEOUT_SEC,
  *   deadline_ms), shared by the providers in the order they are tried.
  *   proxy: for an http:// target (or a bare host) the credential is cleartext
@@ -96,12 +101,28 @@ char *MsaSetEnv(const char *env_json);
 /* The effective configuration: version, abi, providers and their non-secret
  * settings (or why they are unusable; "refresh_at" and "expires_at", RFC
  * 3339, when a credential is held and the time is known), allowed hosts,
- * header name, "log_level", "timeout_ms" and "warnings" (as MsaSetEnv). */
+ * header name, "log_level", "timeout_ms" and "warnings" (as MsaSetEnv).
+ * "servers": the entries of MLFLOW_SECRETS_SERVERS in their order (the first
+ * whose pattern matches a host serves it; the top-level settings serve the
+ * hosts none matches), always present ([] without any):
+ *   [{"pattern":"mlflow-staging.corp.com",
+ *     "variables":["MLFLOW_VAULT_SECRET_PATH"],   (the names it sets, never values)
+ *     "providers":[...as above...],
+ *     "header_name":"Authorization",              (the header set for its hosts)
+ *     "allowed_hosts":["..."],                    (only when it sets its own
+ *                                                  MLFLOW_SECRETS_ALLOWED_HOSTS)
+ *     "allow_http":false,
+ *     "error":{...}}]                             (its settings are unusable)
+ * An unusable MLFLOW_SECRETS_SERVERS is the reply's own error (no host is
+ * served then). */
 char *MsaInfo(void);
 
 /* Diagnose: configuration, then each enabled provider (settings, fetch,
- * header, reported redacted), and the host policy for `url` unless NULL/"".
- * Reply: {"ok":bool,"checks":[{"name":...,"ok":bool,"detail":...,"error":{...}}],
+ * header, reported redacted), the same for each MLFLOW_SECRETS_SERVERS entry
+ * (check names start with "server <pattern>: " and carry "server":
+ * "<pattern>"), and the host policy for `url` unless NULL/"" (its detail
+ * names the settings that serve it: a server, or the top-level ones).
+ * Reply: {"ok":bool,"checks":[{"name":...,"server":...,"ok":bool,"detail":...,"error":{...}}],
  *         "warnings":["..."]} */
 char *MsaDoctor(const char *url);
 

@@ -128,6 +128,7 @@ def test_info_and_doctor_print_every_warning_of_the_core(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(_native, "transport", WarningTransport)
+    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "mlflow_secrets_auth")  # else doctor fails on purpose
     assert cli_module.main(["info"]) == 0
     info = capsys.readouterr().out.splitlines()
     expected = [f"warning: {w}" for w in WarningTransport.WARNINGS]
@@ -140,12 +141,16 @@ def test_info_and_doctor_print_every_warning_of_the_core(
 def test_info_and_doctor_show_configuration_warnings_from_the_core(
     vault_ready: harness.VaultAPIServer, reader_token: str
 ) -> None:
-    """Real core: a cleartext Vault address on another host and a bad log level are
-    named by info and by doctor (not only as a one-shot event of a headers call)."""
+    """Real core: a cleartext Vault address on another host (allowed by the opt-in) and a
+    bad log level are named by info and by doctor (not only as a one-shot event of a
+    headers call). Nothing leaves the machine: the address is reached only through a
+    loopback proxy port that is closed."""
     env = plugin_env(
         vault_ready,
         "https://mlflow.test:5000",
-        VAULT_ADDR="http://192.0.2.1:8200",  # TEST-NET: not loopback, never answers
+        VAULT_ADDR="http://vault.corp.example:8200",
+        MLFLOW_SECRETS_ALLOW_HTTP="true",
+        HTTP_PROXY=f"http://127.0.0.1:{harness.free_port()}",
         VAULT_TOKEN=reader_token,
         MLFLOW_VAULT_SECRET_PATH="secret/mlflow/info",
         MLFLOW_SECRETS_LOG_LEVEL="loud",

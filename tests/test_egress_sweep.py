@@ -421,8 +421,8 @@ def azure(w: World, net: Net) -> Run:
 def azure_hostile_challenge(w: World, net: Net) -> Run:
     """A vault outside Azure's domains whose challenge names Azure Resource
     Manager: no token for it is requested, so none can be sent anywhere."""
-    before = len(w.hostile_kv.token_requests)
     run, m = azure_run(w, net, w.hostile_kv, "kv-hostile.example")
+    before = len(w.hostile_kv.token_requests)  # after set_secret: the harness asks for its own token
     run.creds.append(Cred("MLflow credential", [m.encode()], {"mlflow.example"}))
 
     def no_management_token(net: Net) -> None:

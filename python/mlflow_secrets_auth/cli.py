@@ -61,7 +61,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     hosts = info.get("allowed_hosts") or []
     print(f"allowed hosts ({info.get('allowed_from')}): " + (", ".join(hosts) or "(none)"))
     print(f"header: {info.get('header_name')}")
-    return 0 if all(not p.get("error") for p in providers) and providers else 1
+    servers = info.get("servers") or []
+    for server in servers:
+        sets = ", ".join(server.get("variables") or []) or "nothing"
+        names = ", ".join(p.get("name", "?") for p in server.get("providers") or []) or "none"
+        print(f"server {server.get('pattern')} (MLFLOW_SECRETS_SERVERS): sets {sets}; providers: {names}; "
+              f"header: {server.get('header_name')}")
+        if server.get("error"):
+            print(f"  NOT USABLE: {_error(server['error'])}")
+    return 0 if all(not p.get("error") for p in providers) and providers and not any(
+        s.get("error") for s in servers) else 1
 
 
 def _dry_run(url: str) -> tuple[bool, str]:
@@ -119,6 +128,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         text = check.get("detail") or _error(check.get("error") or {})
         print(f"[{mark}] {check['name']}: {text}")
     _print_warnings(report, "[warn] ")
+    if args.dry_run and ok:
+        passed, text = _dry_run(args.dry_run)
+        print(f"[{'ok  ' if passed else 'FAIL'}] dry run: {text}")
+        ok = ok and passed
     from mlflow_secrets_auth import otlp
 
     for passed, text in otlp.doctor_checks():
@@ -126,10 +139,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ok = ok and passed
     for text in otlp.gaps():
         print(f"[note] {text}")
-    if args.dry_run and ok:
-        passed, text = _dry_run(args.dry_run)
-        print(f"[{'ok  ' if passed else 'FAIL'}] dry run: {text}")
-        ok = ok and passed
     print("doctor: all checks passed" if ok else "doctor: problems found (see FAIL lines)")
     return 0 if ok else 1
 

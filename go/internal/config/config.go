@@ -54,6 +54,10 @@ type Config struct {
 	Timeout      time.Duration // see Basics
 	LogLevel     string        // see Basics
 	Warnings     []string      // see Basics
+	// Server is set for the settings of one MLFLOW_SECRETS_SERVERS entry:
+	// a destination must match its pattern, and also AllowedHosts when that
+	// is not nil (the server's own MLFLOW_SECRETS_ALLOWED_HOSTS).
+	Server *Server
 }
 
 // Basics are the shared settings the caller's side needs from the core (it

@@ -20,6 +20,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cache"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/header"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/hostpolicy"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider/aws"
@@ -108,12 +109,67 @@ type specEntry struct {
 	err   *msaerr.Error
 }
 
+// chain is one set of settings and its providers in order: the base
+// settings, or those of one MLFLOW_SECRETS_SERVERS entry.
+type chain struct {
+	server *config.Server // nil for the base settings
+	cfg    *config.Config
+	err    *msaerr.Error // the settings are unusable
+	specs  []specEntry
+	sig    string // identifies the providers in order (for the sticky one)
+}
+
 // state is everything derived from one environment snapshot.
 type state struct {
 	basics config.Basics // always filled, even when cfg is nil
-	cfg    *config.Config
-	err    *msaerr.Error // the shared configuration is unusable
-	specs  []specEntry
+	base   chain         // for hosts no server pattern matches; its err is also set when MLFLOW_SECRETS_SERVERS is unusable
+	// servers in the order of MLFLOW_SECRETS_SERVERS: the first whose
+	// pattern matches a host serves it.
+	servers []chain
+	notes   []string // warnings about MLFLOW_SECRETS_SERVERS
+}
+
+// chains returns the base chain, then the servers'.
+func (st *state) chains() []*chain {
+	out := make([]*chain, 0, 1+len(st.servers))
+	out = append(out, &st.base)
+	for i := range st.servers {
+		out = append(out, &st.servers[i])
+	}
+	return out
+}
+
+// chainFor returns the settings that serve target: those of the first
+// server whose pattern matches its host and port, else the base ones. The
+// scheme is not part of the choice: a server whose pattern pins https is
+// chosen for an http:// target too, and its host policy then refuses it, so
+// a pinned server's host never falls back to the base credentials.
+func (st *state) chainFor(target string) *chain {
+	if len(st.servers) == 0 {
+		return &st.base
+	}
+	t, err := hostpolicy.ParseTarget(target)
+	if err != nil {
+		return &st.base // whose policy refuses it the same way
+	}
+	for i := range st.servers {
+		if matchesHost(st.servers[i].server.Match, t) {
+			return &st.servers[i]
+		}
+	}
+	return &st.base
+}
+
+// matchesHost reports whether a pattern names t's host and port, whatever
+// its scheme pin.
+func matchesHost(p *hostpolicy.Policy, t hostpolicy.Target) bool {
+	for _, scheme := range []string{"https", "http"} {
+		t.Scheme = scheme
+		if p.Check(t, true) != hostpolicy.NoMatch {
+			return true
+		}
+	}
+	return false
 }
 
 // Engine is safe for concurrent use.
@@ -147,7 +203,7 @@ type Engine struct {
 	now       func() time.Time
 	state     atomic.Pointer[state]
 	cache     *cache.Cache[secret.Credential]
-	sticky    atomic.Pointer[string] // key of the provider that served last
+	sticky    sync.Map // chain.sig -> key of the provider that served last in that chain
 	onWait    func(provider string, deadline time.Time)
 
 	mu        sync.Mutex
@@ -188,23 +244,29 @@ func (e *Engine) SetEnv(env config.Env) {
 	}
 	st := e.build(env)
 	keep := map[string]bool{}
-	for _, s := range st.specs {
-		if s.err == nil {
-			keep[s.key] = true
+	for _, ch := range st.chains() {
+		for _, s := range ch.specs {
+			if s.err == nil {
+				keep[s.key] = true
+			}
 		}
 	}
 	var closing []provider.Provider
 	e.mu.Lock()
 	e.state.Store(st)
-	for _, s := range st.specs {
-		if s.err == nil && !e.live[s.key] {
-			for _, w := range s.spec.Warnings {
-				e.emit(LevelWarning, prefixed(s.name, w))
+	warned := map[string]bool{}
+	for _, ch := range st.chains() {
+		for _, s := range ch.specs {
+			if s.err == nil && !e.live[s.key] && !warned[s.key] {
+				warned[s.key] = true
+				for _, w := range specWarnings(ch, s) {
+					e.emit(LevelWarning, w)
+				}
 			}
 		}
 	}
 	if !maps.Equal(keep, e.live) {
-		e.sticky.Store(nil) // new settings: their order decides again
+		e.sticky.Clear() // new settings: their order decides again
 	}
 	e.live = keep
 	for k, p := range e.instances {
@@ -232,11 +294,69 @@ func (e *Engine) SetEnv(env config.Env) {
 
 func (e *Engine) build(env config.Env) *state {
 	basics, _ := config.ReadBasics(env) // an invalid budget is reported by Parse
-	cfg, err := config.Parse(env)
+	st := &state{basics: basics}
+	servers, err := config.ParseServers(env, sharedSDKVariable)
 	if err != nil {
-		return &state{basics: basics, err: msaerr.As(err)}
+		st.base.err = msaerr.As(err) // fail closed: no host is served
+		return st
 	}
-	st := &state{basics: basics, cfg: cfg}
+	if cfg, err := config.Parse(env); err != nil {
+		st.base.err = msaerr.As(err)
+	} else {
+		st.base = e.chain(env, cfg)
+	}
+	for _, srv := range servers {
+		var ch chain
+		if senv, cfg, err := config.ParseServer(env, srv); err != nil {
+			ch = chain{server: srv, err: inServer(srv, msaerr.As(err))}
+		} else {
+			ch = e.chain(senv, cfg)
+		}
+		st.servers = append(st.servers, ch)
+		if len(srv.Names) > 0 && ch.err == nil && st.base.err == nil && ch.sig == st.base.sig &&
+			ch.cfg.HeaderName == st.base.cfg.HeaderName && ch.cfg.AllowHTTP == st.base.cfg.AllowHTTP && ch.cfg.AllowedHosts == nil {
+			st.notes = append(st.notes, fmt.Sprintf("%s: its variables (%s) change nothing for the enabled providers, "+
+				"so it gets the base credentials; check their names", srv, strings.Join(srv.Names, ", ")))
+		}
+	}
+	return st
+}
+
+// sdkOwnVariables are the variables with an SDK prefix that our providers
+// read from the settings themselves, so that a server may set them.
+var sdkOwnVariables = []string{aws.EnvRegion, aws.EnvDefaultRegion, azure.EnvVaultURL}
+
+// sharedSDKVariable refuses, per server, the variables the AWS and Azure
+// SDKs read from the process environment: that environment is one for all
+// servers, so a server's value would not reach them.
+func sharedSDKVariable(name string) string {
+	if slices.Contains(sdkOwnVariables, name) {
+		return ""
+	}
+	for _, p := range sdkPrefixes {
+		if strings.HasPrefix(name, p) {
+			return "the AWS and Azure SDKs read it from the process environment, which all servers share"
+		}
+	}
+	return ""
+}
+
+// inServer prefixes an error of a server's settings with the server.
+func inServer(srv *config.Server, me *msaerr.Error) *msaerr.Error {
+	if me == nil || srv == nil {
+		return me
+	}
+	name := srv.String()
+	if strings.HasPrefix(me.Message, name+": ") {
+		return me
+	}
+	return &msaerr.Error{Code: me.Code, Variable: me.Variable, Message: name + ": " + me.Message, Err: me.Err, Rejected: me.Rejected}
+}
+
+// chain reads the providers' settings for one configuration.
+func (e *Engine) chain(env config.Env, cfg *config.Config) chain {
+	ch := chain{server: cfg.Server, cfg: cfg}
+	var sig strings.Builder
 	for _, name := range cfg.Providers {
 		entry := specEntry{name: name}
 		if f := e.factories[name]; f == nil {
@@ -253,9 +373,11 @@ func (e *Engine) build(env config.Env) *state {
 				RefreshBy: func(c secret.Credential) time.Time { return c.RefreshBy },
 				Ends:      msaerr.IsRejection}
 		}
-		st.specs = append(st.specs, entry)
+		ch.specs = append(ch.specs, entry)
+		sig.WriteString(name + "=" + entry.key + ";")
 	}
-	return st
+	ch.sig = sig.String()
+	return ch
 }
 
 func (e *Engine) current() *state {
@@ -315,26 +437,40 @@ func Budget(cfg *config.Config, deadline time.Duration) time.Duration {
 
 func (e *Engine) headers(ctx context.Context, req Request) Result {
 	st := e.current()
-	if st.err != nil {
-		return Result{Err: st.err}
+	ch := st.chainFor(req.Target)
+	if ch.err != nil {
+		return Result{Err: ch.err}
 	}
-	if len(st.cfg.Providers) == 0 {
+	if ch == &st.base && len(st.servers) > 0 && len(ch.cfg.Providers) == 0 {
+		// Only the servers enable providers: a host none matches is
+		// refused by the base host policy first, like any other.
+		if err := checkHop(ch.cfg, req.Target, req.Proxy); err != nil {
+			return Result{Err: err}
+		}
+	}
+	res := e.headersFrom(ctx, ch, req)
+	res.Err = inServer(ch.server, res.Err)
+	return res
+}
+
+func (e *Engine) headersFrom(ctx context.Context, ch *chain, req Request) Result {
+	if len(ch.cfg.Providers) == 0 {
 		return Result{Err: notEnabled()}
 	}
-	if err := checkHop(st.cfg, req.Target, req.Proxy); err != nil {
+	if err := checkHop(ch.cfg, req.Target, req.Proxy); err != nil {
 		return Result{Err: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, Budget(st.cfg, req.Deadline))
+	ctx, cancel := context.WithTimeout(ctx, Budget(ch.cfg, req.Deadline))
 	defer cancel()
 	if req.Reject != "" {
-		e.reject(ctx, st, req.Reject)
+		e.reject(ctx, ch, req.Reject)
 	}
-	return e.pick(ctx, st)
+	return e.pick(ctx, ch)
 }
 
 // reject refreshes the provider whose current value makes the headers with
 // fingerprint fp (see cache.Renew), waiting for it within ctx.
-func (e *Engine) reject(ctx context.Context, st *state, fp string) {
+func (e *Engine) reject(ctx context.Context, st *chain, fp string) {
 	for _, s := range st.specs {
 		if s.err != nil {
 			continue
@@ -351,11 +487,11 @@ func (e *Engine) reject(ctx context.Context, st *state, fp string) {
 
 // order is the providers in the order they are tried: the one that served
 // last first (it keeps serving until it fails), then the others as enabled.
-func (e *Engine) order(st *state) []int {
+func (e *Engine) order(st *chain) []int {
 	idx := make([]int, 0, len(st.specs))
 	first := -1
-	if k := e.sticky.Load(); k != nil {
-		first = slices.IndexFunc(st.specs, func(s specEntry) bool { return s.err == nil && s.key == *k })
+	if k, ok := e.sticky.Load(st.sig); ok {
+		first = slices.IndexFunc(st.specs, func(s specEntry) bool { return s.err == nil && s.key == k.(string) })
 	}
 	if first >= 0 {
 		idx = append(idx, first)
@@ -373,7 +509,14 @@ func refused(res Result, err *msaerr.Error) Result {
 	return Result{Err: err, Attempts: res.Attempts}
 }
 
-func (e *Engine) pick(ctx context.Context, st *state) Result {
+// stick makes key the provider tried first in chain ch.
+func (e *Engine) stick(ch *chain, key string) {
+	if k, ok := e.sticky.Load(ch.sig); !ok || k.(string) != key {
+		e.sticky.Store(ch.sig, key)
+	}
+}
+
+func (e *Engine) pick(ctx context.Context, st *chain) Result {
 	// Pass 1 waits only on a provider never fetched before, and only while
 	// no stale value is in hand. A fresh value wins; a provider whose
 	// refresh failed but that still has its last good value is passed over
@@ -429,7 +572,7 @@ func (e *Engine) pick(ctx context.Context, st *state) Result {
 			continue
 		}
 		res.Headers, res.Provider, res.FreshFor = hdrs, s.name, cres.FreshFor
-		e.sticky.Store(&s.key)
+		e.stick(st, s.key)
 		if stale != nil {
 			soon(stale.FreshFor)
 		}
@@ -469,7 +612,7 @@ func (e *Engine) pick(ctx context.Context, st *state) Result {
 		if cres.Stale {
 			continue
 		}
-		e.sticky.Store(&s.key)
+		e.stick(st, s.key)
 		return Result{Headers: hdrs, Provider: s.name, FreshFor: cres.FreshFor, Attempts: attempts}
 	}
 	res.Err = combine(res.Attempts)

@@ -6,6 +6,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/hostpolicy"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 )
 
 func notEnabled() *msaerr.Error {
@@ -71,17 +72,27 @@ func checkHost(cfg *config.Config, host string) *msaerr.Error {
 	if err != nil {
 		return msaerr.New(msaerr.HostNotAllowed, "", "cannot send credentials: %v", err)
 	}
+	if srv := cfg.Server; srv != nil {
+		// A server's settings: its pattern first (the cleartext rule with
+		// the server's own MLFLOW_SECRETS_ALLOW_HTTP), then its own
+		// MLFLOW_SECRETS_ALLOWED_HOSTS when it sets one.
+		switch srv.Match.Check(t, cfg.AllowHTTP) {
+		case hostpolicy.Cleartext:
+			return cleartext(t)
+		case hostpolicy.NoMatch:
+			return msaerr.New(msaerr.HostNotAllowed, config.EnvServers,
+				"%s does not match the pattern %s (a pattern with a scheme matches that scheme only); credentials were not sent",
+				t, redact.Quote(srv.Pattern))
+		}
+		if cfg.AllowedHosts == nil {
+			return nil
+		}
+	}
 	switch cfg.AllowedHosts.Check(t, cfg.AllowHTTP) {
 	case hostpolicy.Allowed:
 		return nil
 	case hostpolicy.Cleartext:
-		what := "http:// (cleartext)"
-		if t.Scheme == "" {
-			what = "a bare host (no scheme given, so it may be http://)"
-		}
-		return msaerr.New(msaerr.HostNotAllowed, config.EnvAllowHTTP,
-			"credentials were not sent to %s: it is %s and not a loopback address; use https, or set %s=true to allow cleartext",
-			t, what, config.EnvAllowHTTP)
+		return cleartext(t)
 	}
 	if cfg.AllowedFrom == config.EnvAllowedHosts {
 		return msaerr.New(msaerr.HostNotAllowed, config.EnvAllowedHosts,
@@ -96,4 +107,14 @@ func checkHost(cfg *config.Config, host string) *msaerr.Error {
 	return msaerr.New(msaerr.HostNotAllowed, config.EnvAllowedHosts,
 		"%s is not the MLflow tracking or registry server (%s); to send credentials there, add it to %s",
 		t, strings.Join(cfg.AllowedHosts.Patterns(), ", "), config.EnvAllowedHosts)
+}
+
+func cleartext(t hostpolicy.Target) *msaerr.Error {
+	what := "http:// (cleartext)"
+	if t.Scheme == "" {
+		what = "a bare host (no scheme given, so it may be http://)"
+	}
+	return msaerr.New(msaerr.HostNotAllowed, config.EnvAllowHTTP,
+		"credentials were not sent to %s: it is %s and not a loopback address; use https, or set %s=true to allow cleartext",
+		t, what, config.EnvAllowHTTP)
 }

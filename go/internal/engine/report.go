@@ -27,12 +27,29 @@ type ProviderInfo struct {
 	Expires   time.Time
 }
 
+// ServerInfo describes the settings of one MLFLOW_SECRETS_SERVERS entry.
+type ServerInfo struct {
+	Pattern   string
+	Variables []string // the variables it sets (names only)
+	Providers []ProviderInfo
+	// HeaderName is the header the plugin sets for this server's hosts.
+	HeaderName string
+	// AllowedHosts is the server's own MLFLOW_SECRETS_ALLOWED_HOSTS (nil
+	// when it sets none: its pattern alone decides).
+	AllowedHosts []string
+	AllowHTTP    bool
+	Err          *msaerr.Error // the server's settings are unusable
+}
+
 // Info describes the effective configuration. It holds no secret.
 type Info struct {
 	Providers    []ProviderInfo
 	HeaderName   string
 	AllowedHosts []string
 	AllowedFrom  string
+	// Servers are the MLFLOW_SECRETS_SERVERS entries in order; the base
+	// settings above serve the hosts none of them matches.
+	Servers []ServerInfo
 	config.Basics
 	Err *msaerr.Error // the shared configuration is unusable
 }
@@ -47,85 +64,153 @@ func (e *Engine) Settings() config.Basics {
 func (st *state) settings() config.Basics {
 	b := st.basics
 	b.Warnings = slices.Clone(b.Warnings)
-	for _, s := range st.specs {
-		if s.err == nil {
-			for _, w := range s.spec.Warnings {
-				b.Warnings = append(b.Warnings, prefixed(s.name, w))
+	seen := map[string]bool{}
+	for _, ch := range st.chains() {
+		for _, s := range ch.specs {
+			if s.err == nil && !seen[s.key] {
+				seen[s.key] = true
+				b.Warnings = append(b.Warnings, specWarnings(ch, s)...)
 			}
 		}
 	}
+	b.Warnings = append(b.Warnings, st.notes...)
 	if b.Warnings == nil {
 		b.Warnings = []string{}
 	}
 	return b
 }
 
+// specWarnings are a provider's settings warnings, named after the provider
+// (and the server, for a server's settings).
+func specWarnings(ch *chain, s specEntry) []string {
+	out := make([]string, 0, len(s.spec.Warnings))
+	for _, w := range s.spec.Warnings {
+		w = prefixed(s.name, w)
+		if ch.server != nil {
+			w = ch.server.String() + ": " + w
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
 // Info reports the configuration without contacting any backend.
 func (e *Engine) Info() Info {
 	st := e.current()
-	if st.err != nil {
-		return Info{Basics: st.settings(), Err: st.err}
+	info := Info{Basics: st.settings(), Err: st.base.err}
+	if st.base.err == nil {
+		info.HeaderName, info.Providers = st.base.cfg.HeaderName, e.providers(&st.base)
+		info.AllowedHosts, info.AllowedFrom = st.base.cfg.AllowedHosts.Patterns(), st.base.cfg.AllowedFrom
 	}
-	info := Info{HeaderName: st.cfg.HeaderName, Basics: st.settings(),
-		AllowedHosts: st.cfg.AllowedHosts.Patterns(), AllowedFrom: st.cfg.AllowedFrom}
-	for _, s := range st.specs {
+	for i := range st.servers {
+		ch := &st.servers[i]
+		si := ServerInfo{Pattern: ch.server.Pattern, Variables: slices.Clone(ch.server.Names), Err: ch.err}
+		if ch.err == nil {
+			si.HeaderName, si.AllowHTTP, si.Providers = ch.cfg.HeaderName, ch.cfg.AllowHTTP, e.providers(ch)
+			si.AllowedHosts = ch.cfg.AllowedHosts.Patterns()
+		}
+		info.Servers = append(info.Servers, si)
+	}
+	return info
+}
+
+func (e *Engine) providers(ch *chain) []ProviderInfo {
+	var out []ProviderInfo
+	for _, s := range ch.specs {
 		pi := ProviderInfo{Name: s.name, Err: s.err}
 		if s.err == nil {
 			pi.Mode, pi.TTL, pi.Details = string(s.spec.Mode), s.spec.TTL, s.spec.Details
 			_, pi.RefreshAt, pi.Expires, _ = e.cache.Current(s.key)
 		}
-		info.Providers = append(info.Providers, pi)
+		out = append(out, pi)
 	}
-	return info
+	return out
 }
 
 // Check is one step of a diagnosis.
 type Check struct {
 	Name   string
+	Server string // the pattern of the MLFLOW_SECRETS_SERVERS entry checked ("" for the base settings)
 	OK     bool
 	Detail string
 	Err    *msaerr.Error
 }
 
 // Doctor checks the configuration, then every enabled provider in turn
-// (settings, fetch, header), and, when target is given, whether that host may
-// receive credentials. It reports header values redacted.
+// (settings, fetch, header), the same for each server of
+// MLFLOW_SECRETS_SERVERS (checks named "server <pattern>: ..."), and, when
+// target is given, whether that host may receive credentials and from which
+// settings. It reports header values redacted.
 func (e *Engine) Doctor(ctx context.Context, target string) []Check {
 	st := e.current()
-	if st.err != nil {
-		return []Check{{Name: "configuration", Err: st.err}}
+	checks := e.doctor(ctx, &st.base, len(st.servers) > 0)
+	for i := range st.servers {
+		checks = append(checks, e.doctor(ctx, &st.servers[i], false)...)
 	}
-	checks := []Check{{Name: "configuration", OK: true,
-		Detail: fmt.Sprintf("providers in order: %s; header %s", orNone(st.cfg.Providers), st.cfg.HeaderName)}}
-	if len(st.cfg.Providers) == 0 {
-		return append(checks, Check{Name: "providers", Err: notEnabled()})
+	if ch := st.chainFor(target); target != "" && ch.err == nil {
+		c := Check{Name: "host policy"}
+		if err := checkHost(ch.cfg, target); err != nil {
+			c.Err = inServer(ch.server, err)
+		} else {
+			from := ch.cfg.AllowedFrom
+			if ch.server != nil {
+				from = ch.server.String()
+			}
+			c.OK, c.Detail = true, fmt.Sprintf("%s may receive credentials (%s)", redact.Echo(redact.URL(target)), from)
+		}
+		checks = append(checks, c)
 	}
-	for _, s := range st.specs {
+	return checks
+}
+
+// doctor checks one chain: its configuration, then each provider. With
+// servers, the base settings may enable no provider: then only the servers'
+// hosts get credentials.
+func (e *Engine) doctor(ctx context.Context, ch *chain, servers bool) []Check {
+	var checks []Check
+	add := func(c Check) {
+		if ch.server != nil {
+			c.Name, c.Server = "server "+ch.server.Pattern+": "+c.Name, ch.server.Pattern
+		}
+		checks = append(checks, c)
+	}
+	if ch.err != nil {
+		add(Check{Name: "configuration", Err: ch.err})
+		return checks
+	}
+	detail := fmt.Sprintf("providers in order: %s; header %s", orNone(ch.cfg.Providers), ch.cfg.HeaderName)
+	if ch.server != nil && len(ch.server.Names) > 0 {
+		detail = fmt.Sprintf("sets %s; %s", strings.Join(ch.server.Names, ", "), detail)
+	} else if ch.server != nil {
+		detail = "the base settings; " + detail
+	}
+	add(Check{Name: "configuration", OK: true, Detail: detail})
+	if len(ch.cfg.Providers) == 0 && servers {
+		add(Check{Name: "providers", OK: true, Detail: "none: only the hosts of " + config.EnvServers + " get credentials"})
+		return checks
+	}
+	if len(ch.cfg.Providers) == 0 {
+		add(Check{Name: "providers", Err: notEnabled()})
+		return checks
+	}
+	for _, s := range ch.specs {
 		if s.err != nil {
-			checks = append(checks, Check{Name: s.name + " settings", Err: s.err})
+			add(Check{Name: s.name + " settings", Err: s.err})
 			continue
 		}
-		checks = append(checks, Check{Name: s.name + " settings", OK: true, Detail: details(s)})
+		add(Check{Name: s.name + " settings", OK: true, Detail: details(s)})
 		start := time.Now()
-		hdrs, cres, err := e.serve(ctx, st.cfg, s)
+		hdrs, cres, err := e.serve(ctx, ch.cfg, s)
 		took := time.Since(start).Round(time.Millisecond)
 		if err != nil {
-			checks = append(checks, Check{Name: s.name + " credential", Err: err})
+			add(Check{Name: s.name + " credential", Err: err})
 			continue
 		}
 		c := Check{Name: s.name + " credential", OK: true, Detail: fmt.Sprintf("fetched in %s; sends %s", took, redacted(hdrs))}
 		if cres.Stale {
 			c.Detail += "; STALE: " + msaerr.As(cres.Err).Error()
 		}
-		checks = append(checks, c)
-	}
-	if target != "" {
-		if err := checkHost(st.cfg, target); err != nil {
-			checks = append(checks, Check{Name: "host policy", Err: err})
-		} else {
-			checks = append(checks, Check{Name: "host policy", OK: true,
-				Detail: fmt.Sprintf("%s may receive credentials (%s)", redact.Echo(redact.URL(target)), st.cfg.AllowedFrom)})
-		}
+		add(c)
 	}
 	return checks
 }

@@ -171,6 +171,27 @@ type providerInfo struct {
 	Error      *Error      `json:"error,omitempty"`
 }
 
+// serverInfo is one MLFLOW_SECRETS_SERVERS entry in MsaInfo's reply.
+type serverInfo struct {
+	Pattern      string         `json:"pattern"`
+	Variables    []string       `json:"variables"` // the names it sets, never the values
+	Providers    []providerInfo `json:"providers"`
+	HeaderName   string         `json:"header_name,omitempty"`
+	AllowedHosts []string       `json:"allowed_hosts,omitempty"` // its own MLFLOW_SECRETS_ALLOWED_HOSTS
+	AllowHTTP    bool           `json:"allow_http"`
+	Error        *Error         `json:"error,omitempty"`
+}
+
+func providerInfos(list []engine.ProviderInfo) []providerInfo {
+	out := []providerInfo{}
+	for _, p := range list {
+		out = append(out, providerInfo{Name: p.Name, Mode: p.Mode,
+			TTLSeconds: int(p.TTL.Seconds()), Details: p.Details, RefreshAt: rfc3339(p.RefreshAt),
+			ExpiresAt: rfc3339(p.Expires), Error: toError(p.Err)})
+	}
+	return out
+}
+
 func rfc3339(t time.Time) string {
 	if t.IsZero() {
 		return ""
@@ -193,20 +214,27 @@ func Info(e *engine.Engine) (out []byte) {
 		Warnings     []string       `json:"warnings"`
 		AllowedHosts []string       `json:"allowed_hosts"`
 		AllowedFrom  string         `json:"allowed_from,omitempty"`
+		Servers      []serverInfo   `json:"servers"`
 		*Error
-	}{OK: info.Err == nil, Version: Version, ABI: ABIVersion, Providers: []providerInfo{},
+	}{OK: info.Err == nil, Version: Version, ABI: ABIVersion, Providers: providerInfos(info.Providers),
 		HeaderName: info.HeaderName, LogLevel: info.LogLevel, TimeoutMs: info.Timeout.Milliseconds(),
-		Warnings: info.Warnings, AllowedHosts: info.AllowedHosts, AllowedFrom: info.AllowedFrom, Error: toError(info.Err)}
-	for _, p := range info.Providers {
-		reply.Providers = append(reply.Providers, providerInfo{Name: p.Name, Mode: p.Mode,
-			TTLSeconds: int(p.TTL.Seconds()), Details: p.Details, RefreshAt: rfc3339(p.RefreshAt),
-			ExpiresAt: rfc3339(p.Expires), Error: toError(p.Err)})
+		Warnings: info.Warnings, AllowedHosts: info.AllowedHosts, AllowedFrom: info.AllowedFrom,
+		Servers: []serverInfo{}, Error: toError(info.Err)}
+	for _, s := range info.Servers {
+		vars := s.Variables
+		if vars == nil {
+			vars = []string{}
+		}
+		reply.Servers = append(reply.Servers, serverInfo{Pattern: s.Pattern, Variables: vars,
+			Providers: providerInfos(s.Providers), HeaderName: s.HeaderName, AllowedHosts: s.AllowedHosts,
+			AllowHTTP: s.AllowHTTP, Error: toError(s.Err)})
 	}
 	return mustJSON(reply)
 }
 
 type check struct {
 	Name   string `json:"name"`
+	Server string `json:"server,omitempty"` // the MLFLOW_SECRETS_SERVERS pattern it concerns
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
 	Error  *Error `json:"error,omitempty"`
@@ -222,7 +250,7 @@ func Doctor(e *engine.Engine, target string) (out []byte) {
 	}{OK: true, Warnings: e.Settings().Warnings}
 	for _, c := range e.Doctor(context.Background(), target) {
 		reply.OK = reply.OK && c.OK
-		reply.Checks = append(reply.Checks, check{Name: c.Name, OK: c.OK, Detail: c.Detail, Error: toError(c.Err)})
+		reply.Checks = append(reply.Checks, check{Name: c.Name, Server: c.Server, OK: c.OK, Detail: c.Detail, Error: toError(c.Err)})
 	}
 	return mustJSON(reply)
 }

@@ -156,3 +156,81 @@ func TestContractReplies(t *testing.T) {
 		t.Fatalf("set_env defaults: %v %v", r, err)
 	}
 }
+
+type constProvider string
+
+func (c constProvider) Fetch(context.Context) (secret.Credential, error) {
+	return secret.Parse([]byte(c))
+}
+func (constProvider) Close() {}
+
+func TestInfoAndDoctorListServers(t *testing.T) {
+	const secretValue = "staging-s3cr3t"
+	factories := map[string]provider.Factory{
+		config.Vault: func(env config.Env, _ *config.Config) (provider.Spec, error) {
+			sec := env.Get("FAKE_SECRET")
+			return provider.Spec{Name: "vault", Settings: sec, Mode: "bearer", TTL: 1e9,
+				Details: [][2]string{{"path", env.Get("FAKE_PATH")}},
+				New:     func(context.Context) (provider.Provider, error) { return constProvider(sec), nil }}, nil
+		},
+	}
+	e := engine.NewWith(nil, factories)
+	env, _ := json.Marshal(map[string]string{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_SECRET": "base", "FAKE_PATH": "secret/base",
+		"MLFLOW_TRACKING_URI": "https://prod.corp.com",
+		config.EnvServers: `{"staging.corp.com": {"FAKE_SECRET": "` + secretValue + `", "FAKE_PATH": "secret/staging",
+			"MLFLOW_AUTH_HEADER_NAME": "X-Token"}, "qa.corp.com": {"MLFLOW_AUTH_HEADER_NAME": "bad header"}}`})
+	if r, err := decode(SetEnv(e, env)); err != nil || r["ok"] != true {
+		t.Fatalf("SetEnv: %v %v", r, err)
+	}
+	raw := Info(e)
+	var info struct {
+		OK         bool   `json:"ok"`
+		HeaderName string `json:"header_name"`
+		Servers    []struct {
+			Pattern    string         `json:"pattern"`
+			Variables  []string       `json:"variables"`
+			HeaderName string         `json:"header_name"`
+			AllowHTTP  bool           `json:"allow_http"`
+			Providers  []providerInfo `json:"providers"`
+			Error      *Error         `json:"error"`
+		} `json:"servers"`
+	}
+	if err := json.Unmarshal(raw, &info); err != nil || !info.OK || info.HeaderName != "Authorization" || len(info.Servers) != 2 {
+		t.Fatalf("info: %s (%v)", raw, err)
+	}
+	s := info.Servers[0]
+	if s.Pattern != "staging.corp.com" || s.HeaderName != "X-Token" || len(s.Providers) != 1 ||
+		fmt.Sprint(s.Providers[0].Details) != "[[path secret/staging]]" || s.Error != nil ||
+		fmt.Sprint(s.Variables) != "[FAKE_SECRET FAKE_PATH MLFLOW_AUTH_HEADER_NAME]" {
+		t.Errorf("staging: %+v", s)
+	}
+	if q := info.Servers[1]; q.Error == nil || q.Error.Variable != "MLFLOW_AUTH_HEADER_NAME" || !strings.Contains(q.Error.Message, `server "qa.corp.com"`) {
+		t.Errorf("qa: %+v", q)
+	}
+	if strings.Contains(string(raw), secretValue) {
+		t.Errorf("info shows a value: %s", raw)
+	}
+	var doc struct {
+		Checks []check `json:"checks"`
+	}
+	raw = Doctor(e, "https://staging.corp.com")
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range doc.Checks {
+		if c.Name == "server staging.corp.com: vault credential" && c.OK && c.Server == "staging.corp.com" {
+			found = true
+		}
+	}
+	if !found || strings.Contains(string(raw), secretValue) {
+		t.Errorf("doctor: %s", raw)
+	}
+	// Through the headers call: each host gets its own server's credential.
+	if r, _ := decode(Headers(e, "https://staging.corp.com")); fmt.Sprint(r["headers"]) != "map[X-Token:"+secretValue+"]" {
+		t.Errorf("staging headers: %v", r)
+	}
+	if r, _ := decode(Headers(e, "https://prod.corp.com")); fmt.Sprint(r["headers"]) != "map[Authorization:Bearer base]" {
+		t.Errorf("prod headers: %v", r)
+	}
+}
