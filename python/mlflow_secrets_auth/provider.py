@@ -100,10 +100,14 @@ class _Answer:
 # the headers or None when the core gives none, the proxy of the hop).
 Entry = tuple[int, float, "_Answer | None", str]
 _entries: dict[str, Entry] = {}
+MAX_ENTRIES = 4096  # past this many origins the cache starts over (the core keeps its own, bounded)
 DENIAL_TTL = 1.0  # seconds a "host not allowed" answer is reused
+REFUSALS_LOGGED = 20  # refused hosts named one by one per environment; then one summary line
+MAX_SAID = 1024  # once-only messages remembered per environment
 _sync_lock = threading.Lock()
 _synced: tuple[int, int, str, str] | None = None  # (transport, env generation, URIs) the core was last given
 _said: set[str] = set()  # log messages already emitted once (cleared with each new environment)
+_refusals = 0  # distinct refused-host warnings in this environment
 _warnings: tuple[str, ...] = ()  # the core's configuration warnings for the current environment
 _fork_hook = False
 _now = time.monotonic
@@ -140,6 +144,8 @@ def _fetch(url: str) -> Entry:
     key, proxy = _hooks.hop(url)
     ttl, answer = _ask(key, proxy)
     entry: Entry = (generation, _now() + ttl, answer, proxy)
+    if len(_entries) >= MAX_ENTRIES:
+        _entries.clear()
     _entries[key] = entry
     return entry
 
@@ -304,10 +310,33 @@ class SecretsAuthProvider(RequestAuthProvider):
         return _AUTH
 
 
+def _remember(message: str) -> None:
+    if len(_said) >= MAX_SAID:
+        _said.clear()
+    _said.add(message)
+
+
 def _once(level: int, message: str) -> None:
     if message not in _said:
-        _said.add(message)
+        _remember(message)
         logger.log(level, "%s", message)
+
+
+def _refused(message: str) -> None:
+    """A refused host: named once each, up to REFUSALS_LOGGED per environment, then one summary."""
+    global _refusals
+    if message in _said:
+        return
+    _refusals += 1
+    if _refusals <= REFUSALS_LOGGED:
+        _once(logging.WARNING, message)
+        return
+    _remember(message)
+    if _refusals == REFUSALS_LOGGED + 1:
+        logger.warning("mlflow-secrets-auth: credentials were refused for more than %d hosts; the others are "
+                       "logged at DEBUG only (their requests go out without this plugin's credential)",
+                       REFUSALS_LOGGED)
+    logger.debug("%s", message)
 
 
 def _mlflow_uris() -> tuple[str, str]:
@@ -330,7 +359,7 @@ def sync(t: _native.Transport) -> int:
     and every configuration warning; requests log each once per environment
     (``info`` and ``doctor`` print them themselves).
     """
-    global _synced, _fork_hook, _warnings
+    global _synced, _fork_hook, _warnings, _refusals
     if not _fork_hook:
         _native.at_fork(_after_fork_in_child)
         _fork_hook = True
@@ -348,6 +377,7 @@ def sync(t: _native.Transport) -> int:
                 raise MlflowSecretsAuthError(str(reply.get("message")), str(reply.get("code")))
             _entries.clear()
             _said.clear()
+            _refusals = 0
             level = logging.getLevelName(str(reply.get("log_level") or "INFO"))
             logger.setLevel(level if isinstance(level, int) else logging.INFO)
             _warnings = tuple(f"mlflow-secrets-auth: {w}" for w in reply.get("warnings") or ())
@@ -440,7 +470,7 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Answer | None]
     message = f"mlflow-secrets-auth: {reply.get('message')}"
     code, variable = str(reply.get("code")), reply.get("variable")
     if code == "host_not_allowed" and variable != ALLOW_HTTP_ENV:
-        _once(logging.WARNING, message)
+        _refused(message)
         # Kept briefly: a change of environment ends it at once, while
         # mlflow.set_registry_uri (which changes no variable) is seen within DENIAL_TTL.
         return DENIAL_TTL, None

@@ -456,3 +456,21 @@ def _interrupt_blocking_call(to: str) -> None:
     assert not fallback.is_set(), "Ctrl-C waited for the C call to end"
 
 
+
+
+def test_state_per_origin_is_bounded_and_refusals_summarised(
+    core: FakeTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Thousands of distinct hosts (a crawler, a misconfigured URL template) keep
+    a bounded cache and a bounded once-only set, and log one summary line instead
+    of a warning per refused host."""
+    caplog.set_level(logging.WARNING, logger="mlflow_secrets_auth")
+    for i in range(provider.MAX_ENTRIES + 500):
+        prepared(f"http://h{i}.example:80/x")
+        assert len(provider._entries) <= provider.MAX_ENTRIES
+        assert len(provider._said) <= provider.MAX_SAID
+    refused = [r for r in caplog.records if "not allowed" in r.getMessage()]
+    summary = [r for r in caplog.records if "more than" in r.getMessage()]
+    assert len(refused) == provider.REFUSALS_LOGGED
+    assert len(summary) == 1
+    assert prepared("http://a:1/x").headers["X-Api-Key"] == "tok-a"  # still served after the churn
