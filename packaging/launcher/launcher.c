@@ -9,9 +9,10 @@
  *
  *   msa-helper [--library PATH]
  *
- * The library: PATH if given; else $MLFLOW_SECRETS_AUTH_LIBRARY when set and
- * not empty (the variable the Python layer reads for its in-process library);
- * else the platform's library file next to this executable (the wheel's).
+ * The library: PATH if given, else the platform's library file next to this
+ * executable (the wheel's own). MLFLOW_SECRETS_AUTH_LIBRARY is deliberately
+ * not read: the Python layer falls back to this helper when the library it
+ * names cannot be loaded in-process, and the helper must then still work.
  *
  * Exit status: 0 when stdin ended and every reply was written; otherwise one
  * line on stderr, starting "msa-helper: ", and
@@ -36,7 +37,6 @@
 #define EXIT_ABI 5
 #define EXIT_SERVE 6
 #define EXIT_SELF 7
-#define LIBRARY_ENV "MLFLOW_SECRETS_AUTH_LIBRARY"
 
 typedef int (*abi_fn)(void);
 typedef int (*serve_fn)(int, int);
@@ -89,8 +89,6 @@ int wmain(int argc, wchar_t **argv) {
         wcsncpy(path, argv[2], 32767);
     } else if (argc != 1) {
         return fail(EXIT_USAGE, USAGE);
-    } else if (_wgetenv(L"" LIBRARY_ENV) && _wgetenv(L"" LIBRARY_ENV)[0]) {
-        wcsncpy(path, _wgetenv(L"" LIBRARY_ENV), 32767);
     } else {
         DWORD n = GetModuleFileNameW(NULL, path, 32768);
         wchar_t *slash = wcsrchr(path, L'\\');
@@ -156,18 +154,15 @@ static int self_path(char *out, size_t size) {
 
 int main(int argc, char **argv) {
     char path[PATH_MAX + 64];
-    const char *env = getenv(LIBRARY_ENV);
     /* A closed stdin or stdout would be reused by the next open (the
      * library's own files): refuse before loading anything. */
     if (fcntl(0, F_GETFD) == -1 || fcntl(1, F_GETFD) == -1)
         return fail(EXIT_SERVE, "cannot serve on stdin/stdout: %s is not open", fcntl(0, F_GETFD) == -1 ? "stdin" : "stdout");
     if (argc == 3 && strcmp(argv[1], "--library") == 0 && argv[2][0]) {
+        /* A name without a slash would make dlopen search the library path. */
         snprintf(path, sizeof path, "%s%s", strchr(argv[2], '/') ? "" : "./", argv[2]);
     } else if (argc != 1) {
         return fail(EXIT_USAGE, USAGE);
-    } else if (env && env[0]) {
-        /* A name without a slash would make dlopen search the library path. */
-        snprintf(path, sizeof path, "%s%s", strchr(env, '/') ? "" : "./", env);
     } else {
         if (self_path(path, sizeof path - sizeof LIBRARY_FILE) != 0 || strrchr(path, '/') == NULL)
             return fail(EXIT_SELF, "cannot find its own path to locate the library");
