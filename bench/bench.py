@@ -310,6 +310,87 @@ def cold_runs(impls: list[Impl], envs: dict[str, dict[str, str]], runs: int) -> 
     return out
 
 
+def memory_runs(impls: list[Impl], envs: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """bench/child.py memory: where the resident memory goes, per stage and per mapping.
+    Ours twice: in-process (the library loaded) and with the helper process."""
+    out: dict[str, Any] = {}
+    for impl in impls:
+        modes = [("inprocess", "inprocess"), ("helper", "helper")] if impl.key == "ours" else [("inprocess", None)]
+        for name, transport in modes:
+            env = dict(envs[impl.key])
+            if transport:
+                env["MLFLOW_SECRETS_AUTH_TRANSPORT"] = transport
+            r = run_child(impl, "memory", env)
+            if not r.get("headers_ok"):
+                raise BenchError(f"{impl.label} ({name}): the first request did not receive the expected header")
+            stages = {st["stage"]: st for st in r["stages"]}
+            added = stages["first headers"]["rss_kb"] - stages["plugin imported"]["rss_kb"]
+            row: dict[str, Any] = {"added_rss_kb": added, "stages": r["stages"], "mappings_kb": r["mappings_kb"]}
+            if "library loaded" in stages:
+                row["library_load_kb"] = stages["library loaded"]["rss_kb"] - stages["plugin imported"]["rss_kb"]
+            plugin_files = {k: v for k, v in r["mappings_kb"].items() if k.startswith("file ")}
+            row["plugin_files_kb"] = sum(plugin_files.values())
+            if r["helpers"]:
+                h = r["helpers"][0]
+                row["helper_rss_kb"] = h["rss_kb"]
+                row["helper_threads"] = h["threads"]
+                row["helper_mappings_kb"] = h["mappings_kb"]
+            out[f"{impl.key}/{name}"] = row
+    return out
+
+
+def package_sizes(impls: list[Impl]) -> dict[str, Any]:
+    """Bytes of each implementation's installed package directory (0.2.0: its
+    own package; hvac and its other dependencies not counted), and of the
+    wheels in dist/ when `make wheels` left them there."""
+    out: dict[str, Any] = {"installed": {}, "wheels": {}}
+    for impl in impls:
+        d = impl.info.get("plugin_dir")
+        if d and Path(d).is_dir():
+            out["installed"][impl.key] = sum(
+                f.stat().st_size for f in Path(d).rglob("*") if f.is_file() and "__pycache__" not in f.parts
+            )
+    for whl in sorted((REPO_ROOT / "dist").glob("*.whl")):
+        import zipfile
+
+        with zipfile.ZipFile(whl) as zf:
+            out["wheels"][whl.name] = {
+                "download": whl.stat().st_size,
+                "installed": sum(i.file_size for i in zf.infolist()),
+            }
+    return out
+
+
+def print_memory(mem: dict[str, Any], sizes: dict[str, Any]) -> None:
+    mb = 1024.0
+    print()
+    print("Memory: resident memory added from the plugin's import to the first headers (Vault backend),")
+    print("one new process each. 'library file' pages are the library's code and data mapped from the page")
+    print("cache (shared by every process that maps it; this kernel maps whole large folios, so nearly")
+    print("all of a file's pages count once touched); 'anonymous' is private memory (Go heap, stacks, runtime).")
+    for key, row in mem.items():
+        line = f"  {key:<20} added {row['added_rss_kb'] / mb:6.1f} MB"
+        if "library_load_kb" in row:
+            line += f"  (library load alone {row['library_load_kb'] / mb:.1f} MB)"
+        if "helper_rss_kb" in row:
+            hm = row["helper_mappings_kb"]
+            lib = sum(v for k, v in hm.items() if k.startswith("file "))
+            line += (
+                f"  helper process {row['helper_rss_kb'] / mb:.1f} MB: library file {lib / mb:.1f},"
+                f" anonymous {hm.get('anonymous', 0) / mb:.1f}, other files {hm.get('other files', 0) / mb:.1f};"
+                f" {row['helper_threads']} threads"
+            )
+        print(line)
+        if key.endswith("/inprocess") and "library_load_kb" in row:
+            print(f"  {'':<20} of which plugin files mapped {row['plugin_files_kb'] / mb:.1f} MB")
+    print()
+    print("Size (bytes):")
+    for key, n in sizes["installed"].items():
+        print(f"  installed package {key:<14} {n:>12,} ({n / 2**20:.1f} MiB)")
+    for name, w in sizes["wheels"].items():
+        print(f"  {name:<80} download {w['download'] / 2**20:5.1f} MiB  installed {w['installed'] / 2**20:5.1f} MiB")
+
+
 def hot_runs(
     impls: list[Impl], envs: dict[str, dict[str, str]], iterations: int, warmup: int
 ) -> dict[str, dict[str, Any]]:
@@ -633,7 +714,7 @@ def print_report(results: dict[str, Any], impls: list[Impl]) -> None:
     print(header)
     print("-" * len(header))
     rows = [
-        ("plugin: load + first headers", "plugin_total_ms"),
+        ("import mlflow -> first headers", "plugin_total_ms"),
         ("  load plugin (entry point)", "load_plugin_ms"),
         ("  first get_auth() + apply (Vault)", "first_headers_ms"),
         ("process start -> first headers *", "start_to_first_headers_ms"),
@@ -821,6 +902,9 @@ def main(argv: list[str] | None = None) -> int:
             results["cold"] = cold_runs(impls, envs, args.cold_runs)
             print("Hot path ...", flush=True)
             results["hot"] = hot_runs(impls, envs, args.iterations, args.warmup)
+            print("Memory ...", flush=True)
+            results["memory"] = memory_runs(impls, envs)
+            results["sizes"] = package_sizes(impls)
         if not args.no_resilience:
             print("Resilience ...", flush=True)
             results["resilience"] = resilience_runs(impls, vault, args.resilience_seconds)
@@ -837,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "hot" in results:
         print_report(results, impls)
+        print_memory(results["memory"], results["sizes"])
     if "resilience" in results:
         print_resilience(results["resilience"], impls)
     print()

@@ -12,6 +12,12 @@ Modes:
   cold     import MLflow's provider base, load the plugin's entry point, get the
            first headers; report timestamps (CLOCK_MONOTONIC, shared with the
            parent) and VmRSS.
+  memory   where the resident memory goes: VmRSS and threads at each stage
+           (MLflow imported; plugin imported; for this package the Go
+           library loaded, before any call; first headers), the process's
+           resident pages by mapping (the plugin's own files, anonymous
+           memory), and with MLFLOW_SECRETS_AUTH_TRANSPORT=helper the helper
+           process's own VmRSS and mappings.
   hot      the cost per MLflow request at a cache hit, per call, for one
            variant (BENCH_VARIANT):
              get_auth   provider.get_auth(), then auth(prepared_request)
@@ -106,6 +112,94 @@ def cold() -> dict[str, Any]:
         "rss_before_plugin_kb": rss_before_plugin,
         "rss_kb": _status_kb("VmRSS"),
         "hwm_kb": _status_kb("VmHWM"),
+    }
+
+
+def _smaps(pid: str) -> dict[str, int]:
+    """Resident kB by kind of mapping: each file of the plugin (by name),
+    other files, and anonymous memory (heaps, stacks, Go's arenas)."""
+    out: dict[str, int] = {}
+    name = ""
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                first = line.split(None, 1)[0]
+                if "-" in first and not first.endswith(":"):
+                    parts = line.split()
+                    path = parts[5] if len(parts) > 5 else ""
+                    if "mlflow_secrets_auth" in path or "msa-helper" in path:
+                        name = "file " + path.rsplit("/", 1)[-1]
+                    elif path.startswith("/"):
+                        name = "other files"
+                    else:
+                        name = "anonymous" if not path or path.startswith("[heap") or path.startswith("[anon") else path
+                elif first == "Rss:":
+                    out[name] = out.get(name, 0) + int(line.split()[1])
+    except OSError:
+        return {}
+    return out
+
+
+def _children() -> list[str]:
+    found: list[str] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                found += f.read().split()
+        except OSError:
+            pass
+    return found
+
+
+def _proc_status_kb(pid: str, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def memory() -> dict[str, Any]:
+    import requests
+    from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider  # noqa: F401
+
+    req = requests.Request("GET", os.environ["BENCH_URL"]).prepare()
+    stages: list[dict[str, Any]] = []
+
+    def stage(name: str) -> None:
+        stages.append({"stage": name, "rss_kb": _status_kb("VmRSS"), "threads": _status_kb("Threads")})
+
+    stage("mlflow imported")
+    cls = _load_provider_class()
+    stage("plugin imported")
+    provider = cls()
+    if NAME in cls.__module__ and os.environ.get("MLFLOW_SECRETS_AUTH_TRANSPORT", "auto") != "helper":
+        try:
+            from mlflow_secrets_auth import _native
+
+            _native.transport()  # loads the library; no call yet
+            stage("library loaded")
+        except ImportError:
+            pass
+    auth = provider.get_auth()
+    if auth is not None:
+        req = auth(req)
+    stage("first headers")
+    helpers = []
+    for pid in _children():
+        helpers.append(
+            {
+                "pid": int(pid),
+                "rss_kb": _proc_status_kb(pid, "VmRSS"),
+                "threads": _proc_status_kb(pid, "Threads"),
+                "mappings_kb": _smaps(pid),
+            }
+        )
+    return {
+        "headers_ok": _header_ok(req),
+        "stages": stages,
+        "mappings_kb": _smaps("self"),
+        "helpers": helpers,
     }
 
 
@@ -214,8 +308,10 @@ def main() -> int:
             result = cold()
         elif mode == "hot":
             result = hot()
+        elif mode == "memory":
+            result = memory()
         else:
-            raise RuntimeError(f"usage: child.py cold|hot (got {mode!r})")
+            raise RuntimeError(f"usage: child.py cold|hot|memory (got {mode!r})")
     except Exception as exc:  # reported to the parent as JSON
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 1

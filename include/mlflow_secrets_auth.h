@@ -139,6 +139,30 @@ void MsaFree(char *p);
 
 /* cffi-cdef-end */
 
+/*
+ * Serve the helper protocol (one JSON request per line in, one reply per line
+ * out, described in go/internal/serve) on two open descriptors until the
+ * input ends, then answer every request read and return. This is what the
+ * wheel's `msa-helper` launcher (packaging/launcher/launcher.c) calls in a
+ * fresh process of its own: a process that forked after loading the library
+ * talks to that process instead of its inherited runtime. Call it only in a
+ * process that exists for this: it also turns off core dumps for the whole
+ * process (RLIMIT_CORE 0, and PR_SET_DUMPABLE 0 on Linux), since the process
+ * then holds credentials.
+ *
+ * POSIX: in_fd and out_fd are file descriptors (the launcher passes 0 and 1).
+ * Windows: they are Win32 HANDLE values passed as int (64-bit Windows keeps
+ * handles to their lower 32 bits, so truncation is lossless); the launcher
+ * passes GetStdHandle(STD_INPUT_HANDLE) and GetStdHandle(STD_OUTPUT_HANDLE).
+ * The library serves duplicates and closes those; the caller's descriptors
+ * stay open. Nothing else is written to out_fd, and nothing to stderr.
+ *
+ * Returns 0 when the input ended and every reply was written (or the output
+ * was gone), -1 when a descriptor is not open (nothing read), -2 on an
+ * internal error. Added in ABI 2.
+ */
+int MsaServe(int in_fd, int out_fd);
+
 #ifdef __cplusplus
 }
 #endif

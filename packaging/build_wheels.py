@@ -3,8 +3,14 @@
     python packaging/build_wheels.py [--out dist] [--only manylinux_x86_64,win_amd64,...]
 
 Toolchains come only from package registries: Go (go.dev / the module proxy),
-zig from PyPI (``ziglang``) as cgo's C compiler for every target, Debian's
-llvm for stripping. Each target's binaries are built once, stripped, checked
+zig from PyPI (``ziglang``) as cgo's C compiler and the launcher's compiler
+for every target, Debian's llvm for stripping.
+
+A wheel carries one Go binary. Where a Go shared library can be loaded
+(manylinux, macOS, Windows) that is the library, and ``msa-helper`` is the
+small C launcher (packaging/launcher/launcher.c) that serves the helper
+protocol from it through ``MsaServe``; musllinux wheels carry the static Go
+``msa-helper`` alone. Each target's binaries are built once, stripped, checked
 for debug sections, staged with the Python package in a temporary copy of the
 project, and turned into a wheel by the project's own PEP 517 backend
 (``MSA_PREBUILT=1``, ``MSA_PLAT_NAME``). ``SOURCE_DATE_EPOCH`` is honoured (set
@@ -44,7 +50,7 @@ class Target:
     goarch: str
     zig: str | None  # zig target for the cgo library; None: helper-only wheel
     library: str | None  # library file name in the wheel
-    helper: str  # helper file name in the wheel
+    helper: str  # helper file name in the wheel: the C launcher with a library, else the static Go helper
     auditwheel: str | None = None  # the manylinux tag auditwheel must accept
 
 
@@ -172,7 +178,7 @@ def strip(path: Path, macho: bool) -> None:
 
 
 def pe_fix_stamps(path: Path, epoch: int) -> None:
-    """The DLL from zig's linker carries a link-time stamp in the COFF header and
+    """The DLL (and the launcher .exe) from zig's linker carries a link-time stamp in the COFF header and
     its debug directory, and a build-id GUID that follows from it, so two links
     differ. Set the stamps to SOURCE_DATE_EPOCH and the GUID to a hash of the
     file with those fields cleared. (The DLL is not signed; its checksum is 0.)"""
@@ -218,19 +224,40 @@ def debug_sections(path: Path) -> list[str]:
     return [line.split()[1] for line in out.splitlines() if re.search(r"\s(\.debug|__debug|__DWARF|\.zdebug)", line)]
 
 
+def go_size_flags() -> list[str]:
+    """The -gcflags build.sh uses (one definition, there)."""
+    return run(["bash", str(ROOT / "build.sh"), "--go-size-flags"]).split()
+
+
+def build_launcher(t: Target, out: Path, tmp: Path, epoch: int) -> None:
+    """packaging/launcher/launcher.c for this target, with zig cc."""
+    assert t.zig is not None
+    log(f"{t.goos}/{t.goarch}: launcher ({t.zig})")
+    cc = [sys.executable, "-m", "ziglang", "cc", "-target", t.zig]
+    flags = ["-Os", "-s", "-Wall", "-Werror", f"-I{ROOT / 'include'}"]
+    libs = ["-municode"] if t.goos == "windows" else (["-ldl"] if t.goos == "linux" else [])
+    run([*cc, *flags, "-o", str(out), str(ROOT / "packaging" / "launcher" / "launcher.c"), *libs], cwd=tmp)
+    strip(out, t.goos == "darwin")
+    if t.goos == "windows":
+        pe_fix_stamps(out, epoch)
+
+
 def build_binaries(t: Target, work: Path, ver: str, tmp: Path, epoch: int) -> dict[str, Path]:
-    out_dir = work / f"{t.goos}-{t.goarch}"
+    out_dir = work / f"{t.goos}-{t.goarch}" / ("launcher" if t.library else "static")
     out_dir.mkdir(parents=True, exist_ok=True)
     ldflags = f"-s -w -buildid= -X {MODULE}/go/internal/protocol.Version={ver}"
-    common = ["build", "-trimpath", "-buildvcs=false"]
+    common = ["build", "-trimpath", "-buildvcs=false", *go_size_flags()]
     files: dict[str, Path] = {}
     go = go_exe()
 
     helper = out_dir / t.helper
     if not helper.exists():
-        log(f"{t.goos}/{t.goarch}: helper")
-        run([go, *common, "-ldflags", ldflags, "-o", str(helper), "./go/cmd/msa-helper"], go_env(t, False, None))
-        strip(helper, t.goos == "darwin")
+        if t.library:
+            build_launcher(t, helper, tmp, epoch)
+        else:
+            log(f"{t.goos}/{t.goarch}: static Go helper")
+            run([go, *common, "-ldflags", ldflags, "-o", str(helper), "./go/cmd/msa-helper"], go_env(t, False, None))
+            strip(helper, t.goos == "darwin")
     files[t.helper] = helper
 
     if t.library and t.zig:

@@ -31,7 +31,25 @@ sys.path.insert(0, str(ROOT / "packaging"))
 import build_wheels  # noqa: E402
 
 PKG = "mlflow_secrets_auth"
-API = ["GetAuthHeaders", "MsaSetEnv", "MsaInfo", "MsaDoctor", "MsaInvalidate", "MsaAbiVersion", "MsaFree"]
+API = [
+    "GetAuthHeaders",
+    "MsaHeaders",
+    "MsaSetEnv",
+    "MsaInfo",
+    "MsaDoctor",
+    "MsaInvalidate",
+    "MsaAbiVersion",
+    "MsaFree",
+    "MsaServe",
+]
+ABI = int(
+    re.search(r"#define MSA_ABI_VERSION (\d+)", (ROOT / "include" / "mlflow_secrets_auth.h").read_text()).group(1)
+)
+# A Go binary carries its build information behind this marker (debug/buildinfo).
+GO_BUILDINFO = b"\xff Go buildinf:"
+BUDGET = ROOT / "packaging" / "size-budget.json"
+# The launcher's exit statuses (packaging/launcher/launcher.c).
+EXIT_LOAD, EXIT_SYMBOL, EXIT_ABI, EXIT_SERVE = 3, 4, 5, 6
 TARGETS = {t.key: t for t in build_wheels.TARGETS}
 SYSTEM_HINT = "install the test system packages with `make system-deps`"
 # What the helper must answer, with no server: an ABI check, "not enabled"
@@ -132,7 +150,7 @@ def round_trip(cmd: list[str], env: dict[str, str] | None = None) -> list[dict[s
 
 def assert_round_trip(replies: list[dict[str, object]]) -> None:
     assert len(replies) == len(ROUND_TRIP), replies
-    assert replies[0] == {"ok": True, "abi": 1}
+    assert replies[0] == {"ok": True, "abi": ABI}
     assert replies[1]["ok"] is False and replies[1]["code"] == "not_enabled", replies[1]
     assert replies[1]["variable"] == "MLFLOW_SECRETS_AUTH_ENABLE"
     assert replies[2] == {"ok": True}
@@ -172,7 +190,46 @@ def test_wheel_layout(wheel_dir: Path, key: str) -> None:
     for name in expected:
         mode = (infos[f"{PKG}/{name}"].external_attr >> 16) & 0o111
         assert mode, f"{name} is not executable in {wheel.name}"
+        # One Go binary per wheel: the library where there is one (the helper is
+        # then the small C launcher over it), else the static Go helper.
+        with zipfile.ZipFile(wheel) as zf:
+            data = zf.read(f"{PKG}/{name}")
+        is_go = GO_BUILDINFO in data
+        assert is_go == (name == (t.library or t.helper)), f"{wheel.name}: {name} is_go={is_go}"
+        if name == t.helper and t.library:
+            assert len(data) < 128 * 1024, f"{wheel.name}: the launcher is {len(data)} bytes"
     assert f"{PKG}/_ffi.py" in infos and f"{PKG}/provider.py" in infos
+
+
+def test_size_budget(wheel_dir: Path) -> None:
+    """packaging/size-budget.json: every target has a budget, and no binary nor
+    a wheel's installed size (the sum of its files) exceeds it by more than the
+    tolerance (3%). A new backend fits inside, or raises the budget on purpose."""
+    budget = json.loads(BUDGET.read_text())
+    tolerance = float(budget["tolerance"])
+    over: list[str] = []
+    measured: dict[str, dict[str, int]] = {}
+    for key, t in TARGETS.items():
+        with zipfile.ZipFile(wheel_for(wheel_dir, key)) as zf:
+            sizes = {i.filename.rsplit("/", 1)[-1]: i.file_size for i in zf.infolist()}
+            installed = sum(i.file_size for i in zf.infolist())
+        measured[key] = {name: sizes[name] for name in filter(None, [t.library, t.helper])}
+        measured[key]["installed"] = installed
+        entry = budget["targets"].get(key)
+        if entry is None:
+            over.append(f"{key}: no budget in {BUDGET.name}")
+            continue
+        assert set(entry["files"]) == set(filter(None, [t.library, t.helper])), (key, entry["files"])
+        for name, limit in [*entry["files"].items(), ("installed", entry["installed"])]:
+            if measured[key][name] > limit * (1 + tolerance):
+                over.append(f"{key} {name}: {measured[key][name]:,} bytes > {limit:,} + {tolerance:.0%}")
+    assert not over, f"over the size budget: {over}; measured: {json.dumps(measured)}"
+
+
+def test_manylinux_x86_64_installs_in_14_mib(wheel_dir: Path) -> None:
+    with zipfile.ZipFile(wheel_for(wheel_dir, "manylinux_x86_64")) as zf:
+        installed = sum(i.file_size for i in zf.infolist())
+    assert installed <= 14 * 2**20, f"{installed / 2**20:.2f} MiB"
 
 
 def test_archives_are_reproducible(wheel_dir: Path, tmp_path: Path) -> None:
@@ -217,7 +274,7 @@ def test_auditwheel_accepts_manylinux_2_17(wheel_dir: Path, key: str) -> None:
     system = re.search(r"system-provided shared libraries: (.*?) The wheel requires", out)
     assert system, out
     libs = dict(re.findall(r"(lib[\w.+-]+\.so\.\d+) with versions \{([^}]*)\}", system.group(1)))
-    assert set(libs) == {"libc.so.6", "libpthread.so.0", "libresolv.so.2"}, libs
+    assert set(libs) == {"libc.so.6", "libpthread.so.0", "libresolv.so.2", "libdl.so.2"}, libs
     for versions in libs.values():
         for minor in re.findall(r"GLIBC_2\.(\d+)", versions):
             assert int(minor) <= 17, libs
@@ -241,8 +298,11 @@ def test_elf_binaries_stripped(unpacked: dict[str, Path], key: str, machine: str
         sections = output([tool("readelf"), "-S", "-W", str(path)])
         assert ".debug_" not in sections and ".zdebug_" not in sections, f"{name}: debug sections left"
         assert ".symtab" not in sections, f"{name}: symbol table not stripped"
-        if name == t.helper:  # static: runs on glibc and musl alike
+        if name == t.helper and not t.library:  # the static Go helper: runs on glibc and musl alike
             assert "INTERP" not in output([tool("readelf"), "-l", "-W", str(path)]), f"{name} is not static"
+        elif name == t.helper:  # the launcher: glibc's libc and libdl only
+            needed = set(re.findall(r"Shared library: \[(\S+)\]", output([tool("readelf"), "-d", "-W", str(path)])))
+            assert needed <= {"libc.so.6", "libdl.so.2"}, needed
         else:
             dynsyms = output([tool("readelf"), "--dyn-syms", "-W", str(path)])
             for fn in API:
@@ -252,7 +312,7 @@ def test_elf_binaries_stripped(unpacked: dict[str, Path], key: str, machine: str
 def compile_loader(tmp_path: Path, zig_target: str, suffix: str = "") -> Path:
     loader = tmp_path / f"loader-{zig_target}{suffix}"
     source = ROOT / "packaging" / "loader" / "loader.c"
-    zig = [sys.executable, "-m", "ziglang", "cc", "-target", zig_target, "-O2"]
+    zig = [sys.executable, "-m", "ziglang", "cc", "-target", zig_target, "-O2", f"-I{ROOT / 'include'}"]
     libs = [] if "windows" in zig_target else ["-ldl"]
     subprocess.run([*zig, "-o", str(loader), str(source), *libs], check=True, capture_output=True, timeout=600)
     return loader
@@ -260,7 +320,7 @@ def compile_loader(tmp_path: Path, zig_target: str, suffix: str = "") -> Path:
 
 def assert_loader_output(out: str) -> None:
     lines = out.splitlines()
-    assert lines[0] == "abi 1", out
+    assert lines[0] == f"abi {ABI}", out
     replies = [json.loads(line.split(" ", 1)[1]) for line in lines[1:]]
     assert [r["code"] for r in replies] == ["not_enabled", "host_not_allowed"], replies
     assert "elsewhere.example.com" in replies[1]["message"]
@@ -289,6 +349,111 @@ def test_manylinux_x86_64_runs_here(unpacked: dict[str, Path], tmp_path: Path) -
     run_loader([], compile_loader(tmp_path, "x86_64-linux-gnu.2.17"), pkg / "libmlflow_secrets_auth.so")
 
 
+def launcher_fails(cmd: list[str], code: int, text: str, env: dict[str, str] | None = None) -> str:
+    """The launcher exits with `code` and one stderr line containing `text`,
+    with stdin left open: a launcher that waited for input would time out."""
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base)
+    try:
+        out, err = _wait_open_stdin(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = err.decode(errors="replace").splitlines()
+    assert proc.returncode == code, (cmd, proc.returncode, lines)
+    assert out == b"", f"{cmd}: the launcher wrote to stdout: {out[:200]!r}"
+    assert len(lines) == 1 and lines[0].startswith("msa-helper: ") and text in lines[0], lines
+    return lines[0]
+
+
+def _wait_open_stdin(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    assert proc.stdout and proc.stderr
+    try:
+        proc.wait(timeout=120)  # stdin stays open: no EOF to end a launcher that reads it
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the launcher hung instead of failing") from None
+    return proc.stdout.read(), proc.stderr.read()
+
+
+def compile_so(tmp_path: Path, zig_target: str, name: str, source: str) -> Path:
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    out = tmp_path / f"{name}.so"
+    zig = [sys.executable, "-m", "ziglang", "cc", "-target", zig_target, "-shared", "-fPIC", "-o", str(out), str(src)]
+    subprocess.run(zig, check=True, capture_output=True, timeout=600)
+    return out
+
+
+def test_launcher_fails_clearly(unpacked: dict[str, Path], tmp_path: Path) -> None:
+    """Each way the launcher cannot serve gives its own exit status and one
+    line on stderr, at once (stdin stays open), and nothing on stdout."""
+    pkg = unpacked["manylinux_x86_64"]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy2(pkg / "msa-helper", alone / "msa-helper")
+    # Nothing next to it: the library it looks for by default is missing.
+    launcher_fails([str(alone / "msa-helper")], EXIT_LOAD, f"cannot load the library {alone}/libmlflow_secrets_auth.so")
+    # A path given that does not exist.
+    missing = "/nonexistent/libmlflow_secrets_auth.so"
+    launcher_fails([str(pkg / "msa-helper"), "--library", missing], EXIT_LOAD, f"{missing}: cannot open")
+    # Not a library at all.
+    launcher_fails(
+        [str(pkg / "msa-helper"), "--library", str(pkg / "msa-helper")], EXIT_LOAD, "cannot load the library"
+    )
+    # A library, but not ours; and ours from another ABI.
+    other = compile_so(tmp_path, "x86_64-linux-gnu.2.17", "other", "int other(void) { return 1; }\n")
+    launcher_fails([str(pkg / "msa-helper"), "--library", str(other)], EXIT_SYMBOL, "has no MsaAbiVersion or MsaServe")
+    old = compile_so(
+        tmp_path,
+        "x86_64-linux-gnu.2.17",
+        "old",
+        f"int MsaAbiVersion(void) {{ return {ABI + 1}; }}\nint MsaServe(int i, int o) {{ for (;;); }}\n",
+    )
+    launcher_fails(
+        [str(pkg / "msa-helper"), "--library", str(old)],
+        EXIT_ABI,
+        f"is of ABI version {ABI + 1}; this msa-helper needs {ABI}",
+    )
+    # No stdin to serve on.
+    launcher_fails(["sh", "-c", 'exec "$0" <&-', str(pkg / "msa-helper")], EXIT_SERVE, "stdin is not open")
+    launcher_fails([str(pkg / "msa-helper"), "--bogus"], 2, "usage: msa-helper [--library PATH]")
+    # --library names the library; MLFLOW_SECRETS_AUTH_LIBRARY (the Python layer's
+    # in-process choice, which falls back to this helper when it fails) is not read.
+    assert_round_trip(round_trip([str(alone / "msa-helper"), "--library", str(pkg / LIB_SO)]))
+    broken = {"MLFLOW_SECRETS_AUTH_LIBRARY": "/nonexistent/libmlflow_secrets_auth.so"}
+    assert_round_trip(round_trip([str(pkg / "msa-helper")], broken))
+
+
+LIB_SO = "libmlflow_secrets_auth.so"
+
+
+def test_python_layer_with_a_broken_library_fails_fast(unpacked: dict[str, Path], tmp_path: Path) -> None:
+    """The package as installed, with a helper whose library is missing (a copy
+    of the launcher alone): the launcher exits at once, and the call fails with
+    the helper named (no hang, no request without credentials)."""
+    site = unpacked["manylinux_x86_64"].parent
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy2(unpacked["manylinux_x86_64"] / "msa-helper", alone / "msa-helper")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from mlflow_secrets_auth import _native;"
+        "t = _native.transport();"
+        "t.headers('https://mlflow.internal:5000')"
+    )
+    env = dict(
+        os.environ,
+        MLFLOW_SECRETS_AUTH_ENABLE="vault",
+        MLFLOW_SECRETS_AUTH_TRANSPORT="helper",
+        MLFLOW_SECRETS_AUTH_HELPER=str(alone / "msa-helper"),
+        **LOADER_ENV,
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode != 0, proc.stdout
+    assert "NativeError" in proc.stderr and "msa-helper" in proc.stderr, proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize(
     ("key", "transport"),
     [
@@ -311,7 +476,7 @@ def test_python_layer_uses_the_wheel(unpacked: dict[str, Path], tmp_path: Path, 
     env.pop("MLFLOW_SECRETS_AUTH_TRANSPORT", None)
     info = json.loads(output([sys.executable, "-c", code, str(site)], env=env, cwd=tmp_path))
     assert info["transport"] == transport, info
-    assert info["abi"] == 1 and info["version"] == build_wheels.version(), info
+    assert info["abi"] == ABI and info["version"] == build_wheels.version(), info
 
 
 def arm64_sysroot() -> str:
@@ -323,7 +488,12 @@ def arm64_sysroot() -> str:
 def test_manylinux_aarch64_under_qemu(unpacked: dict[str, Path], tmp_path: Path) -> None:
     qemu = tool("qemu-aarch64")
     pkg = unpacked["manylinux_aarch64"]
-    assert_round_trip(round_trip([qemu, str(pkg / "msa-helper")]))
+    # The launcher is dynamic (glibc): qemu-user finds Debian's arm64 libc under -L.
+    assert_round_trip(round_trip([qemu, "-L", arm64_sysroot(), str(pkg / "msa-helper")]))
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy2(pkg / "msa-helper", alone / "msa-helper")
+    launcher_fails([qemu, "-L", arm64_sysroot(), str(alone / "msa-helper")], EXIT_LOAD, "cannot load the library")
     loader = compile_loader(tmp_path, "aarch64-linux-gnu.2.17")
     run_loader([qemu, "-L", arm64_sysroot()], loader, pkg / "libmlflow_secrets_auth.so")
 
@@ -381,7 +551,8 @@ def test_macos_mach_o(unpacked: dict[str, Path], key: str, cputype: str) -> None
     assert (exe_cpu, exe_type) == (cputype, "EXECUTE")
     # The library's own id, then only system libraries at their real paths.
     assert lib_dylibs[0] == "libmlflow_secrets_auth.dylib" and set(lib_dylibs[1:]) == MACOS_LIBS, lib_dylibs
-    assert set(exe_dylibs) == MACOS_LIBS, exe_dylibs
+    # The launcher (C, zig) needs libSystem only: dlopen, dyld's _NSGetExecutablePath, stdio.
+    assert set(exe_dylibs) == {"/usr/lib/libSystem.B.dylib"}, exe_dylibs
     for cmds in (lib_cmds, exe_cmds):
         assert re.search(r"cmd LC_BUILD_VERSION\n.*\n\s+platform macos\n.*\n\s+minos 12\.0", cmds), cmds[:400]
         if cputype == "ARM64":  # arm64 macOS runs signed code only (the linkers sign ad hoc)
@@ -391,19 +562,19 @@ def test_macos_mach_o(unpacked: dict[str, Path], key: str, cputype: str) -> None
     exported = output([tool("llvm-nm"), "-g", "--defined-only", str(pkg / "libmlflow_secrets_auth.dylib")])
     for fn in API:
         assert re.search(rf" T _{fn}$", exported, re.M), fn
+    exe_undefined = set(output([tool("llvm-nm"), "-u", str(pkg / "msa-helper")]).split())
+    assert {"_dlopen", "_dlsym", "__NSGetExecutablePath"} <= exe_undefined, exe_undefined
 
     # The library binds each framework symbol to the framework that declares
-    # it, only symbols the stubs declare, and only ones the helper (linked by
-    # Go's own linker, without stubs, from the same standard library) also imports.
+    # it, and only symbols the stubs declare (which list exactly what Go's
+    # standard library imports by name: the next test).
     stubs = stub_symbols()
     lib_imports = imports_by_library(pkg / "libmlflow_secrets_auth.dylib")
-    exe_undefined = set(output([tool("llvm-nm"), "-u", str(pkg / "msa-helper")]).split())
     for short, stub in (("CoreFoundation", "CoreFoundation"), ("Security", "Security"), ("libresolv", "resolv")):
         bound = lib_imports.get(short, set())
         # With cgo, net resolves through libSystem: libresolv may bind nothing.
         assert bound or short == "libresolv", f"nothing bound to {short}"
         assert bound <= stubs[stub], (short, bound - stubs[stub])
-        assert bound <= exe_undefined, (short, bound - exe_undefined)
     for other in set(lib_imports) - {"CoreFoundation", "Security", "libresolv", "libSystem"}:
         raise AssertionError(f"symbols bound to an unexpected library {other}: {lib_imports[other]}")
 
@@ -508,10 +679,16 @@ def wine_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     subprocess.run([server, "-k"], env=full, capture_output=True, timeout=60)
 
 
-def test_windows_helper_under_wine(unpacked: dict[str, Path], wine_env: dict[str, str]) -> None:
+def test_windows_helper_under_wine(unpacked: dict[str, Path], wine_env: dict[str, str], tmp_path: Path) -> None:
+    """The launcher .exe loads the DLL next to it and serves on its standard
+    handles; without the DLL it fails at once with its message."""
     cmd = wine()
     assert cmd
     assert_round_trip(round_trip([*cmd, str(unpacked["win_amd64"] / "msa-helper.exe")], env=wine_env))
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy2(unpacked["win_amd64"] / "msa-helper.exe", alone / "msa-helper.exe")
+    launcher_fails([*cmd, str(alone / "msa-helper.exe")], EXIT_LOAD, "mlflow_secrets_auth.dll: error 126", wine_env)
 
 
 def test_windows_library_under_wine(unpacked: dict[str, Path], wine_env: dict[str, str], tmp_path: Path) -> None:

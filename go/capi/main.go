@@ -17,6 +17,7 @@ import (
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/serve"
 )
 
 var eng = engine.New(nil)
@@ -91,6 +92,27 @@ func MsaDoctor(url *C.char) (out *C.char) {
 func MsaInvalidate() {
 	defer func() { _ = recover() }()
 	eng.Invalidate()
+}
+
+// MsaServe serves the helper protocol (go/internal/serve) on two open
+// descriptors until the input ends: file descriptors on POSIX systems, Win32
+// handles on Windows (see include/mlflow_secrets_auth.h). It is called by the
+// native launcher (packaging/launcher) in a process of its own, and turns
+// core dumps off for that process. 0: the input ended; -1: a descriptor is
+// not open; -2: internal error.
+//
+//export MsaServe
+func MsaServe(inFD, outFD C.int) (rc C.int) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc = -2
+		}
+	}()
+	_ = serve.NoCoreDump() // best effort, as in the static helper
+	if err := serve.FDs(eng, int(inFD), int(outFD)); err != nil {
+		return -1
+	}
+	return 0
 }
 
 // MsaAbiVersion returns the ABI version of this library.

@@ -20,7 +20,7 @@
 #define LAST_ERROR() dlerror()
 #endif
 
-#define MSA_ABI_VERSION 1
+#include "mlflow_secrets_auth.h" /* MSA_ABI_VERSION */
 
 typedef int (*abi_fn)(void);
 typedef char *(*headers_fn)(const char *);

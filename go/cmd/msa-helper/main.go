@@ -1,139 +1,25 @@
-// Command msa-helper serves the library's calls over a pipe, for processes
-// that must not call the Go runtime in their own address space (a child forked
-// after the library was loaded, a process that cannot load it, or a platform
-// for which no library is built).
-//
-// Protocol: one JSON request per line on stdin,
-//
-//	{"id": 1, "op": "headers", "arg": "https://host:port", "proxy": "...", "reject": "<fingerprint>", "deadline_ms": 5000}
-//	    (proxy, reject and deadline_ms optional: as MsaHeaders' request)
-//	{"id": 2, "op": "set_env", "env": {"NAME": "value", ...}}   (env null: process environment)
-//	{"id": 3, "op": "info"} | {"op": "doctor", "arg": "url"} | {"op": "invalidate"} | {"op": "abi"}
-//	{"id": 4, "op": "ping"}   -> {"ok": true}
-//
-// and one JSON reply per line on stdout, {"id": <the request's id>, "reply": {...}},
-// where the reply is exactly what the C API returns. Requests are served
-// concurrently, so replies may come in any order; the id pairs them up. A
-// request without an id gets "id": null. When stdin closes (its parent is
-// gone or done) it finishes every request it has read, writes their
-// replies, and exits. It writes nothing else.
+// Command msa-helper is the static helper: the library's calls served over
+// stdin/stdout (the protocol of go/internal/serve) by a program with no libc
+// dependency, for musllinux wheels, where a Go shared library cannot be
+// loaded. Wheels that carry the library ship the small native launcher
+// (packaging/launcher) under this name instead; it serves the same protocol
+// through the library's MsaServe export.
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"io"
 	"log"
 	"os"
-	"sync"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
-	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/serve"
 )
-
-type request struct {
-	ID         json.RawMessage `json:"id"`
-	Op         string          `json:"op"`
-	Arg        string          `json:"arg"`
-	Env        json.RawMessage `json:"env"`
-	Proxy      string          `json:"proxy"`
-	Reject     string          `json:"reject"`
-	DeadlineMs int64           `json:"deadline_ms"`
-}
-
-type envelope struct {
-	ID    json.RawMessage `json:"id"`
-	Reply json.RawMessage `json:"reply"`
-}
 
 // A dependency that logs through the standard "log" package must not reach
 // stderr: the Go side never writes there.
 func init() { log.SetOutput(io.Discard) }
 
 func main() {
-	_ = noCoreDump() // best effort: a limit the platform refuses does not stop the helper
-	run(engine.New(nil), os.Stdin, os.Stdout)
-}
-
-// run serves requests from in until it ends, each on its own goroutine, and
-// returns once every request read has been answered.
-func run(eng *engine.Engine, in io.Reader, w io.Writer) {
-	r := bufio.NewReaderSize(in, 1<<16)
-	out := bufio.NewWriter(w)
-	var mu sync.Mutex
-	var broken bool
-	write := func(b []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		if broken {
-			return
-		}
-		if _, err := out.Write(append(b, '\n')); err != nil || out.Flush() != nil {
-			broken = true
-		}
-	}
-	var inflight sync.WaitGroup
-	defer inflight.Wait() // EOF: the parent closed the pipe; answer what was read
-	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) > 0 {
-			inflight.Add(1)
-			go func() {
-				defer inflight.Done()
-				write(handle(eng, line))
-			}()
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// handle serves one request line and returns the reply line.
-func handle(eng *engine.Engine, line []byte) []byte {
-	var req request
-	if err := json.Unmarshal(line, &req); err != nil {
-		return wrap(nil, protocol.Failure("msa-helper: the request is not JSON"))
-	}
-	return wrap(req.ID, serve(eng, req))
-}
-
-func wrap(id json.RawMessage, reply []byte) []byte {
-	if len(id) == 0 || !json.Valid(id) {
-		id = json.RawMessage("null")
-	}
-	b, err := json.Marshal(envelope{ID: id, Reply: reply})
-	if err != nil {
-		b, _ = json.Marshal(envelope{ID: id, Reply: protocol.Failure("msa-helper: cannot encode the reply")})
-	}
-	return b
-}
-
-func serve(eng *engine.Engine, req request) (out []byte) {
-	defer func() {
-		if r := recover(); r != nil {
-			out = protocol.Failure("msa-helper: internal error")
-		}
-	}()
-	switch req.Op {
-	case "headers":
-		return protocol.Serve(eng, protocol.Request{Target: req.Arg, Proxy: req.Proxy, Reject: req.Reject, DeadlineMs: req.DeadlineMs})
-	case "ping":
-		return []byte(`{"ok":true}`)
-	case "set_env":
-		if string(req.Env) == "null" || len(req.Env) == 0 {
-			return protocol.SetEnv(eng, nil)
-		}
-		return protocol.SetEnv(eng, req.Env)
-	case "info":
-		return protocol.Info(eng)
-	case "doctor":
-		return protocol.Doctor(eng, req.Arg)
-	case "invalidate":
-		eng.Invalidate()
-		return []byte(`{"ok":true}`)
-	case "abi":
-		return protocol.ABI()
-	}
-	return protocol.Failure("msa-helper: unknown op " + req.Op)
+	_ = serve.NoCoreDump() // best effort: a limit the platform refuses does not stop the helper
+	serve.Run(engine.New(nil), os.Stdin, os.Stdout)
 }

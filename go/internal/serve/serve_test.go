@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"bufio"
@@ -77,7 +77,7 @@ func TestRequestsAreServedConcurrently(t *testing.T) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	done := make(chan struct{})
-	go func() { run(eng, inR, outW); close(done) }()
+	go func() { Run(eng, inR, outW); close(done) }()
 	lines := make(chan []byte, 4)
 	go func() {
 		sc := bufio.NewScanner(outR)
@@ -118,7 +118,7 @@ func TestRequestsAreServedConcurrently(t *testing.T) {
 // msa-helper` prints the reply.
 func TestEOFAnswersWhatWasRead(t *testing.T) {
 	var out strings.Builder
-	run(engine.New(nil), strings.NewReader(`{"id":1,"op":"abi"}`+"\n"+`{"id":2,"op":"ping"}`), &out)
+	Run(engine.New(nil), strings.NewReader(`{"id":1,"op":"abi"}`+"\n"+`{"id":2,"op":"ping"}`), &out)
 	got := out.String()
 	if !strings.Contains(got, `{"id":1,"reply":{"ok":true,"abi":2}}`) || !strings.Contains(got, `{"id":2,"reply":{"ok":true}}`) {
 		t.Fatalf("output %q", got)
@@ -140,7 +140,7 @@ func TestEOFWaitsForSlowRequests(t *testing.T) {
 	var out strings.Builder
 	done := make(chan struct{})
 	go func() {
-		run(eng, strings.NewReader(`{"id":7,"op":"headers","arg":"https://h","proxy":"http://127.0.0.1:3128","deadline_ms":30000}`+"\n"), &out)
+		Run(eng, strings.NewReader(`{"id":7,"op":"headers","arg":"https://h","proxy":"http://127.0.0.1:3128","deadline_ms":30000}`+"\n"), &out)
 		close(done)
 	}()
 	<-entered // the request is waiting on the backend, and stdin is at EOF

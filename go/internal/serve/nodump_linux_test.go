@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package serve
 
 import (
 	"os"
@@ -14,7 +14,7 @@ import (
 // is not dumpable. (Run in a child so the test process keeps its own state.)
 func TestNoCoreDump(t *testing.T) {
 	if os.Getenv("MSA_NODUMP_CHILD") == "1" {
-		if err := noCoreDump(); err != nil {
+		if err := NoCoreDump(); err != nil {
 			t.Fatal(err)
 		}
 		var lim syscall.Rlimit

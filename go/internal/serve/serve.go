@@ -1,0 +1,153 @@
+// Package serve is the helper protocol: the library's calls served over a
+// pipe, for processes that must not call the Go runtime in their own address
+// space (a child forked after the library was loaded, a process that cannot
+// load it, or a platform for which no library is built). Two programs serve
+// it: the static msa-helper (go/cmd/msa-helper, musllinux wheels) and the
+// library's MsaServe export, which the small native launcher
+// (packaging/launcher) calls in a fresh process of its own.
+//
+// Protocol: one JSON request per line on the input,
+//
+//	{"id": 1, "op": "headers", "arg": "https://host:port", "proxy": "...", "reject": "<fingerprint>", "deadline_ms": 5000}
+//	    (proxy, reject and deadline_ms optional: as MsaHeaders' request)
+//	{"id": 2, "op": "set_env", "env": {"NAME": "value", ...}}   (env null: process environment)
+//	{"id": 3, "op": "info"} | {"op": "doctor", "arg": "url"} | {"op": "invalidate"} | {"op": "abi"}
+//	{"id": 4, "op": "ping"}   -> {"ok": true}
+//
+// and one JSON reply per line on the output, {"id": <the request's id>, "reply": {...}},
+// where the reply is exactly what the C API returns. Requests are served
+// concurrently, so replies may come in any order; the id pairs them up. A
+// request without an id gets "id": null. When the input closes (its parent
+// is gone or done) it finishes every request it has read, writes their
+// replies, and returns. It writes nothing else.
+package serve
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"sync"
+
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol"
+)
+
+type request struct {
+	ID         json.RawMessage `json:"id"`
+	Op         string          `json:"op"`
+	Arg        string          `json:"arg"`
+	Env        json.RawMessage `json:"env"`
+	Proxy      string          `json:"proxy"`
+	Reject     string          `json:"reject"`
+	DeadlineMs int64           `json:"deadline_ms"`
+}
+
+type envelope struct {
+	ID    json.RawMessage `json:"id"`
+	Reply json.RawMessage `json:"reply"`
+}
+
+// Run serves requests from in until it ends, each on its own goroutine, and
+// returns once every request read has been answered. A write error (the
+// reader is gone) stops the writing, not the serving: Run still returns at
+// the input's end.
+func Run(eng *engine.Engine, in io.Reader, w io.Writer) {
+	r := bufio.NewReaderSize(in, 1<<16)
+	out := bufio.NewWriter(w)
+	var mu sync.Mutex
+	var broken bool
+	write := func(b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken {
+			return
+		}
+		if _, err := out.Write(append(b, '\n')); err != nil || out.Flush() != nil {
+			broken = true
+		}
+	}
+	var inflight sync.WaitGroup
+	defer inflight.Wait() // EOF: the parent closed the pipe; answer what was read
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 {
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				write(handle(eng, line))
+			}()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// handle serves one request line and returns the reply line.
+func handle(eng *engine.Engine, line []byte) []byte {
+	var req request
+	if err := json.Unmarshal(line, &req); err != nil {
+		return wrap(nil, protocol.Failure("msa-helper: the request is not JSON"))
+	}
+	return wrap(req.ID, dispatch(eng, req))
+}
+
+func wrap(id json.RawMessage, reply []byte) []byte {
+	if len(id) == 0 || !json.Valid(id) {
+		id = json.RawMessage("null")
+	}
+	b, err := json.Marshal(envelope{ID: id, Reply: reply})
+	if err != nil {
+		b, _ = json.Marshal(envelope{ID: id, Reply: protocol.Failure("msa-helper: cannot encode the reply")})
+	}
+	return b
+}
+
+func dispatch(eng *engine.Engine, req request) (out []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = protocol.Failure("msa-helper: internal error")
+		}
+	}()
+	switch req.Op {
+	case "headers":
+		return protocol.Serve(eng, protocol.Request{Target: req.Arg, Proxy: req.Proxy, Reject: req.Reject, DeadlineMs: req.DeadlineMs})
+	case "ping":
+		return []byte(`{"ok":true}`)
+	case "set_env":
+		if string(req.Env) == "null" || len(req.Env) == 0 {
+			return protocol.SetEnv(eng, nil)
+		}
+		return protocol.SetEnv(eng, req.Env)
+	case "info":
+		return protocol.Info(eng)
+	case "doctor":
+		return protocol.Doctor(eng, req.Arg)
+	case "invalidate":
+		eng.Invalidate()
+		return []byte(`{"ok":true}`)
+	case "abi":
+		return protocol.ABI()
+	}
+	return protocol.Failure("msa-helper: unknown op " + req.Op)
+}
+
+// FDs serves the protocol on two open descriptors of this process (see
+// Files for what they are on each platform) and returns at the input's end.
+// The caller's descriptors stay open: FDs works on duplicates and closes
+// those. A descriptor that is not open is an error, returned before anything
+// is read.
+func FDs(eng *engine.Engine, inFD, outFD int) error {
+	in, err := dupFile(inFD, "input")
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := dupFile(outFD, "output")
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	Run(eng, in, out)
+	return nil
+}
