@@ -108,7 +108,10 @@ test-go:
 # tests marked both_vaults against HashiCorp Vault, whose build runs in the
 # background meanwhile.
 test-py-openbao: install system-deps
-	$(PYTEST) -q $(XDIST) -m "not hashicorp" $(PRODUCT_TESTS)
+	@rm -f $(TEST_LOGS)/egress-sweep.txt
+	$(PYTEST) -q $(XDIST) -m "not hashicorp" $(PRODUCT_TESTS); rc=$$?; \
+	  if [ -f $(TEST_LOGS)/egress-sweep.txt ]; then cat $(TEST_LOGS)/egress-sweep.txt; \
+	  else echo "the egress sweep wrote no report" >&2; rc=1; fi; exit $$rc
 
 test-py-hashicorp: install system-deps vault-server
 	$(PYTEST) -q $(XDIST) -m hashicorp $(PRODUCT_TESTS)
