@@ -14,6 +14,7 @@ import (
 
 	kv "github.com/hashicorp/vault-plugin-secrets-kv"
 	"github.com/hashicorp/vault/builtin/credential/approle"
+	awsauth "github.com/hashicorp/vault/builtin/credential/aws"
 	vaulthttp "github.com/hashicorp/vault/http"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/vault"
@@ -25,7 +26,7 @@ func TestServe(t *testing.T) {
 	}
 	core, _, token := vault.TestCoreUnsealedWithConfig(t, &vault.CoreConfig{
 		LogicalBackends:    map[string]logical.Factory{"kv": kv.Factory},
-		CredentialBackends: map[string]logical.Factory{"approle": approle.Factory},
+		CredentialBackends: map[string]logical.Factory{"approle": approle.Factory, "aws": awsauth.Factory},
 	})
 	ln, addr := vaulthttp.TestServer(t, core)
 	defer ln.Close()
