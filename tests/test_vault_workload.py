@@ -3,10 +3,10 @@
 TokenReview stand-in, AWS IAM auth replayed to moto's STS, and a tokenless
 client behind `bao agent` (AppRole auto-auth, api_proxy).
 
-The JWT and Kubernetes cases run on OpenBao: the HashiCorp Vault test build
-(tests/vaultserver) registers AppRole and aws only, since the jwt and
-kubernetes plugins are separate modules that are not in this machine's module
-cache. AWS IAM runs on HashiCorp Vault only: OpenBao has no aws auth method."""
+The JWT and Kubernetes cases run on OpenBao and on HashiCorp Vault (the test
+build in tests/vaultserver registers the jwt, kubernetes and aws auth
+methods). AWS IAM runs on HashiCorp Vault only: OpenBao has no aws auth
+method."""
 
 from __future__ import annotations
 
@@ -89,6 +89,7 @@ def bind_job(vault: harness.VaultAPIServer, mount: str, job: str) -> None:
     )
 
 
+@pytest.mark.both_vaults
 def test_jwt_login_end_to_end(
     vault_ready: harness.VaultAPIServer,
     mlflow_server: harness.MlflowServer,
@@ -117,6 +118,7 @@ def test_jwt_login_end_to_end(
     assert jwt not in result.stdout + result.stderr
 
 
+@pytest.mark.both_vaults
 @pytest.mark.parametrize("case", ["wrong audience", "expired", "wrong issuer key"])
 def test_jwt_refused_names_role_and_file(  # type: ignore[no-untyped-def]
     case: str,
@@ -157,6 +159,7 @@ def test_jwt_refused_names_role_and_file(  # type: ignore[no-untyped-def]
         assert part not in caplog.text
 
 
+@pytest.mark.both_vaults
 def test_jwt_rotated_file_is_read_again(  # type: ignore[no-untyped-def]
     use_env, vault_ready: harness.VaultAPIServer, issuer: harness.JWTIssuer, secret_path: str, tmp_path: Path
 ) -> None:
@@ -201,6 +204,7 @@ def token_review() -> Iterator[harness.TokenReviewServer]:
         yield server
 
 
+@pytest.mark.both_vaults
 def test_kubernetes_login(  # type: ignore[no-untyped-def]
     use_env,
     vault_ready: harness.VaultAPIServer,
