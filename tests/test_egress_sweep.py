@@ -488,3 +488,81 @@ def test_sweep(name: str, world: World, report: list[str], vault_kind: str) -> N
         assert not problems, f"scenario {name}: " + "; ".join(problems) + f"\ndriver output:\n{output}"
     finally:
         net.close()
+
+
+def _jwt_login(w: World) -> tuple[str, str, str]:
+    """A JWT auth mount on the world's Vault trusting a fresh issuer, role
+    ``ci`` reading the MLflow secrets; (mount, a JWT it accepts, the file holding it)."""
+    import tempfile
+
+    issuer = harness.JWTIssuer("https://ci.sweep.example")
+    mount = f"jwt-{secrets.token_hex(3)}"
+    w.vault.api("POST", f"sys/auth/{mount}", {"type": "jwt"})
+    w.vault.api("POST", f"auth/{mount}/config",
+                {"jwt_validation_pubkeys": [issuer.public_pem], "bound_issuer": issuer.issuer})
+    role = {"role_type": "jwt", "bound_audiences": ["mlflow"], "user_claim": "sub", "token_policies": ["mlflow-reader"]}
+    w.vault.api("POST", f"auth/{mount}/role/ci", role)
+    jwt = issuer.sign({"sub": "sweep", "aud": "mlflow", "nonce": token()})
+    file = Path(tempfile.mkdtemp(prefix="msa-sweep-jwt-")) / "token"
+    file.write_text(jwt)
+    return mount, jwt, str(file)
+
+
+@scenario
+def vault_jwt(w: World, net: Net) -> Run:
+    """The JWT from MLFLOW_VAULT_JWT_PATH goes to Vault's login only; so does the token it mints."""
+    vault = net.add("vault.example", upstream=w.vault.addr.removeprefix("http://"))
+    mlflow = net.add("mlflow.example", fake_mlflow())
+    m, path = w.mlflow_cred()
+    mount, jwt, file = _jwt_login(w)
+    env = {**w.base_env(net, mlflow.url()), **w.vault_env(net, vault.url(), MLFLOW_VAULT_JWT_ROLE="ci",
+                                                           MLFLOW_VAULT_JWT_MOUNT=mount, MLFLOW_VAULT_JWT_PATH=file,
+                                                           MLFLOW_VAULT_SECRET_PATH=path)}
+    return Run(env, [["search"]], [
+        Cred("MLflow credential", [m.encode()], {"mlflow.example"}, {"mlflow.example"}),
+        Cred("JWT", [jwt.encode()], {"vault.example"}, {"vault.example"}),
+    ], minted=[("Vault login token", rb'"client_token":"([^"]+)"', {"vault.example"})])
+
+
+@scenario
+def vault_redirect_jwt(w: World, net: Net) -> Run:
+    """The JWT login body must not follow a 307."""
+    redir = _redirect_to_evil(net)
+    mlflow = net.add("mlflow.example", fake_mlflow())
+    _, path = w.mlflow_cred()
+    mount, jwt, file = _jwt_login(w)
+    env = {**w.base_env(net, mlflow.url()), **w.vault_env(net, redir.url(), MLFLOW_VAULT_JWT_ROLE="ci",
+                                                           MLFLOW_VAULT_JWT_MOUNT=mount, MLFLOW_VAULT_JWT_PATH=file,
+                                                           MLFLOW_VAULT_SECRET_PATH=path)}
+    return Run(env, [["search"]], [
+        Cred("JWT", [jwt.encode()], {"vault-redirect.example"}, {"vault-redirect.example"}),
+    ])
+
+
+@scenario
+def vault_agent(w: World, net: Net) -> Run:
+    """Tokenless through a node-local agent on 127.0.0.1 (outside the recording
+    network: the agent and its AppRole login are loopback-only): the MLflow
+    credential read through it reaches MLflow only, and the client never sends
+    the agent's AppRole secret anywhere."""
+    role_id, secret_id = w.approle()
+    agent = harness.BaoAgent(w.vault.addr, role_id, secret_id)
+    agent.start()
+    mlflow = net.add("mlflow.example", fake_mlflow())
+    m, path = w.mlflow_cred()
+    env = {**w.base_env(net, mlflow.url()), "MLFLOW_SECRETS_AUTH_ENABLE": "vault", "VAULT_AGENT_ADDR": agent.addr,
+           "MLFLOW_VAULT_SECRET_PATH": path}
+
+    def stop(_: Net) -> None:
+        agent.close()
+
+    return Run(env, [["search"]], [
+        Cred("MLflow credential", [m.encode()], {"mlflow.example"}, {"mlflow.example"}),
+        Cred("AppRole secret_id", [secret_id.encode()], set()),  # the agent's, never the client's to send
+    ], after=stop)
+
+
+# The scenarios above were registered after test_sweep was parametrized: run them the same way.
+@pytest.mark.parametrize("name", ["vault-agent", "vault-jwt", "vault-redirect-jwt"])
+def test_sweep_workload_identity(name: str, world: World, report: list[str], vault_kind: str) -> None:
+    test_sweep(name, world, report, vault_kind)

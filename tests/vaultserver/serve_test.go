@@ -12,8 +12,11 @@ import (
 	"syscall"
 	"testing"
 
+	jwtauth "github.com/hashicorp/vault-plugin-auth-jwt"
+	kubeauth "github.com/hashicorp/vault-plugin-auth-kubernetes"
 	kv "github.com/hashicorp/vault-plugin-secrets-kv"
 	"github.com/hashicorp/vault/builtin/credential/approle"
+	awsauth "github.com/hashicorp/vault/builtin/credential/aws"
 	vaulthttp "github.com/hashicorp/vault/http"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/vault"
@@ -24,8 +27,9 @@ func TestServe(t *testing.T) {
 		t.Skip("set VAULTSERVER_SERVE=1 to serve")
 	}
 	core, _, token := vault.TestCoreUnsealedWithConfig(t, &vault.CoreConfig{
-		LogicalBackends:    map[string]logical.Factory{"kv": kv.Factory},
-		CredentialBackends: map[string]logical.Factory{"approle": approle.Factory},
+		LogicalBackends: map[string]logical.Factory{"kv": kv.Factory},
+		CredentialBackends: map[string]logical.Factory{"approle": approle.Factory, "aws": awsauth.Factory,
+			"jwt": jwtauth.Factory, "kubernetes": kubeauth.Factory},
 	})
 	ln, addr := vaulthttp.TestServer(t, core)
 	defer ln.Close()

@@ -245,8 +245,23 @@ func (p *Provider) versionVar() string {
 	return EnvSecretID
 }
 
+// refusedStatus reports whether err carries an HTTP status that is a
+// definite refusal by the backend: a 4xx other than 408 (timeout) and 429
+// (throttling), which are transient.
+func refusedStatus(err error) bool {
+	var respErr *awshttp.ResponseError
+	if !errors.As(err, &respErr) {
+		return false
+	}
+	status := respErr.HTTPStatusCode()
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
+}
+
 // describe turns an SDK error into one that names the cause and the variable.
-// AWS's messages name the secret and the reason, never its value.
+// A definite refusal (access denied, no such secret, a secret scheduled for
+// deletion, rejected credentials, a request refused as invalid) is a
+// rejection (msaerr.Error.Rejected); throttling, 5xx, network failures and
+// timeouts are not (the source is unavailable). AWS's messages name the secret and the reason, never its value.
 func (p *Provider) describe(err error) error {
 	id := p.s.SecretID
 	var me *msaerr.Error
@@ -258,27 +273,31 @@ func (p *Provider) describe(err error) error {
 		code, msg := redact.ServerText(apiErr.ErrorCode()), redact.ServerText(apiErr.ErrorMessage())
 		switch code {
 		case "ResourceNotFoundException":
-			return msaerr.New(msaerr.Backend, p.versionVar(), "secret %s (%s) not found: %s", id, p.version(), msg)
+			return msaerr.New(msaerr.Backend, p.versionVar(), "secret %s (%s) not found: %s", id, p.version(), msg).Reject()
 		case "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch",
 			"ExpiredTokenException", "ExpiredToken", "InvalidClientTokenId", "IncompleteSignature", "MissingAuthenticationToken":
-			return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID", "the AWS credentials were rejected (%s: %s)", code, msg)
+			return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID", "the AWS credentials were rejected (%s: %s)", code, msg).Reject()
 		case "AccessDeniedException", "AccessDenied":
 			return msaerr.New(msaerr.Backend, EnvSecretID,
-				"access denied to secret %s: the identity needs secretsmanager:GetSecretValue (and kms:Decrypt for a customer key): %s", id, msg)
+				"access denied to secret %s: the identity needs secretsmanager:GetSecretValue (and kms:Decrypt for a customer key): %s", id, msg).Reject()
 		case "DecryptionFailure":
-			return msaerr.New(msaerr.Backend, EnvSecretID, "cannot decrypt secret %s with its KMS key: %s", id, msg)
+			return msaerr.New(msaerr.Backend, EnvSecretID, "cannot decrypt secret %s with its KMS key: %s", id, msg).Reject()
 		case "InvalidRequestException":
 			// For example: the secret is marked for deletion.
-			return msaerr.New(msaerr.Backend, EnvSecretID, "Secrets Manager refused to read secret %s (%s): %s", id, p.version(), msg)
+			return msaerr.New(msaerr.Backend, EnvSecretID, "Secrets Manager refused to read secret %s (%s): %s", id, p.version(), msg).Reject()
 		case "InvalidParameterException", "ValidationException":
 			return msaerr.New(msaerr.NotConfigured, p.versionVar(), "Secrets Manager rejected the request for secret %s (%s): %s",
-				id, p.version(), msg)
+				id, p.version(), msg).Reject()
 		case "InternalServiceError", "InternalFailure", "ServiceUnavailable":
 			return msaerr.New(msaerr.Backend, "", "Secrets Manager failed internally reading secret %s (%s: %s)", id, code, msg)
 		case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded":
 			return msaerr.New(msaerr.Backend, EnvMaxRetries, "Secrets Manager throttled reading secret %s (%s); retries were exhausted", id, code)
 		}
-		return msaerr.New(msaerr.Backend, "", "reading secret %s failed: %s: %s", id, code, msg)
+		e := msaerr.New(msaerr.Backend, "", "reading secret %s failed: %s: %s", id, code, msg)
+		if refusedStatus(err) {
+			e.Reject() // an error code we do not know, in a definite refusal
+		}
+		return e
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer in time reading secret %s", id)
@@ -289,11 +308,15 @@ func (p *Provider) describe(err error) error {
 		case http.StatusUnauthorized, http.StatusForbidden:
 			// Some endpoints answer 403 without an error code the SDK can read.
 			return msaerr.New(msaerr.Backend, "AWS_ACCESS_KEY_ID",
-				"access to secret %s refused (HTTP %d): the AWS credentials were rejected or lack secretsmanager:GetSecretValue", id, status)
+				"access to secret %s refused (HTTP %d): the AWS credentials were rejected or lack secretsmanager:GetSecretValue", id, status).Reject()
 		case http.StatusNotFound:
-			return msaerr.New(msaerr.Backend, p.versionVar(), "secret %s (%s) not found (HTTP 404)", id, p.version())
+			return msaerr.New(msaerr.Backend, p.versionVar(), "secret %s (%s) not found (HTTP 404)", id, p.version()).Reject()
 		default:
-			return msaerr.New(msaerr.Backend, "", "reading secret %s failed with HTTP %d", id, status)
+			e := msaerr.New(msaerr.Backend, "", "reading secret %s failed with HTTP %d", id, status)
+			if refusedStatus(err) {
+				e.Reject()
+			}
+			return e
 		}
 	}
 	if strings.Contains(err.Error(), "failed to retrieve credentials") || strings.Contains(err.Error(), "no EC2 IMDS role found") {

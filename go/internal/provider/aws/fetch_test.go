@@ -171,22 +171,23 @@ func TestErrorClasses(t *testing.T) {
 		variable   string
 		contains   string
 		wantSecret bool // the message names the secret
+		rejected   bool // a definite refusal (msaerr.IsRejection), not an unavailable source
 	}{
-		{400, "ResourceNotFoundException", "", msaerr.Backend, EnvSecretID, "not found", true},
-		{404, "ResourceNotFoundException", "AWSPENDING", msaerr.Backend, EnvSecretVersion, "stage AWSPENDING", true}, // moto: 404
-		{400, "AccessDeniedException", "", msaerr.Backend, EnvSecretID, "secretsmanager:GetSecretValue", true},
-		{400, "UnrecognizedClientException", "", msaerr.Backend, "AWS_ACCESS_KEY_ID", "credentials were rejected", false},
-		{403, "InvalidSignatureException", "", msaerr.Backend, "AWS_ACCESS_KEY_ID", "credentials were rejected", false},
-		{400, "ExpiredTokenException", "", msaerr.Backend, "AWS_ACCESS_KEY_ID", "credentials were rejected", false},
-		{400, "DecryptionFailure", "", msaerr.Backend, EnvSecretID, "KMS", true},
-		{400, "InvalidRequestException", "", msaerr.Backend, EnvSecretID, "marked for deletion", true},
-		{400, "InvalidParameterException", "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111", msaerr.NotConfigured, EnvSecretVersion, "rejected the request", true},
-		{500, "InternalServiceError", "", msaerr.Backend, "", "failed internally", true},
-		{400, "ThrottlingException", "", msaerr.Backend, EnvMaxRetries, "throttled", true},
-		{400, "SomethingNewException", "", msaerr.Backend, "", "SomethingNewException", true},
-		{403, "", "", msaerr.Backend, "AWS_ACCESS_KEY_ID", "HTTP 403", true}, // moto with IAM checks, proxies
-		{404, "", "", msaerr.Backend, EnvSecretID, "not found (HTTP 404)", true},
-		{502, "", "", msaerr.Backend, "", "HTTP 502", true},
+		{400, "ResourceNotFoundException", "", msaerr.Backend, EnvSecretID, "not found", true, true},
+		{404, "ResourceNotFoundException", "AWSPENDING", msaerr.Backend, EnvSecretVersion, "stage AWSPENDING", true, true}, // moto: 404
+		{400, "AccessDeniedException", "", msaerr.Backend, EnvSecretID, "secretsmanager:GetSecretValue", true, true},
+		{400, "UnrecognizedClientException", "", msaerr.Backend, "AWS_ACCESS_KEY_ID", "credentials were rejected", false, true},
+		{403, "InvalidSignatureException", "", msaerr.Backend, "AWS_ACCESS_KEY_ID", "credentials were rejected", false, true},
+		{400, "ExpiredTokenException", "", msaerr.Backend, "AWS_ACCESS_KEY_ID", "credentials were rejected", false, true},
+		{400, "DecryptionFailure", "", msaerr.Backend, EnvSecretID, "KMS", true, true},
+		{400, "InvalidRequestException", "", msaerr.Backend, EnvSecretID, "marked for deletion", true, true},
+		{400, "InvalidParameterException", "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111", msaerr.NotConfigured, EnvSecretVersion, "rejected the request", true, true},
+		{500, "InternalServiceError", "", msaerr.Backend, "", "failed internally", true, false},
+		{400, "ThrottlingException", "", msaerr.Backend, EnvMaxRetries, "throttled", true, false},
+		{400, "SomethingNewException", "", msaerr.Backend, "", "SomethingNewException", true, true},
+		{403, "", "", msaerr.Backend, "AWS_ACCESS_KEY_ID", "HTTP 403", true, true}, // moto with IAM checks, proxies
+		{404, "", "", msaerr.Backend, EnvSecretID, "not found (HTTP 404)", true, true},
+		{502, "", "", msaerr.Backend, "", "HTTP 502", true, false},
 	}
 	for _, c := range cases {
 		f.respond = func(w http.ResponseWriter, _ map[string]string) {
@@ -207,6 +208,9 @@ func TestErrorClasses(t *testing.T) {
 		if err == nil || e.Code != c.code || e.Variable != c.variable || !strings.Contains(e.Error(), c.contains) ||
 			strings.Contains(e.Error(), "mlflow/auth") != c.wantSecret {
 			t.Errorf("%d %s: [%s %s] %v", c.status, c.errType, e.Code, e.Variable, err)
+		}
+		if msaerr.IsRejection(err) != c.rejected {
+			t.Errorf("%d %s: IsRejection = %v, want %v", c.status, c.errType, !c.rejected, c.rejected)
 		}
 		if strings.HasPrefix(e.Error(), "aws-secrets-manager:") {
 			t.Errorf("hand-written name prefix: %q", e)
@@ -229,7 +233,7 @@ func TestNetworkErrors(t *testing.T) {
 	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://svc:hunter2pw@"+l.Addr().String())
 	_, err = openProvider(t, env).Fetch(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Secrets Manager") || strings.Contains(err.Error(), "svc:") ||
-		strings.Contains(err.Error(), "hunter2pw") {
+		strings.Contains(err.Error(), "hunter2pw") || msaerr.IsRejection(err) {
 		t.Errorf("refused: %v", err)
 	}
 	hang := make(chan struct{})
@@ -240,7 +244,7 @@ func TestNetworkErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err = openProvider(t, env).Fetch(ctx)
-	if e := msaerr.As(err); err == nil || e.Variable != config.EnvTimeout {
+	if e := msaerr.As(err); err == nil || e.Variable != config.EnvTimeout || msaerr.IsRejection(err) {
 		t.Errorf("hung endpoint: %v", err)
 	}
 	// No credentials anywhere.
@@ -251,7 +255,7 @@ func TestNetworkErrors(t *testing.T) {
 	t.Setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "")
 	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "")
 	_, err = openProvider(t, env).Fetch(context.Background())
-	if e := msaerr.As(err); err == nil || e.Variable != "AWS_PROFILE" {
+	if e := msaerr.As(err); err == nil || e.Variable != "AWS_PROFILE" || msaerr.IsRejection(err) {
 		t.Errorf("no credentials: %v", err)
 	}
 }

@@ -262,8 +262,17 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 	return cred, nil
 }
 
+// refusedStatus reports whether an HTTP status is a definite refusal: a 4xx
+// other than 408 (timeout) and 429 (throttling), which are transient.
+func refusedStatus(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
+}
+
 // describe turns an SDK error into one that names the cause and the variable.
-// Key Vault's error codes name the reason, never the secret's value.
+// A definite refusal by Key Vault or by the token endpoint (401, 403, 404, a
+// rejected request; a disabled secret is SecretUnusable) is a rejection
+// (msaerr.Error.Rejected); throttling, 5xx, an unavailable credential chain,
+// network failures and timeouts are not. Key Vault's error codes name the reason, never the secret's value.
 func (p *Provider) describe(err error) error {
 	what := fmt.Sprintf("secret %s (%s) in %s", p.s.SecretName, orLatest(p.s.Version), redact.URL(p.s.VaultURL))
 	versionVar := EnvSecretName
@@ -279,24 +288,28 @@ func (p *Provider) describe(err error) error {
 		re.ErrorCode = redact.ServerText(re.ErrorCode)
 		switch status := re.StatusCode; {
 		case status == http.StatusNotFound:
-			return msaerr.New(msaerr.Backend, versionVar, "%s not found (%s)", what, re.ErrorCode)
+			return msaerr.New(msaerr.Backend, versionVar, "%s not found (%s)", what, re.ErrorCode).Reject()
 		case status == http.StatusForbidden && strings.Contains(strings.ToLower(err.Error()), "disabled"):
 			// Key Vault: 403 Forbidden, innererror SecretDisabled.
 			return msaerr.New(msaerr.SecretUnusable, EnvSecretVersion, "%s is disabled", what)
 		case status == http.StatusUnauthorized:
 			return msaerr.New(msaerr.Backend, "AZURE_CLIENT_ID",
 				"Key Vault did not accept the Azure token for %s (HTTP 401 %s): check the identity (AZURE_CLIENT_ID, AZURE_TENANT_ID)",
-				what, re.ErrorCode)
+				what, re.ErrorCode).Reject()
 		case status == http.StatusForbidden:
 			return msaerr.New(msaerr.Backend, "",
 				"access denied to %s (HTTP 403 %s): the identity needs get permission on secrets (for example the Key Vault Secrets User role)",
-				what, re.ErrorCode)
+				what, re.ErrorCode).Reject()
 		case status == http.StatusBadRequest:
-			return msaerr.New(msaerr.NotConfigured, versionVar, "Key Vault rejected the request for %s (HTTP 400 %s)", what, re.ErrorCode)
+			return msaerr.New(msaerr.NotConfigured, versionVar, "Key Vault rejected the request for %s (HTTP 400 %s)", what, re.ErrorCode).Reject()
 		case status == http.StatusTooManyRequests:
 			return msaerr.New(msaerr.Backend, config.EnvMaxRetries, "Key Vault throttled reading %s; retries were exhausted", what)
 		}
-		return msaerr.New(msaerr.Backend, "", "reading %s failed with HTTP %d %s", what, re.StatusCode, re.ErrorCode)
+		e := msaerr.New(msaerr.Backend, "", "reading %s failed with HTTP %d %s", what, re.StatusCode, re.ErrorCode)
+		if refusedStatus(re.StatusCode) {
+			e.Reject()
+		}
+		return e
 	}
 	if refusal := egress.FindRefusal(err.Error()); refusal != "" {
 		// A token request of the credential chain (IMDS through a proxy, say).
@@ -305,8 +318,14 @@ func (p *Provider) describe(err error) error {
 	var authErr *azidentity.AuthenticationFailedError
 	// "credential unavailable" errors have no exported type; they name the chain.
 	if errors.As(err, &authErr) || strings.Contains(err.Error(), "DefaultAzureCredential") {
-		return msaerr.New(msaerr.Backend, "AZURE_CLIENT_ID", "no Azure credential could get a token (DefaultAzureCredential): %s",
+		e := msaerr.New(msaerr.Backend, "AZURE_CLIENT_ID", "no Azure credential could get a token (DefaultAzureCredential): %s",
 			redact.ServerText(err.Error()))
+		if authErr != nil && authErr.RawResponse != nil && refusedStatus(authErr.RawResponse.StatusCode) {
+			// The token endpoint answered and refused the identity (a bad
+			// client secret, an unknown client): a login refused.
+			e.Reject()
+		}
+		return e
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return msaerr.New(msaerr.Backend, config.EnvTimeout, "no answer in time reading %s", what)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
@@ -225,14 +226,17 @@ func TestErrorClasses(t *testing.T) {
 		wantCode    msaerr.Code
 		variable    string
 		contains    string
+		rejected    bool // a definite refusal (msaerr.IsRejection), not an unavailable source
 	}{
-		{404, "SecretNotFound", "", "", msaerr.Backend, EnvSecretName, "not found (SecretNotFound)"},
-		{404, "SecretNotFound", "", "0123456789abcdef0123456789abcdef", msaerr.Backend, EnvSecretVersion, "not found"},
-		{403, "Forbidden", "SecretDisabled", "", msaerr.SecretUnusable, EnvSecretVersion, "is disabled"},
-		{403, "Forbidden", "AccessDenied", "", msaerr.Backend, "", "access denied"},
-		{400, "BadParameter", "", "not-a-version", msaerr.NotConfigured, EnvSecretVersion, "HTTP 400 BadParameter"},
-		{429, "Throttled", "", "", msaerr.Backend, config.EnvMaxRetries, "throttled"},
-		{500, "InternalError", "", "", msaerr.Backend, "", "HTTP 500 InternalError"},
+		{404, "SecretNotFound", "", "", msaerr.Backend, EnvSecretName, "not found (SecretNotFound)", true},
+		{404, "SecretNotFound", "", "0123456789abcdef0123456789abcdef", msaerr.Backend, EnvSecretVersion, "not found", true},
+		{403, "Forbidden", "SecretDisabled", "", msaerr.SecretUnusable, EnvSecretVersion, "is disabled", true},
+		{403, "Forbidden", "AccessDenied", "", msaerr.Backend, "", "access denied", true},
+		{400, "BadParameter", "", "not-a-version", msaerr.NotConfigured, EnvSecretVersion, "HTTP 400 BadParameter", true},
+		{409, "Conflict", "", "", msaerr.Backend, "", "HTTP 409 Conflict", true},
+		{429, "Throttled", "", "", msaerr.Backend, config.EnvMaxRetries, "throttled", false},
+		{500, "InternalError", "", "", msaerr.Backend, "", "HTTP 500 InternalError", false},
+		{503, "ServiceUnavailable", "", "", msaerr.Backend, "", "HTTP 503", false},
 	}
 	for _, c := range cases {
 		f.respond = func(w http.ResponseWriter, _ *http.Request) {
@@ -249,6 +253,9 @@ func TestErrorClasses(t *testing.T) {
 			!strings.Contains(e.Error(), "mlflow-auth") || strings.HasPrefix(e.Error(), "azure-key-vault:") {
 			t.Errorf("%d %s/%s: [%s %s] %v", c.status, c.code, c.inner, e.Code, e.Variable, err)
 		}
+		if msaerr.IsRejection(err) != c.rejected {
+			t.Errorf("%d %s/%s: IsRejection = %v, want %v", c.status, c.code, c.inner, !c.rejected, c.rejected)
+		}
 	}
 }
 
@@ -259,14 +266,25 @@ func TestCredentialErrors(t *testing.T) {
 	_, env := startKV(t, f)
 	_, err := openKV(t, env).Fetch(context.Background())
 	if e := msaerr.As(err); err == nil || e.Variable != "AZURE_CLIENT_ID" || !strings.Contains(e.Message, "HTTP 401") ||
-		strings.Contains(e.Error(), "wrong-token") {
+		strings.Contains(e.Error(), "wrong-token") || !msaerr.IsRejection(err) {
 		t.Errorf("refused token: %v", err)
 	}
 	// No credential in the chain can get a token.
 	useCredential(t, &fakeCredential{err: errors.New("DefaultAzureCredential: failed to acquire a token")})
 	_, err = openKV(t, env).Fetch(context.Background())
-	if e := msaerr.As(err); err == nil || e.Variable != "AZURE_CLIENT_ID" || !strings.Contains(e.Message, "no Azure credential") {
+	if e := msaerr.As(err); err == nil || e.Variable != "AZURE_CLIENT_ID" || !strings.Contains(e.Message, "no Azure credential") ||
+		msaerr.IsRejection(err) {
 		t.Errorf("no credential: %v", err)
+	}
+	// The token endpoint answers and refuses the identity (a bad client
+	// secret): a rejection. One that fails with a 5xx is unavailable.
+	for status, rejected := range map[int]bool{401: true, 400: true, 503: false, 429: false} {
+		useCredential(t, &fakeCredential{err: &azidentity.AuthenticationFailedError{RawResponse: &http.Response{
+			StatusCode: status, Status: http.StatusText(status), Body: io.NopCloser(strings.NewReader(`{"error":"invalid_client"}`))}}})
+		_, err = openKV(t, env).Fetch(context.Background())
+		if err == nil || msaerr.IsRejection(err) != rejected {
+			t.Errorf("token endpoint %d: rejected=%v: %v", status, msaerr.IsRejection(err), err)
+		}
 	}
 	// The credential cannot even be set up.
 	old := newCredential
@@ -293,7 +311,7 @@ func TestNetworkErrors(t *testing.T) {
 	_ = l.Close()
 	env := config.Env{"AZURE_KEY_VAULT_URL": "https://svc:hunter2pw@" + addr, "MLFLOW_AZURE_SECRET_NAME": "s"}
 	_, err = openKV(t, env).Fetch(context.Background())
-	if e := msaerr.As(err); err == nil || e.Variable != EnvVaultURL || strings.Contains(e.Error(), "hunter2pw") {
+	if e := msaerr.As(err); err == nil || e.Variable != EnvVaultURL || strings.Contains(e.Error(), "hunter2pw") || msaerr.IsRejection(err) {
 		t.Errorf("refused: %v", err)
 	}
 	hang := make(chan struct{})
@@ -302,7 +320,7 @@ func TestNetworkErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err = openKV(t, env).Fetch(ctx)
-	if e := msaerr.As(err); err == nil || e.Variable != config.EnvTimeout {
+	if e := msaerr.As(err); err == nil || e.Variable != config.EnvTimeout || msaerr.IsRejection(err) {
 		t.Errorf("hung vault: %v", err)
 	}
 }

@@ -205,7 +205,7 @@ func TestCertSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := sp.Settings.(Settings)
-	if s.CertMount != "cert" || s.CertRole != "" || s.method() != methodCert {
+	if s.CertMount != "cert" || s.CertRole != "" || s.Method != methodCert {
 		t.Errorf("settings = %+v", s)
 	}
 	// The mount and role are part of the identity.

@@ -39,7 +39,13 @@ type fakeVault struct {
 	renewable    bool // of login tokens
 	renewLease   int  // lease_duration returned by renew-self
 	fail         map[string]int
-	namespace    string // when set, every request must carry it
+	namespace    string            // when set, every request must carry it
+	jwtMounts    map[string]string // kubernetes/jwt auth: mount -> the role it knows
+	goodJWTs     map[string]bool   // the JWTs those mounts accept
+	jwtsSeen     []string          // the JWT of each kubernetes/jwt login
+	awsMount     string            // aws auth (iam type): login bodies are recorded
+	awsLogins    []map[string]any
+	loginTokens  []string // X-Vault-Token sent with each login
 
 	logins      int
 	certLogins  int
@@ -124,6 +130,49 @@ func (f *fakeVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	token := r.Header.Get("X-Vault-Token")
 	switch {
+	case strings.HasSuffix(path, "/login") && f.jwtMounts[strings.TrimSuffix(strings.TrimPrefix(path, "auth/"), "/login")] != "":
+		var body struct {
+			Role string `json:"role"`
+			JWT  string `json:"jwt"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		f.jwtsSeen = append(f.jwtsSeen, body.JWT)
+		f.loginTokens = append(f.loginTokens, token)
+		if body.Role != f.jwtMounts[strings.TrimSuffix(strings.TrimPrefix(path, "auth/"), "/login")] {
+			reply(w, http.StatusBadRequest, errorsBody(fmt.Sprintf("role %q could not be found", body.Role)))
+			return
+		}
+		if !f.goodJWTs[body.JWT] {
+			// Quotes the token back, as a careless server might.
+			reply(w, http.StatusBadRequest, errorsBody("error validating token: invalid audience (aud) claim in "+body.JWT))
+			return
+		}
+		f.logins++
+		f.lastTokenID++
+		tok := fmt.Sprintf("jwt-token-%d", f.lastTokenID)
+		f.tokens[tok] = true
+		reply(w, http.StatusOK, map[string]any{"auth": map[string]any{"client_token": tok, "policies": []string{"default"},
+			"lease_duration": f.loginLease, "renewable": f.renewable}})
+		return
+	case f.awsMount != "" && path == "auth/"+f.awsMount+"/login":
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		f.awsLogins = append(f.awsLogins, body)
+		if body["role"] != "dev-role" {
+			reply(w, http.StatusBadRequest, errorsBody("entry for role dev-role not found"))
+			return
+		}
+		f.logins++
+		f.lastTokenID++
+		tok := fmt.Sprintf("aws-token-%d", f.lastTokenID)
+		f.tokens[tok] = true
+		reply(w, http.StatusOK, map[string]any{"auth": map[string]any{"client_token": tok, "policies": []string{"default"},
+			"lease_duration": f.loginLease, "renewable": f.renewable}})
+		return
+	case path == "auth/token/revoke-self":
+		delete(f.tokens, token)
+		w.WriteHeader(http.StatusNoContent)
+		return
 	case path == "auth/"+f.appRoleMount+"/login" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
 		var body struct {
 			RoleID   string `json:"role_id"`

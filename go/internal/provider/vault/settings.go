@@ -5,6 +5,7 @@ package vault
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -37,14 +38,29 @@ const (
 	EnvSecretPath    = "MLFLOW_VAULT_SECRET_PATH"
 	EnvAuthMode      = "MLFLOW_VAULT_AUTH_MODE"
 	EnvTTL           = "MLFLOW_VAULT_TTL_SEC"
+	EnvAgentAddr     = "VAULT_AGENT_ADDR"
+	EnvAuthMethod    = "MLFLOW_VAULT_AUTH_METHOD"
+	EnvK8sRole       = "MLFLOW_VAULT_K8S_ROLE"
+	EnvK8sMount      = "MLFLOW_VAULT_K8S_MOUNT"
+	EnvK8sTokenPath  = "MLFLOW_VAULT_K8S_TOKEN_PATH"
+	EnvJWTRole       = "MLFLOW_VAULT_JWT_ROLE"
+	EnvJWTMount      = "MLFLOW_VAULT_JWT_MOUNT"
+	EnvJWTPath       = "MLFLOW_VAULT_JWT_PATH"
+	EnvAWSRole       = "MLFLOW_VAULT_AWS_ROLE"
+	EnvAWSMount      = "MLFLOW_VAULT_AWS_MOUNT"
+	EnvAWSRegion     = "MLFLOW_VAULT_AWS_REGION"
+	EnvAWSHeader     = "MLFLOW_VAULT_AWS_HEADER_VALUE"
 )
+
+// DefaultK8sTokenPath is where Kubernetes mounts a pod's service-account token.
+const DefaultK8sTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 // Alias returns the OpenBao name of a VAULT_* variable (BAO_ADDR for
 // VAULT_ADDR), or "" if it has none.
 func Alias(name string) string {
 	switch name {
 	case EnvAddr, EnvToken, EnvRoleID, EnvSecretID, EnvNamespace, EnvCACert, EnvCAPath,
-		EnvClientCert, EnvClientKey, EnvSkipVerify, EnvTLSServerName:
+		EnvClientCert, EnvClientKey, EnvSkipVerify, EnvTLSServerName, EnvAgentAddr:
 		return "BAO_" + strings.TrimPrefix(name, "VAULT_")
 	}
 	return ""
@@ -54,6 +70,7 @@ func Alias(name string) string {
 // or its BAO_* alias when only that was set. Errors name these.
 type Vars struct {
 	Addr, Token, RoleID, SecretID, Namespace string
+	AgentAddr                                string // VAULT_AGENT_ADDR or BAO_AGENT_ADDR
 	CACert, CAPath, ClientCert, ClientKey    string
 	SkipVerify, TLSServerName                string
 }
@@ -61,11 +78,19 @@ type Vars struct {
 // Settings are the Vault provider's complete settings: equal values give the
 // same provider, any change a new one.
 type Settings struct {
-	Addr, Namespace       string
-	Token                 string // token auth; wins over AppRole and cert
-	RoleID, SecretID      string // AppRole auth; wins over cert
+	Addr, Namespace       string // Addr: the agent's address in agent mode
+	Method                string // how to log in: one of the method* constants
+	Token                 string // token auth
+	RoleID, SecretID      string // AppRole auth
 	AppRoleMount          string
 	CertMount, CertRole   string // cert auth, with ClientCert and ClientKey
+	K8sRole, K8sMount     string // Kubernetes auth, with the service-account token in K8sTokenPath
+	K8sTokenPath          string
+	JWTRole, JWTMount     string // JWT/OIDC auth, with the JWT in JWTPath
+	JWTPath               string
+	AWSRole, AWSMount     string // AWS IAM auth: sts:GetCallerIdentity signed with the AWS SDK's default chain
+	AWSRegion, AWSHeader  string // the STS region signed for; the X-Vault-AWS-IAM-Server-ID value
+	AWSEnv                string // every AWS_* variable ("NAME=value", NUL-separated): a change gives a new provider
 	CACert, CAPath        string
 	ClientCert, ClientKey string
 	TLSServerName         string
@@ -131,7 +156,21 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 			}
 		}
 	}
-	get(EnvAddr, &s.Addr, &s.Vars.Addr)
+	selector := strings.ToLower(strings.TrimSpace(env.Get(EnvAuthMethod)))
+	if selector != "" && !knownMethod(selector) {
+		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvAuthMethod, "%s=%s is not one of %s",
+			EnvAuthMethod, redact.Quote(selector), strings.Join(methodOrder, ", "))
+	}
+	// The agent's address wins over VAULT_ADDR (as in the Vault CLI) when
+	// agent mode is in use: selected, or VAULT_AGENT_ADDR set and no
+	// other method selected.
+	var agentAddr, agentVar string
+	get(EnvAgentAddr, &agentAddr, &agentVar)
+	if agentAddr != "" && (selector == "" || selector == methodAgent) {
+		s.Addr, s.Vars.Addr, s.Vars.AgentAddr = agentAddr, agentVar, agentVar
+	} else {
+		get(EnvAddr, &s.Addr, &s.Vars.Addr)
+	}
 	get(EnvNamespace, &s.Namespace, &s.Vars.Namespace)
 	get(EnvToken, &s.Token, &s.Vars.Token)
 	get(EnvRoleID, &s.RoleID, &s.Vars.RoleID)
@@ -146,6 +185,17 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	s.CertMount = strings.Trim(env.Get(EnvCertMount), "/")
 	s.CertRole = strings.TrimSpace(env.Get(EnvCertRole))
 	s.SecretPath = strings.Trim(env.Get(EnvSecretPath), "/")
+	s.K8sRole, s.K8sMount = strings.TrimSpace(env.Get(EnvK8sRole)), strings.Trim(env.Get(EnvK8sMount), "/")
+	s.K8sTokenPath = env.Get(EnvK8sTokenPath)
+	s.JWTRole, s.JWTMount = strings.TrimSpace(env.Get(EnvJWTRole)), strings.Trim(env.Get(EnvJWTMount), "/")
+	s.JWTPath = env.Get(EnvJWTPath)
+	s.AWSRole, s.AWSMount = strings.TrimSpace(env.Get(EnvAWSRole)), strings.Trim(env.Get(EnvAWSMount), "/")
+	s.AWSRegion, s.AWSHeader = strings.TrimSpace(env.Get(EnvAWSRegion)), env.Get(EnvAWSHeader)
+	s.K8sMount = orDefault(s.K8sMount, "kubernetes")
+	s.K8sTokenPath = orDefault(s.K8sTokenPath, DefaultK8sTokenPath)
+	s.JWTMount = orDefault(s.JWTMount, "jwt")
+	s.AWSMount = orDefault(s.AWSMount, "aws")
+	s.AWSRegion = orDefault(s.AWSRegion, "us-east-1")
 	s.Timeout, s.MaxRetries = shared.Timeout, shared.MaxRetries
 	s.Egress = egress.New(env, shared)
 	if s.AppRoleMount == "" {
@@ -175,21 +225,12 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	if s.SecretPath == "" {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath, "%s is not set (e.g. secret/mlflow/auth)", EnvSecretPath)
 	}
-	if s.Token == "" {
-		switch {
-		case s.RoleID == "" && s.SecretID == "" && s.ClientCert == "" && s.ClientKey == "":
-			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, name(EnvToken),
-				"no credentials for Vault at %s; set %s, or %s and %s for AppRole, or %s and %s for the cert auth method",
-				v.Addr, name(EnvToken), name(EnvRoleID), name(EnvSecretID), name(EnvClientCert), name(EnvClientKey))
-		case s.RoleID == "" && s.SecretID == "":
-			// cert auth: the certificate and key pair and the scheme are checked below.
-		case s.SecretID == "":
-			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, name(EnvSecretID), "%s is set but %s is not",
-				v.RoleID, name(EnvSecretID))
-		case s.RoleID == "":
-			return provider.Spec{}, msaerr.New(msaerr.NotConfigured, name(EnvRoleID), "%s is set but %s is not",
-				v.SecretID, name(EnvRoleID))
-		}
+	var notes []string
+	if s.Method, notes, err = s.chooseMethod(selector); err != nil {
+		return provider.Spec{}, err
+	}
+	if s.Method == methodAWS {
+		s.AWSEnv = strings.Join(env.WithPrefix("AWS_"), "\x00")
 	}
 	if s.SkipVerify, err = env.Bool(v.SkipVerify); err != nil {
 		return provider.Spec{}, err
@@ -212,7 +253,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, missing,
 			"%s and %s go together: %s is not set", name(EnvClientCert), name(EnvClientKey), missing)
 	}
-	if s.method() == methodCert && u.Scheme != "https" {
+	if s.Method == methodCert && u.Scheme != "https" {
 		return provider.Spec{}, msaerr.New(msaerr.NotConfigured, v.Addr,
 			"the cert auth method (%s) needs an https %s, not %s=%s", v.ClientCert, v.Addr, v.Addr, redact.Echo(redact.URL(s.Addr)))
 	}
@@ -220,18 +261,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	if err != nil {
 		return provider.Spec{}, err
 	}
-	var method string
-	switch s.method() {
-	case methodToken:
-		method = "token (" + v.Token + ")"
-	case methodAppRole:
-		method = "approle (mount " + s.AppRoleMount + ")"
-	default:
-		method = "cert (mount " + s.CertMount + ")"
-		if s.CertRole != "" {
-			method = "cert (mount " + s.CertMount + ", role " + s.CertRole + ")"
-		}
-	}
+	method := s.describe(s.Method)
 	details := [][2]string{{"address", redact.URL(s.Addr)}, {"secret path", s.SecretPath}, {"auth method", method}}
 	if s.Namespace != "" {
 		details = append(details, [2]string{"namespace", s.Namespace})
@@ -240,6 +270,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	if warning != "" {
 		warnings = append(warnings, warning)
 	}
+	warnings = append(warnings, notes...)
 	return provider.Spec{
 		Name:     config.Vault,
 		Settings: s,
@@ -252,21 +283,158 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	}, nil
 }
 
-// The ways of logging in, in order of precedence.
+// The ways of logging in. Without MLFLOW_VAULT_AUTH_METHOD, the first one
+// whose settings are present is used, in methodOrder.
 const (
-	methodToken   = "token"
-	methodAppRole = "approle"
-	methodCert    = "cert"
+	methodAgent      = "agent"
+	methodToken      = "token"
+	methodAppRole    = "approle"
+	methodCert       = "cert"
+	methodKubernetes = "kubernetes"
+	methodJWT        = "jwt"
+	methodAWS        = "aws"
 )
 
-// method is how the provider logs in: a token wins over AppRole, AppRole over
-// the cert auth method.
-func (s Settings) method() string {
-	switch {
-	case s.Token != "":
-		return methodToken
-	case s.RoleID != "" || s.SecretID != "":
-		return methodAppRole
+// methodOrder is the documented order: a node-local agent (VAULT_AGENT_ADDR)
+// first, then the client's own credentials from the most explicit (a
+// token) to the workload identities.
+var methodOrder = []string{methodAgent, methodToken, methodAppRole, methodCert, methodKubernetes, methodJWT, methodAWS}
+
+func knownMethod(m string) bool {
+	for _, k := range methodOrder {
+		if k == m {
+			return true
+		}
 	}
-	return methodCert
+	return false
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// present reports whether method's settings are (partly) given.
+func (s Settings) present(method string) bool {
+	switch method {
+	case methodAgent:
+		return s.Vars.AgentAddr != ""
+	case methodToken:
+		return s.Token != ""
+	case methodAppRole:
+		return s.RoleID != "" || s.SecretID != ""
+	case methodCert:
+		return s.ClientCert != "" || s.ClientKey != ""
+	case methodKubernetes:
+		return s.K8sRole != ""
+	case methodJWT:
+		return s.JWTRole != "" || s.JWTPath != ""
+	case methodAWS:
+		return s.AWSRole != ""
+	}
+	return false
+}
+
+// chooseMethod picks the login method (the selector, else the first present
+// in methodOrder) and checks that its settings are complete. Notes are the
+// warnings about other credentials that are set and not used.
+func (s Settings) chooseMethod(selector string) (string, []string, error) {
+	v, name := s.Vars, s.Vars.Name
+	method := selector
+	if method == "" {
+		for _, m := range methodOrder {
+			if s.present(m) {
+				method = m
+				break
+			}
+		}
+	}
+	missing := func(variable, format string, args ...any) error {
+		return msaerr.New(msaerr.NotConfigured, variable, format, args...)
+	}
+	switch method {
+	case "":
+		return "", nil, missing(name(EnvToken),
+			"no credentials for Vault at %s; set %s, or %s and %s for AppRole, or %s and %s for the cert auth method, or %s, %s or %s for a workload identity, or %s for a node-local agent",
+			v.Addr, name(EnvToken), name(EnvRoleID), name(EnvSecretID), name(EnvClientCert), name(EnvClientKey),
+			EnvK8sRole, EnvJWTRole, EnvAWSRole, name(EnvAgentAddr))
+	case methodToken:
+		if s.Token == "" {
+			return "", nil, missing(name(EnvToken), "%s=token but %s is not set", EnvAuthMethod, name(EnvToken))
+		}
+	case methodAppRole:
+		switch {
+		case s.RoleID == "" && s.SecretID == "":
+			return "", nil, missing(name(EnvRoleID), "%s=approle but %s and %s are not set", EnvAuthMethod, name(EnvRoleID), name(EnvSecretID))
+		case s.RoleID == "":
+			return "", nil, missing(name(EnvRoleID), "%s is set but %s is not", v.SecretID, name(EnvRoleID))
+		case s.SecretID == "":
+			return "", nil, missing(name(EnvSecretID), "%s is set but %s is not", v.RoleID, name(EnvSecretID))
+		}
+	case methodCert:
+		if s.ClientCert == "" && s.ClientKey == "" {
+			return "", nil, missing(name(EnvClientCert), "%s=cert but %s and %s are not set", EnvAuthMethod, name(EnvClientCert), name(EnvClientKey))
+		}
+	case methodKubernetes:
+		if s.K8sRole == "" {
+			return "", nil, missing(EnvK8sRole, "%s=kubernetes but %s is not set", EnvAuthMethod, EnvK8sRole)
+		}
+		if err := cfgfile.Check(EnvK8sTokenPath, s.K8sTokenPath, false); err != nil {
+			return "", nil, err
+		}
+	case methodJWT:
+		if s.JWTRole == "" {
+			return "", nil, missing(EnvJWTRole, "%s is not set (the role of the JWT auth method at %s=%s)", EnvJWTRole, EnvJWTMount, s.JWTMount)
+		}
+		if s.JWTPath == "" {
+			return "", nil, missing(EnvJWTPath, "%s is set but %s (the file holding the JWT) is not", EnvJWTRole, EnvJWTPath)
+		}
+		if err := cfgfile.Check(EnvJWTPath, s.JWTPath, false); err != nil {
+			return "", nil, err
+		}
+	case methodAWS:
+		if s.AWSRole == "" {
+			return "", nil, missing(EnvAWSRole, "%s=aws but %s is not set", EnvAuthMethod, EnvAWSRole)
+		}
+	case methodAgent:
+		if s.Addr == "" {
+			return "", nil, missing(name(EnvAgentAddr), "%s=agent but neither %s nor %s is set", EnvAuthMethod, name(EnvAgentAddr), name(EnvAddr))
+		}
+	}
+	var notes []string
+	for _, m := range methodOrder {
+		// A client certificate may serve TLS alone; an agent address is
+		// only an address.
+		if m != method && m != methodAgent && m != methodCert && s.present(m) {
+			notes = append(notes, fmt.Sprintf("the %s auth method is also configured and is not used: %s (set %s to choose)",
+				m, s.describe(m), EnvAuthMethod))
+		}
+	}
+	return method, notes, nil
+}
+
+// describe is the "auth method" detail of info and doctor for method.
+func (s Settings) describe(method string) string {
+	switch method {
+	case methodAgent:
+		return "agent (the agent at " + redact.URL(s.Addr) + " authenticates)"
+	case methodToken:
+		return "token (" + s.Vars.Token + ")"
+	case methodAppRole:
+		return "approle (mount " + s.AppRoleMount + ")"
+	case methodCert:
+		if s.CertRole != "" {
+			return "cert (mount " + s.CertMount + ", role " + s.CertRole + ")"
+		}
+		return "cert (mount " + s.CertMount + ")"
+	case methodKubernetes:
+		return "kubernetes (mount " + s.K8sMount + ", role " + s.K8sRole + ", token file " + s.K8sTokenPath + ")"
+	case methodJWT:
+		return "jwt (mount " + s.JWTMount + ", role " + s.JWTRole + ", token file " + s.JWTPath + ")"
+	case methodAWS:
+		return "aws iam (mount " + s.AWSMount + ", role " + s.AWSRole + ", signed for " + s.AWSRegion + ")"
+	}
+	return method
 }

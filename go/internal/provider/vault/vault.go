@@ -44,8 +44,9 @@ type Provider struct {
 	s         Settings
 	client    *api.Client
 	transport *http.Transport
-	auth      api.AuthMethod // how to log in; nil with token auth
+	auth      api.AuthMethod // how to log in; nil with token auth and in agent mode
 	loginWhat string         // "AppRole login at auth/approle", ...
+	wl        *workload      // the kubernetes, jwt and aws methods
 	now       func() time.Time
 
 	mu        sync.Mutex
@@ -57,7 +58,8 @@ type Provider struct {
 
 	ctx       context.Context // cancelled by Close; ends renewal
 	cancel    context.CancelFunc
-	watchDone func() // test hook: a watcher has ended
+	watchDone func()             // test hook: a watcher has ended
+	revoked   func(token string) // test hook: a replaced token was revoked
 }
 
 func newProvider(ctx context.Context, s Settings) (*Provider, error) {
@@ -91,13 +93,19 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	// NewClient also takes VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS
 	// from the process environment; ours come from the settings alone.
 	client.SetHeaders(http.Header{api.RequestHeaderName: {"true"}})
+	client.SetCloneHeaders(true)
 	client.SetToken(s.Token)
 	if s.Namespace != "" {
 		client.SetNamespace(s.Namespace)
 	}
 	p := &Provider{s: s, client: client, transport: transport, now: time.Now}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	switch s.method() {
+	switch s.Method {
+	case methodKubernetes, methodJWT, methodAWS:
+		if p.wl, err = newWorkload(ctx, s); err != nil {
+			return nil, err
+		}
+		p.auth, p.loginWhat = p.wl.auth(), p.wl.what()
 	case methodAppRole:
 		p.auth, err = approle.NewAppRoleAuth(s.RoleID, &approle.SecretID{FromString: s.SecretID},
 			approle.WithMountPath(s.AppRoleMount))
@@ -227,10 +235,10 @@ func (p *Provider) Fetch(ctx context.Context) (secret.Credential, error) {
 			// The token may have been revoked or expired under us: log in again once.
 			p.logout()
 			data, err = p.read(ctx)
-		} else if p.tokenRejected(ctx) {
+		} else if p.s.Method == methodToken && p.tokenRejected(ctx) {
 			return secret.Credential{}, msaerr.New(msaerr.Backend, p.s.Vars.Token,
 				"Vault rejected the token in %s (permission denied on auth/token/lookup-self%s): it is invalid, expired or revoked, or belongs to another namespace",
-				p.s.Vars.Token, p.inNamespace())
+				p.s.Vars.Token, p.inNamespace()).Reject()
 		}
 	}
 	if err != nil {
@@ -283,7 +291,7 @@ func (p *Provider) read(ctx context.Context) (map[string]any, error) {
 	}
 	if errors.Is(err, api.ErrSecretNotFound) {
 		return nil, msaerr.New(msaerr.Backend, EnvSecretPath, "no secret at %s=%s (KV v%d mount %q)",
-			EnvSecretPath, p.s.SecretPath, kv.version, kv.mount)
+			EnvSecretPath, p.s.SecretPath, kv.version, kv.mount).Reject()
 	}
 	if err != nil {
 		return nil, &opError{"reading " + p.s.SecretPath, err}
@@ -327,13 +335,13 @@ func (p *Provider) mountFor(ctx context.Context) (kvMount, error) {
 		return kvMount{}, &opError{"looking up the KV mount of " + p.s.SecretPath, err}
 	}
 	if resp == nil || resp.Data == nil {
-		return kvMount{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath, "no secrets engine is mounted at %s=%s", EnvSecretPath, p.s.SecretPath)
+		return kvMount{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath, "no secrets engine is mounted at %s=%s", EnvSecretPath, p.s.SecretPath).Reject()
 	}
 	mountPath, _ := resp.Data["path"].(string)
 	engine, _ := resp.Data["type"].(string)
 	if engine != "kv" && engine != "generic" {
 		return kvMount{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath,
-			"%s=%s is on a %q secrets engine at %q, not KV", EnvSecretPath, p.s.SecretPath, engine, mountPath)
+			"%s=%s is on a %q secrets engine at %q, not KV", EnvSecretPath, p.s.SecretPath, engine, mountPath).Reject()
 	}
 	m := kvMount{mount: strings.TrimSuffix(mountPath, "/"), version: 1}
 	if opts, ok := resp.Data["options"].(map[string]any); ok && fmt.Sprint(opts["version"]) == "2" {
@@ -346,7 +354,7 @@ func (p *Provider) mountFor(ctx context.Context) (kvMount, error) {
 	}
 	if m.rest == "" {
 		return kvMount{}, msaerr.New(msaerr.NotConfigured, EnvSecretPath,
-			"%s=%s names the mount %q itself, not a secret in it", EnvSecretPath, p.s.SecretPath, m.mount)
+			"%s=%s names the mount %q itself, not a secret in it", EnvSecretPath, p.s.SecretPath, m.mount).Reject()
 	}
 	p.mu.Lock()
 	p.kv = &m
@@ -387,6 +395,19 @@ func (p *Provider) ensureLogin(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.wl != nil && p.wl.file != "" {
+		// The token file is read at every Fetch: when kubelet or CI has
+		// rotated it, log in with the new identity before the token of the
+		// old one is used again.
+		changed, err := p.wl.readJWT(ctx)
+		if err != nil {
+			return err
+		}
+		if changed && p.loggedIn {
+			p.revokeInBackground(p.client.Token())
+			p.loggedIn = false
+		}
+	}
 	if p.loggedIn && (p.expires.IsZero() || p.now().Before(p.expires.Add(-expiryMargin))) {
 		return nil
 	}
@@ -394,9 +415,13 @@ func (p *Provider) ensureLogin(ctx context.Context) error {
 }
 
 func (p *Provider) loginLocked(ctx context.Context) error {
+	p.client.ClearToken() // a login needs none; a stale one is not sent along
 	auth, err := p.client.Auth().Login(ctx, p.auth)
 	if err != nil {
 		return &opError{p.loginWhat, err}
+	}
+	if p.wl != nil {
+		p.wl.loggedIn()
 	}
 	p.loggedIn = true
 	p.login++
@@ -448,6 +473,25 @@ func (p *Provider) watch(w *api.LifetimeWatcher, login uint64) {
 	}
 }
 
+// revokeInBackground revokes a login token that is replaced (a rotated
+// identity), within revokeTimeout, without delaying the caller.
+func (p *Provider) revokeInBackground(token string) {
+	c, err := p.client.Clone() // with the namespace header (SetCloneHeaders)
+	if err != nil || token == "" {
+		return
+	}
+	c.SetToken(token)
+	go func() {
+		defer func() { _ = recover() }() // never crash the host process
+		ctx, cancel := context.WithTimeout(context.Background(), min(revokeTimeout, p.s.Timeout))
+		defer cancel()
+		_ = c.Auth().Token().RevokeSelfWithContext(ctx, "")
+		if p.revoked != nil {
+			p.revoked(token)
+		}
+	}()
+}
+
 func (p *Provider) logout() {
 	p.mu.Lock()
 	p.loggedIn = false
@@ -482,8 +526,11 @@ func (p *Provider) describe(err error) error {
 		what = oe.what
 	}
 	login := p.auth != nil && what == p.loginWhat
-	if login && p.s.method() == methodCert {
+	if login && p.s.Method == methodCert {
 		return p.describeCertLogin(err)
+	}
+	if login && p.wl != nil {
+		return p.describeWorkloadLogin(err)
 	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
@@ -494,21 +541,29 @@ func (p *Provider) describe(err error) error {
 		switch {
 		case login && re.StatusCode == http.StatusNotFound || login && strings.Contains(reason, "no handler for route"):
 			return msaerr.New(msaerr.NotConfigured, EnvAppRoleMount, "%s failed (HTTP %d: %s): is AppRole enabled at %s=%s?",
-				what, re.StatusCode, reason, EnvAppRoleMount, p.s.AppRoleMount)
+				what, re.StatusCode, reason, EnvAppRoleMount, p.s.AppRoleMount).Reject()
 		case login && re.StatusCode == http.StatusForbidden:
 			// Vault asks for a token on a path that is no login path: AppRole
 			// is not enabled there (or not in this namespace).
 			return msaerr.New(msaerr.NotConfigured, EnvAppRoleMount,
 				"%s refused (HTTP 403: %s): is AppRole enabled at %s=%s%s? Otherwise check %s and %s",
-				what, reason, EnvAppRoleMount, p.s.AppRoleMount, p.inNamespace(), p.s.Vars.RoleID, p.s.Vars.SecretID)
+				what, reason, EnvAppRoleMount, p.s.AppRoleMount, p.inNamespace(), p.s.Vars.RoleID, p.s.Vars.SecretID).Reject()
 		case login && re.StatusCode == http.StatusBadRequest:
 			return msaerr.New(msaerr.Backend, p.s.Vars.SecretID, "%s refused (HTTP 400: %s): check %s and %s",
-				what, reason, p.s.Vars.RoleID, p.s.Vars.SecretID)
+				what, reason, p.s.Vars.RoleID, p.s.Vars.SecretID).Reject()
+		case re.StatusCode == http.StatusForbidden && p.s.Method == methodAgent:
+			return msaerr.New(msaerr.Backend, EnvSecretPath,
+				"permission denied %s (HTTP 403: %s): check the policies of the token the agent at %s=%s authenticates with, for %s=%s",
+				what, reason, p.s.Vars.Addr, redact.URL(p.s.Addr), EnvSecretPath, p.s.SecretPath).Reject()
 		case re.StatusCode == http.StatusForbidden:
 			return msaerr.New(msaerr.Backend, EnvSecretPath, "permission denied %s (HTTP 403: %s): check the token's policies for %s=%s",
-				what, reason, EnvSecretPath, p.s.SecretPath)
+				what, reason, EnvSecretPath, p.s.SecretPath).Reject()
 		}
-		return msaerr.New(msaerr.Backend, "", "%s failed with HTTP %d: %s", what, re.StatusCode, reason)
+		e := msaerr.New(msaerr.Backend, "", "%s failed with HTTP %d: %s", what, re.StatusCode, reason)
+		if refused(re.StatusCode) {
+			e.Reject()
+		}
+		return e
 	}
 	if strings.Contains(err.Error(), "did not return client token") || strings.Contains(err.Error(), "response did not return") {
 		return msaerr.New(msaerr.NotConfigured, EnvAppRoleMount, "%s returned no token: is AppRole enabled at %s=%s?",
@@ -575,19 +630,23 @@ func (p *Provider) describeCertLogin(err error) error {
 		switch {
 		case re.StatusCode == http.StatusNotFound || strings.Contains(reason, "no handler for route"):
 			return msaerr.New(msaerr.NotConfigured, EnvCertMount, "%s failed (HTTP %d: %s): is the cert auth method enabled at %s=%s%s?",
-				what, re.StatusCode, reason, EnvCertMount, p.s.CertMount, p.inNamespace())
+				what, re.StatusCode, reason, EnvCertMount, p.s.CertMount, p.inNamespace()).Reject()
 		case re.StatusCode == http.StatusForbidden:
 			// Vault asks for a token on a path that is no login path: cert
 			// auth is not enabled there (or not in this namespace).
 			return msaerr.New(msaerr.NotConfigured, EnvCertMount,
 				"%s refused (HTTP 403: %s): is the cert auth method enabled at %s=%s%s? Otherwise check %s",
-				what, reason, EnvCertMount, p.s.CertMount, p.inNamespace(), v.ClientCert)
+				what, reason, EnvCertMount, p.s.CertMount, p.inNamespace(), v.ClientCert).Reject()
 		case re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusUnauthorized:
 			return msaerr.New(msaerr.Backend, v.ClientCert,
 				"%s refused (HTTP %d: %s): check that the certificate in %s is trusted by the cert auth method at %s=%s%s",
-				what, re.StatusCode, reason, v.ClientCert, EnvCertMount, p.s.CertMount, role)
+				what, re.StatusCode, reason, v.ClientCert, EnvCertMount, p.s.CertMount, role).Reject()
 		}
-		return msaerr.New(msaerr.Backend, "", "%s failed with HTTP %d: %s", what, re.StatusCode, reason)
+		e := msaerr.New(msaerr.Backend, "", "%s failed with HTTP %d: %s", what, re.StatusCode, reason)
+		if refused(re.StatusCode) {
+			e.Reject()
+		}
+		return e
 	}
 	if strings.Contains(err.Error(), "did not return client token") || strings.Contains(err.Error(), "response did not return") {
 		return msaerr.New(msaerr.NotConfigured, EnvCertMount, "%s returned no token: is the cert auth method enabled at %s=%s?",

@@ -179,7 +179,7 @@ func TestRevokedStaticToken(t *testing.T) {
 	delete(f.tokens, "static")
 	f.mu.Unlock()
 	e := fetchErr(t, p)
-	if e.Variable != "VAULT_TOKEN" || !strings.Contains(e.Message, "VAULT_TOKEN") || !strings.Contains(e.Message, "revoked") {
+	if e.Variable != "VAULT_TOKEN" || !strings.Contains(e.Message, "VAULT_TOKEN") || !strings.Contains(e.Message, "revoked") || !msaerr.IsRejection(e) {
 		t.Errorf("revoked token: %v [%s]", e, e.Variable)
 	}
 	if strings.Contains(e.Error(), "static") {
@@ -211,6 +211,15 @@ func TestAppRoleReloginAfterRevoke(t *testing.T) {
 	mustFetch(t, p)
 	if logins, _ := f.counts(); logins != 2 {
 		t.Errorf("logins = %d after a normal fetch", logins)
+	}
+	// Revoked, and the re-login refused too (the secret ID was revoked):
+	// a rejection.
+	f.revokeAll()
+	f.mu.Lock()
+	f.secretID = "another"
+	f.mu.Unlock()
+	if e := fetchErr(t, p); !msaerr.IsRejection(e) || e.Variable != "VAULT_SECRET_ID" {
+		t.Errorf("revoked, re-login refused: [%s] %v", e.Variable, e)
 	}
 }
 
@@ -301,6 +310,10 @@ func TestErrorClasses(t *testing.T) {
 		if e.Code != c.code || e.Variable != c.variable {
 			t.Errorf("%s: [%s %s] %v", c.path, e.Code, e.Variable, e)
 		}
+		// Every answer that refuses is a rejection; only the 500 is not.
+		if msaerr.IsRejection(e) != (c.path != "secret/flaky") {
+			t.Errorf("%s: IsRejection = %v", c.path, msaerr.IsRejection(e))
+		}
 		for _, s := range c.contains {
 			if !strings.Contains(e.Error(), s) {
 				t.Errorf("%s: %q lacks %q", c.path, e, s)
@@ -316,7 +329,8 @@ func TestLoginErrors(t *testing.T) {
 	env := appRoleEnv(srv.URL, "secret/a")
 	env["VAULT_SECRET_ID"] = "wrong-secret-id"
 	e := fetchErr(t, open(t, env))
-	if e.Variable != "VAULT_SECRET_ID" || !strings.Contains(e.Message, "VAULT_ROLE_ID") || strings.Contains(e.Error(), "wrong-secret-id") {
+	if e.Variable != "VAULT_SECRET_ID" || !strings.Contains(e.Message, "VAULT_ROLE_ID") || strings.Contains(e.Error(), "wrong-secret-id") ||
+		!msaerr.IsRejection(e) {
 		t.Errorf("bad secret id: [%s] %v", e.Variable, e)
 	}
 	env = appRoleEnv(srv.URL, "secret/a")
@@ -340,7 +354,7 @@ func TestNetworkErrors(t *testing.T) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	e := fetchErr(t, open(t, tokenEnv("http://svc:hunter2pw@"+addr, "secret/a")))
-	if e.Variable != "VAULT_ADDR" || strings.Contains(e.Error(), "hunter2pw") || !strings.Contains(e.Error(), "***@"+addr) {
+	if e.Variable != "VAULT_ADDR" || strings.Contains(e.Error(), "hunter2pw") || !strings.Contains(e.Error(), "***@"+addr) || msaerr.IsRejection(e) {
 		t.Errorf("refused: [%s] %v", e.Variable, e)
 	}
 	// A server that never answers: the caller's deadline ends the call.
@@ -352,7 +366,7 @@ func TestNetworkErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err = p.Fetch(ctx)
-	if e := msaerr.As(err); err == nil || e.Variable != config.EnvTimeout {
+	if e := msaerr.As(err); err == nil || e.Variable != config.EnvTimeout || msaerr.IsRejection(err) {
 		t.Errorf("hung server: %v", err)
 	}
 }
