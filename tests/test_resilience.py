@@ -134,31 +134,20 @@ def test_hanging_primary_does_not_starve_the_aws_fallback(
                 "MLFLOW_VAULT_SECRET_PATH": f"secret/{secret_path}",
                 "MLFLOW_SECRETS_TIMEOUT_SEC": "2",
                 "MLFLOW_AWS_SECRET_ID": aws_secret,
+                "MLFLOW_AWS_TTL_SEC": "1",  # AWS's value is refreshed (and the chain re-decided) during the loops
                 **moto.env(),
             }
         )
-        token, _ = bearer()  # the first failure window: Vault is waited on once
+        token, _ = bearer()  # the first failure window: Vault is waited on once, within one budget
         assert token == from_aws
-        tried = proxy.count()
-        assert tried >= 1, "Vault was never asked"
-        # After that window AWS serves at once; Vault is retried in the
-        # background (the retry reaches the proxy and hangs there).
-        deadline = time.monotonic() + 20
-        during_retry = 0
-        while during_retry < 10:
-            token, took = bearer()
-            assert token == from_aws
-            assert took < BOUND, f"a request waited {took:.2f}s on the hanging primary"
-            if proxy.count() > tried:
-                during_retry += 1  # served while Vault's retry hangs
-            assert time.monotonic() < deadline, "the hanging primary was never retried in the background"
-            time.sleep(PACE)
-        # Vault answers again: it takes over, and no request waits meanwhile.
-        proxy.hang = False
-        deadline = time.monotonic() + 30
-        while token != from_vault:
-            token, took = bearer()
-            assert token in (from_aws, from_vault)
-            assert took < BOUND, f"a request waited {took:.2f}s while Vault recovered"
-            assert time.monotonic() < deadline, "Vault never took over again after it recovered"
-            time.sleep(PACE)
+        assert proxy.count() >= 1, "Vault was never asked"
+        # After that AWS serves at once, and keeps serving (the provider that
+        # served is kept until it fails), also once Vault answers again: the
+        # identity never switches back and forth without a reason.
+        for hang in (True, False):
+            proxy.hang = hang
+            for _ in range(50):  # 2.5 s: more than two of AWS's TTLs
+                token, took = bearer()
+                assert token == from_aws, "the serving provider changed although it never failed"
+                assert took < BOUND, f"a request waited {took:.2f}s on the primary (hang={hang})"
+                time.sleep(PACE)

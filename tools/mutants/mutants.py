@@ -41,8 +41,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="cache-never-expires",
         path="go/internal/cache/cache.go",
-        old="\t\te.refreshAt = now.Add(RefreshAfter(f.TTL, c.rand()))\n\t\te.staleAt = now.Add(f.TTL)\n",
-        new="\t\te.refreshAt = now.Add(RefreshAfter(f.TTL, c.rand()) + 1000*time.Hour)\n\t\te.staleAt = now.Add(f.TTL + 1000*time.Hour)\n",
+        old="\te.refreshAt = e.fetched.Add(RefreshAfter(e.ttl, e.jitter))\n\te.staleAt = e.fetched.Add(e.ttl)\n",
+        new="\te.refreshAt = e.fetched.Add(RefreshAfter(e.ttl, e.jitter) + 1000*time.Hour)\n\te.staleAt = e.fetched.Add(e.ttl + 1000*time.Hour)\n",
         lang="go",
         why="a cached value is served forever (a rotated secret is never picked up)",
     ),

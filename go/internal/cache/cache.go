@@ -105,6 +105,9 @@ type entry[V any] struct {
 	staleAt   time.Time // fetched + TTL
 	dropAt    time.Time // the value is not served from here (stale window end or expiry)
 	expires   time.Time // the value's own expiry; zero when unknown
+	refreshBy time.Time // a soft refresh point (Fetch.RefreshBy); zero when none
+	ttl       time.Duration
+	jitter    float64   // where in [TTL/2, 3TTL/4] the refresh falls
 	failures  int       // consecutive failed fetches
 	lastErr   error     // the latest fetch error, nil after a success
 	nextTry   time.Time // no new fetch before this after a failure
@@ -167,7 +170,7 @@ type Fetch[V any] struct {
 func (c *Cache[V]) Peek(key string, f Fetch[V]) (Result[V], error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, now := c.entry(key)
+	e, now := c.entry(key, f.TTL)
 	if e.has {
 		return c.serve(key, e, now, f), nil
 	}
@@ -186,7 +189,7 @@ func (c *Cache[V]) Peek(key string, f Fetch[V]) (Result[V], error) {
 // failure, when it returns the last error at once.
 func (c *Cache[V]) Get(ctx context.Context, key string, f Fetch[V]) (Result[V], error) {
 	c.mu.Lock()
-	e, now := c.entry(key)
+	e, now := c.entry(key, f.TTL)
 	if e.has {
 		r := c.serve(key, e, now, f)
 		c.mu.Unlock()
@@ -213,7 +216,7 @@ func (c *Cache[V]) after(key string, f Fetch[V], res singleflight.Result) (Resul
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.entries[key]; e != nil {
-		e, now := c.entry(key)
+		e, now := c.entry(key, f.TTL)
 		if e.has && res.Err == nil {
 			r := c.serve(key, e, now, f)
 			return r, nil
@@ -231,8 +234,10 @@ func (c *Cache[V]) after(key string, f Fetch[V], res singleflight.Result) (Resul
 
 // entry returns key's entry (created when missing, forgetting the least
 // recently used key beyond the limit) and the time, dropping a value whose
-// stale window or own lifetime has ended. c.mu is held.
-func (c *Cache[V]) entry(key string) (*entry[V], time.Time) {
+// stale window or own lifetime has ended. A value fetched under another TTL
+// than ttl gets its times from ttl (a TTL changed by the user takes effect at
+// once, not after the next fetch). c.mu is held.
+func (c *Cache[V]) entry(key string, ttl time.Duration) (*entry[V], time.Time) {
 	now := c.now()
 	e := c.entries[key]
 	if e == nil {
@@ -246,10 +251,30 @@ func (c *Cache[V]) entry(key string) (*entry[V], time.Time) {
 	} else {
 		c.order.MoveToFront(e.elem)
 	}
+	if e.has && e.ttl != ttl {
+		e.ttl = ttl
+		e.retime()
+	}
 	if e.has && !now.Before(e.dropAt) {
 		e.has, e.val = false, *new(V)
 	}
 	return e, now
+}
+
+// retime derives the entry's refresh point, stale point and end from when it
+// was fetched, its TTL and jitter, and what the value says of its own end.
+func (e *entry[V]) retime() {
+	e.refreshAt = e.fetched.Add(RefreshAfter(e.ttl, e.jitter))
+	e.staleAt = e.fetched.Add(e.ttl)
+	e.dropAt = e.fetched.Add(e.ttl + MaxStale)
+	if !e.expires.IsZero() {
+		e.refreshAt = minTime(e.refreshAt, ahead(e.fetched, e.expires))
+		e.staleAt = minTime(e.staleAt, e.expires)
+		e.dropAt = minTime(e.dropAt, e.expires)
+	}
+	if !e.refreshBy.IsZero() {
+		e.refreshAt = minTime(e.refreshAt, ahead(e.fetched, e.refreshBy))
+	}
 }
 
 // serve returns e's usable value, starting a refresh when one is due. c.mu is held.
@@ -331,19 +356,11 @@ func (c *Cache[V]) store(key string, v V, err error, f Fetch[V]) error {
 	if err == nil {
 		e.has, e.val, e.fetched, e.expires = true, v, now, expires
 		e.failures, e.lastErr, e.nextTry = 0, nil, time.Time{}
-		e.refreshAt = now.Add(RefreshAfter(f.TTL, c.rand()))
-		e.staleAt = now.Add(f.TTL)
-		e.dropAt = now.Add(f.TTL + MaxStale)
-		if !expires.IsZero() {
-			e.refreshAt = minTime(e.refreshAt, ahead(now, expires))
-			e.staleAt = minTime(e.staleAt, expires)
-			e.dropAt = minTime(e.dropAt, expires)
-		}
+		e.ttl, e.jitter, e.refreshBy = f.TTL, c.rand(), time.Time{}
 		if f.RefreshBy != nil {
-			if by := f.RefreshBy(v); !by.IsZero() {
-				e.refreshAt = minTime(e.refreshAt, ahead(now, by))
-			}
+			e.refreshBy = f.RefreshBy(v)
 		}
+		e.retime()
 		return nil
 	}
 	e.failures++
@@ -376,7 +393,7 @@ func (c *Cache[V]) Renew(ctx context.Context, key string, f Fetch[V], current fu
 		c.mu.Unlock()
 		return false
 	}
-	e, now := c.entry(key)
+	e, now := c.entry(key, f.TTL)
 	if !e.has || !current(e.val) {
 		c.mu.Unlock()
 		return false

@@ -268,3 +268,27 @@ func TestRefreshByIsSoft(t *testing.T) {
 		t.Fatalf("past RefreshBy: %+v, %v", r, err)
 	}
 }
+
+// A TTL changed by the user applies to the value already held: shortened, the
+// refresh comes due from when it was fetched, not after the old TTL's refresh.
+func TestShortenedTTLAppliesToTheHeldValue(t *testing.T) {
+	c, clk, done := newTest(t)
+	src := &counter{}
+	f := fetchOf(src)
+	f.TTL = time.Hour
+	if r := mustGet(t, c, f); r.Value != "v1" || r.FreshFor < 30*time.Minute {
+		t.Fatalf("first: %+v", r)
+	}
+	<-done
+	clk.advance(2 * time.Second)
+	f.TTL = time.Second // refresh due at most 0.75 s after the fetch: already passed
+	if r := mustGet(t, c, f); r.Value != "v1" || !r.Pending {
+		t.Fatalf("after the TTL was shortened: %+v (want the held value and a refresh started)", r)
+	}
+	if err := background(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustGet(t, c, f); r.Value != "v2" {
+		t.Fatalf("after the refresh: %+v", r)
+	}
+}
