@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -165,3 +166,35 @@ def test_info_and_doctor_show_configuration_warnings_from_the_core(
     assert any("VAULT_ADDR" in line for line in warned), doctor.stdout + doctor.stderr
     assert any("MLFLOW_SECRETS_LOG_LEVEL" in line for line in warned), doctor.stdout
     assert reader_token not in info.stdout + info.stderr + doctor.stdout + doctor.stderr
+
+
+def test_info_and_doctor_show_the_credential_of_each_path(
+    vault_ready: harness.VaultAPIServer, reader_token: str
+) -> None:
+    """REST: the plugin; OTLP: the plugin when its provider is named, else the static one; gateway
+    judges: the static username and password. Names only, never a value."""
+    env = plugin_env(
+        vault_ready,
+        "https://mlflow.test:5000",
+        VAULT_TOKEN=reader_token,
+        MLFLOW_VAULT_SECRET_PATH="secret/mlflow/info",
+        MLFLOW_SECRETS_ALLOWED_HOSTS="mlflow.test",
+        MLFLOW_AUTH_HEADER_NAME="X-Api-Key",
+        MLFLOW_TRACKING_USERNAME="someone",
+        MLFLOW_TRACKING_PASSWORD="static-Secr3t-value",
+        OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER="",  # the user turned the OTLP provider off
+    )
+    out = cli(env, "info")
+    assert "credential per path:" in out.stdout, out.stdout + out.stderr
+    assert ("REST (MLflow's tracking, registry and artifact calls): this plugin's X-Api-Key header to the hosts "
+            "the policy allows (replacing the static MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+            in out.stdout)
+    assert "OTLP/HTTP traces: the static MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in out.stdout
+    assert "gateway:/ judges and score_model_on_payload: the static MLFLOW_TRACKING_USERNAME" in out.stdout
+    doctor = cli(env, "doctor")
+    paths = [line for line in doctor.stdout.splitlines() if line.startswith("[path] ")]
+    assert len(paths) == 3 and "this plugin's X-Api-Key" in paths[0], doctor.stdout
+    as_json = json.loads(cli(env, "info", "--json").stdout)
+    assert len(as_json["credential_paths"]) == 3
+    for text in (out.stdout + out.stderr, doctor.stdout + doctor.stderr):
+        assert "static-Secr3t-value" not in text and "someone" not in text

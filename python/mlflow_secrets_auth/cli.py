@@ -35,11 +35,22 @@ def _print_warnings(reply: dict[str, Any], prefix: str) -> None:
         print(f"{prefix}{warning}")
 
 
+def _paths(header: str) -> list[str]:
+    """Which credential each MLflow path sends in this environment (after ``_load``)."""
+    import os
+
+    from mlflow_secrets_auth import otlp, provider
+
+    covered = otlp.covers(os.environ, otlp._installed(otlp.EXPORTER_DIST), otlp._registered())
+    return otlp.credential_paths(os.environ, header or "Authorization", provider._static, covered)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     info = _load().info()
     notes = _native.transport_notes()
     if args.json:
         info["transport"] = notes[0].split(": ", 1)[-1] if notes else ""
+        info["credential_paths"] = _paths(str(info.get("header_name") or ""))
         print(json.dumps(info, indent=2))
         return 0 if info.get("ok") else 1
     print(f"mlflow-secrets-auth {__version__} (library {info.get('version')}, ABI {info.get('abi')})")
@@ -61,6 +72,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     hosts = info.get("allowed_hosts") or []
     print(f"allowed hosts ({info.get('allowed_from')}): " + (", ".join(hosts) or "(none)"))
     print(f"header: {info.get('header_name')}")
+    print("credential per path:")
+    for line in _paths(str(info.get("header_name") or "")):
+        print(f"  {line}")
     servers = info.get("servers") or []
     for server in servers:
         sets = ", ".join(server.get("variables") or []) or "nothing"
@@ -93,9 +107,9 @@ def _dry_run(url: str) -> tuple[bool, str]:
     sent: dict[str, bool] = {}
 
     def auth(r: PreparedRequest) -> PreparedRequest:
-        before = dict(r.headers)
+        hooks = len(r.hooks["response"])
         r = plugin(r)
-        sent["headers"] = dict(r.headers) != before
+        sent["headers"] = len(r.hooks["response"]) > hooks  # the plugin hooks exactly the requests it adds to
         return r
 
     try:
@@ -139,6 +153,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ok = ok and passed
     for text in otlp.gaps():
         print(f"[note] {text}")
+    for text in _paths(str(t.info().get("header_name") or "")):
+        print(f"[path] {text}")
     print("doctor: all checks passed" if ok else "doctor: problems found (see FAIL lines)")
     return 0 if ok else 1
 

@@ -33,6 +33,8 @@ from mlflow_secrets_auth._startup import HTTP_PROVIDER, PLUGIN, TRACES_PROVIDER,
 if TYPE_CHECKING:
     import requests
 
+    from mlflow_secrets_auth.provider import Static
+
 ENTRY_POINT_GROUP = "opentelemetry_otlp_credential_provider"
 EXPORTER_DIST = "opentelemetry-exporter-otlp-proto-http"
 MIN_VERSION = (1, 37)  # the first OpenTelemetry release that loads a credential-provider session
@@ -131,6 +133,39 @@ def assess(env: Mapping[str, str], exporter_version: str | None, registered: boo
                                   "never carries this plugin's credential (and an MLflow server takes OTLP over "
                                   "HTTP only); set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf"))
     return checks
+
+
+def covers(env: Mapping[str, str], exporter_version: str | None, registered: bool) -> bool:
+    """True when traces exported over OTLP/HTTP carry this plugin's credential (every :func:`assess` check passes)."""
+    return exporter_version is not None and all(ok for ok, _ in assess(env, exporter_version, registered))
+
+
+def credential_paths(env: Mapping[str, str], header: str, static: Static, otlp_plugin: bool) -> list[str]:
+    """Which credential each MLflow path sends, for ``info`` and ``doctor`` (names only, never values).
+
+    static: MLflow's static credential (``provider.static_credential``); otlp_plugin: :func:`covers`.
+    """
+    from mlflow_secrets_auth.provider import STATIC_FALLBACK_ENV, TOKEN, static_names
+
+    names = static_names(static) if static.authorization else ""
+    plugin = env.get(TRACKING_AUTH) == PLUGIN
+    if names and static.fallback:
+        refused = f"the static {names} ({STATIC_FALLBACK_ENV}=true)"
+    else:
+        refused = "no credential" + (f" (not the static {names} either; {STATIC_FALLBACK_ENV}=true sends it)"
+                                     if names else "")
+    ours = (f"this plugin's {header} header to the hosts the policy allows"
+            + (f" (replacing the static {names})" if names else "") + f"; other hosts: {refused}")
+    theirs = f"the static {names}" if names else "no credential"
+    rest = ours if plugin else f"{theirs} ({TRACKING_AUTH} does not select {PLUGIN})"
+    basic = tuple(n for n in static.names if n != TOKEN)
+    gateway = (f"the static {' and '.join(basic)} (Basic), never this plugin's" if basic else
+               "no credential (MLflow sends only a static username and password there; the server answers 401)")
+    return [
+        f"REST (MLflow's tracking, registry and artifact calls): {rest}",
+        f"OTLP/HTTP traces: {ours if plugin and otlp_plugin else theirs}",
+        f"gateway:/ judges and score_model_on_payload: {gateway}",
+    ]
 
 
 # The README's "What is not covered" list and doctor's notes: MLflow paths that

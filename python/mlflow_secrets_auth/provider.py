@@ -33,6 +33,24 @@ request the hook sees, so the hook decides what the next hop carries:
   its body was a stream that cannot be replayed exactly: then the 401 is the
   answer. No marker header.
 
+Precedence over MLflow's static credential. MLflow puts
+``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (Basic; also read
+from ``~/.mlflow/credentials``) or ``MLFLOW_TRACKING_TOKEN`` (Bearer) into a
+request's ``Authorization`` header before the auth object runs, and so does
+its OTLP exporter. The rule: on every request this auth object sees (MLflow's
+REST calls through ``fetch_auth``, the OTLP/HTTP trace session of ``otlp.py``)
+the plugin's credential replaces the static one. With the default header it
+overwrites ``Authorization``; with another ``MLFLOW_AUTH_HEADER_NAME`` the
+static ``Authorization`` is removed (not merely warned about: two credentials
+on one request is what a user who selected this plugin does not expect). For
+a host the policy refuses, the static credential is not sent either, unless
+``MLFLOW_SECRETS_STATIC_FALLBACK=true`` (read here, in Python, because it
+concerns MLflow's own variables). Only an ``Authorization`` header equal to
+the one MLflow builds from the static credential is ever removed: a caller's
+own header is left alone. When both are configured, one warning per process
+names the static variables (never their values). The static value is worked
+out once per environment (in ``sync``), so a request costs one comparison.
+
 This module is the entry point MLflow imports: it imports nothing that can
 fail, and starts nothing. If the native core cannot work, or refuses a hop
 because it would carry the credential in cleartext, the auth object raises
@@ -42,11 +60,13 @@ it was meant to carry.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple, TypeVar
 
 from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider
 from requests import PreparedRequest, Response
@@ -56,6 +76,9 @@ from mlflow_secrets_auth import _env, _hooks, _native
 
 NAME = "mlflow_secrets_auth"
 ALLOW_HTTP_ENV = "MLFLOW_SECRETS_ALLOW_HTTP"  # named by the core when a hop would be cleartext
+STATIC_FALLBACK_ENV = "MLFLOW_SECRETS_STATIC_FALLBACK"  # send the static credential to hosts the policy refuses
+AUTHORIZATION = "Authorization"
+CREDENTIALS_FILE = "~/.mlflow/credentials"  # where MLflow also reads the static username and password
 logger = logging.getLogger("mlflow_secrets_auth")
 
 
@@ -76,12 +99,13 @@ class _Answer:
     that carry them. Immutable and shared: a request whose hook needs state
     (a 401 or a redirect) gets a ``_Guard`` of its own in place of this one."""
 
-    __slots__ = ("fingerprint", "items", "names")
+    __slots__ = ("fingerprint", "items", "names", "sets_authorization")
 
     def __init__(self, items: Items, fingerprint: str) -> None:
         self.items = items
         self.fingerprint = fingerprint  # the core's name for exactly these headers
         self.names = tuple(name for name, _ in items)
+        self.sets_authorization = any(name.lower() == "authorization" for name in self.names)
 
     def __call__(self, resp: Response, **kwargs: Any) -> Response:
         if resp.status_code != 401 and not resp.is_redirect:
@@ -111,6 +135,77 @@ _refusals = 0  # distinct refused-host warnings in this environment
 _warnings: tuple[str, ...] = ()  # the core's configuration warnings for the current environment
 _fork_hook = False
 _now = time.monotonic
+USERNAME, PASSWORD, TOKEN = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"
+
+
+class Static(NamedTuple):
+    """MLflow's static credential in one environment: never printed (``names`` says where it comes from)."""
+
+    authorization: str | None  # the Authorization value MLflow builds from it; None when it builds none
+    names: tuple[str, ...]  # the variables (or the credentials file) it comes from
+    fallback: bool  # STATIC_FALLBACK_ENV: hosts the policy refuses still get it
+    problem: str  # a STATIC_FALLBACK_ENV value that is not a switch (then it is off), or ""
+
+
+_SWITCH = {"": False, "0": False, "false": False, "no": False, "off": False,
+           "1": True, "true": True, "yes": True, "on": True}  # as the core reads its switches
+
+
+def static_credential(env: Mapping[str, str], creds: tuple[str | None, str | None]) -> Static:
+    """What MLflow sends from its static credential, built as ``rest_utils.http_request`` and
+    ``build_otlp_headers`` build it: Basic from a username and password (creds: as MLflow
+    resolves them, environment first, then the credentials file), else Bearer from the token."""
+    user, password = creds
+    token = env.get(TOKEN)
+    names: list[str] = []
+    authorization = None
+    if user and password:
+        authorization = "Basic " + base64.standard_b64encode(f"{user}:{password}".encode()).decode()
+        names += [var if env.get(var) else CREDENTIALS_FILE for var in (USERNAME, PASSWORD)]
+    if token:
+        authorization = authorization or f"Bearer {token}"
+        names.append(TOKEN)
+    raw = env.get(STATIC_FALLBACK_ENV, "")
+    fallback = _SWITCH.get(raw.strip().lower())
+    problem = "" if fallback is not None else (
+        f"{STATIC_FALLBACK_ENV}={raw[:40]!r} is not a switch (use 1, true, yes, on, 0, false, no, off); "
+        "taken as off: hosts the policy refuses get no static credential")
+    return Static(authorization, tuple(dict.fromkeys(names)), bool(fallback), problem)
+
+
+def static_names(static: Static) -> str:
+    return " and ".join(static.names)
+
+
+def precedence_warning(static: Static) -> str:
+    """The one warning for a process where both this plugin and a static credential are configured ("" if not)."""
+    if static.authorization is None:
+        return ""
+    refused = (f"hosts the policy refuses get the static one ({STATIC_FALLBACK_ENV}=true)" if static.fallback else
+               f"hosts the policy refuses get neither (set {STATIC_FALLBACK_ENV}=true to send the static one there)")
+    return (f"mlflow-secrets-auth: both this plugin ({NAME}) and {static_names(static)} are set: on the requests "
+            "this plugin covers (MLflow's REST calls, OTLP/HTTP traces) its credential replaces the static one "
+            "(a static Authorization header is removed when MLFLOW_AUTH_HEADER_NAME names another header); "
+            f"{refused}; gateway:/ judges still send the static one")
+
+
+def _mlflow_creds() -> tuple[str | None, str | None]:
+    """The username and password as MLflow reads them (environment, then ~/.mlflow/credentials)."""
+    try:
+        from mlflow.utils.credentials import read_mlflow_creds
+
+        creds = read_mlflow_creds()
+        return creds.username, creds.password
+    except Exception:  # an MLflow without it, or an unreadable file: the environment only
+        return os.environ.get(USERNAME), os.environ.get(PASSWORD)
+
+
+# Worked out once per environment (sync), read on every request.
+_static = Static(None, (), False, "")
+_static_auth: str | None = None
+_static_fallback = False
+_precedence = ""  # precedence_warning(_static)
+_precedence_said: set[str] = set()  # precedence warnings given in this process (a handful of distinct texts)
 _origin_key = _hooks.origin_key
 
 
@@ -130,11 +225,15 @@ class SecretsAuth(AuthBase):
         if entry is None or entry[0] != _env.current() or entry[1] <= _now():
             entry = _fetch(url)
         answer = entry[2]
+        headers, static = r.headers, _static_auth
         if answer is not None:
-            headers = r.headers
             for name, value in answer.items:
                 headers[name] = value
             r.hooks["response"].append(answer)
+            if static is not None and not answer.sets_authorization and headers.get(AUTHORIZATION) == static:
+                del headers[AUTHORIZATION]  # a custom header name: the static credential does not go along
+        elif static is not None and not _static_fallback and headers.get(AUTHORIZATION) == static:
+            del headers[AUTHORIZATION]  # a refused host gets no credential at all
         return r
 
 
@@ -359,7 +458,7 @@ def sync(t: _native.Transport) -> int:
     and every configuration warning; requests log each once per environment
     (``info`` and ``doctor`` print them themselves).
     """
-    global _synced, _fork_hook, _warnings, _refusals
+    global _synced, _fork_hook, _warnings, _refusals, _static, _static_auth, _static_fallback, _precedence
     if not _fork_hook:
         _native.at_fork(_after_fork_in_child)
         _fork_hook = True
@@ -381,6 +480,11 @@ def sync(t: _native.Transport) -> int:
             level = logging.getLevelName(str(reply.get("log_level") or "INFO"))
             logger.setLevel(level if isinstance(level, int) else logging.INFO)
             _warnings = tuple(f"mlflow-secrets-auth: {w}" for w in reply.get("warnings") or ())
+            static = static_credential(env, _mlflow_creds())
+            if static.problem:
+                _warnings += (f"mlflow-secrets-auth: {static.problem}",)
+            _static, _static_auth, _static_fallback = static, static.authorization, static.fallback
+            _precedence = precedence_warning(static)
             _synced = state
     return generation
 
@@ -449,6 +553,9 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Answer | None]
         sync(t)
         for warning in _warnings:
             _once(logging.WARNING, warning)
+        if _precedence and _precedence not in _precedence_said:
+            _precedence_said.add(_precedence)
+            logger.warning("%s", _precedence)
         reply: dict[str, Any] = interruptible(lambda: t.headers(key, proxy, reject))
     except _native.NativeError as exc:
         raise MlflowSecretsAuthError(f"mlflow-secrets-auth: {exc}") from exc
@@ -470,6 +577,9 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Answer | None]
     message = f"mlflow-secrets-auth: {reply.get('message')}"
     code, variable = str(reply.get("code")), reply.get("variable")
     if code == "host_not_allowed" and variable != ALLOW_HTTP_ENV:
+        if _static_auth is not None and not _static_fallback:
+            message += (f"; the static {static_names(_static)} credential is not sent there either "
+                        f"({STATIC_FALLBACK_ENV}=true sends it)")
         _refused(message)
         # Kept briefly: a change of environment ends it at once, while
         # mlflow.set_registry_uri (which changes no variable) is seen within DENIAL_TTL.

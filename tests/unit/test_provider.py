@@ -4,6 +4,7 @@ interruptible, and the response hook's redirect and 401 handling."""
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import io
 import logging
@@ -474,3 +475,201 @@ def test_state_per_origin_is_bounded_and_refusals_summarised(
     assert len(refused) == provider.REFUSALS_LOGGED
     assert len(summary) == 1
     assert prepared("http://a:1/x").headers["X-Api-Key"] == "tok-a"  # still served after the churn
+
+
+# --------------------------------------------------------------------------- #
+# Precedence over MLflow's static MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN
+# --------------------------------------------------------------------------- #
+
+STATIC_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+               provider.STATIC_FALLBACK_ENV)
+WRONG_BASIC = "Basic " + base64.b64encode(b"alice:wrong-pw-123").decode()
+
+
+@pytest.fixture()
+def static(core: FakeTransport, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> FakeTransport:
+    """The fake core, a home without ~/.mlflow/credentials, a wrong static username and password."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in STATIC_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(provider, "_precedence_said", set())
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong-pw-123")
+    return core
+
+
+def as_mlflow_sends(url: str, authorization: str = WRONG_BASIC) -> requests.PreparedRequest:
+    """A request as MLflow's http_request makes it: the static Authorization first, then our auth."""
+    req = requests.Request("GET", url, headers={"Authorization": authorization}).prepare()
+    req.prepare_auth(provider.SecretsAuth())
+    return req
+
+
+@pytest.mark.parametrize("header", ["Authorization", "X-Api-Key"])
+def test_the_plugins_credential_replaces_the_static_one(static: FakeTransport, header: str) -> None:
+    """With the default header it overwrites Authorization; with a custom header name
+    the static Authorization is removed, not sent alongside."""
+    static.header = header
+    req = as_mlflow_sends("http://a:1/x")
+    assert req.headers[header] == "tok-a"
+    assert req.headers.get("Authorization") in (None, "tok-a")
+    assert WRONG_BASIC not in req.headers.values()
+
+
+def test_a_bearer_static_token_is_removed_as_well(static: FakeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "stale-token-456")
+    static.header = "X-Api-Key"
+    assert "Authorization" not in as_mlflow_sends("http://a:1/x", "Bearer stale-token-456").headers
+    assert "Authorization" not in as_mlflow_sends("http://evil:1/x", "Bearer stale-token-456").headers
+
+
+def test_a_refused_host_gets_no_static_credential_either(
+    static: FakeTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="mlflow_secrets_auth"):
+        req = as_mlflow_sends("http://evil:1/x")
+    assert "Authorization" not in req.headers
+    refusal = [r.getMessage() for r in caplog.records if "evil" in r.getMessage()]
+    assert len(refusal) == 1 and provider.STATIC_FALLBACK_ENV in refusal[0], refusal
+    assert "wrong-pw-123" not in caplog.text
+
+
+def test_a_callers_own_authorization_is_never_touched(static: FakeTransport) -> None:
+    """Only the header MLflow builds from the static variables is removed."""
+    static.header = "X-Api-Key"
+    assert as_mlflow_sends("http://a:1/x", "Bearer callers-own").headers["Authorization"] == "Bearer callers-own"
+    assert as_mlflow_sends("http://evil:1/x", "Bearer callers-own").headers["Authorization"] == "Bearer callers-own"
+
+
+@pytest.mark.parametrize("value", ["true", "1", "YES", "on"])
+def test_the_fallback_opt_in_sends_the_static_one_to_refused_hosts(
+    static: FakeTransport, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(provider.STATIC_FALLBACK_ENV, value)
+    assert as_mlflow_sends("http://evil:1/x").headers["Authorization"] == WRONG_BASIC
+    static.header = "X-Api-Key"  # allowed hosts still get only the plugin's credential
+    assert "Authorization" not in as_mlflow_sends("http://a:1/x").headers
+
+
+def test_a_bad_fallback_value_is_named_and_taken_as_off(
+    static: FakeTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(provider.STATIC_FALLBACK_ENV, "sure")
+    with caplog.at_level(logging.WARNING, logger="mlflow_secrets_auth"):
+        assert "Authorization" not in as_mlflow_sends("http://evil:1/x").headers
+    bad = [r.getMessage() for r in caplog.records if "'sure' is not a switch" in r.getMessage()]
+    assert len(bad) == 1 and provider.STATIC_FALLBACK_ENV in bad[0]
+
+
+def test_one_precedence_warning_per_process_naming_the_variables_not_the_values(
+    static: FakeTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="mlflow_secrets_auth"):
+        for url in ("http://a:1/x", "http://b:2/x", "http://evil:1/x", "http://a:1/y"):
+            as_mlflow_sends(url)
+        monkeypatch.setenv("SOMETHING_ELSE", "1")  # a new environment, the same configuration: not again
+        as_mlflow_sends("http://a:1/x")
+    warned = [r for r in caplog.records if "replaces the static one" in r.getMessage()]
+    assert len(warned) == 1
+    text = warned[0].getMessage()
+    assert warned[0].levelno == logging.WARNING
+    assert "mlflow_secrets_auth" in text and "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in text
+    assert "wrong-pw-123" not in caplog.text and "alice" not in caplog.text
+
+
+def test_no_precedence_warning_and_nothing_removed_without_a_static_credential(
+    static: FakeTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")  # a username alone: MLflow builds no header
+    static.header = "X-Api-Key"
+    with caplog.at_level(logging.DEBUG, logger="mlflow_secrets_auth"):
+        assert as_mlflow_sends("http://a:1/x").headers["Authorization"] == WRONG_BASIC
+    assert "replaces the static one" not in caplog.text
+
+
+def test_the_credentials_file_counts_and_is_named(
+    static: FakeTransport, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    (tmp_path / ".mlflow").mkdir()
+    (tmp_path / ".mlflow" / "credentials").write_text("[mlflow]\nmlflow_tracking_password = wrong-pw-123\n")
+    with caplog.at_level(logging.WARNING, logger="mlflow_secrets_auth"):
+        assert "Authorization" not in as_mlflow_sends("http://evil:1/x").headers
+    assert f"MLFLOW_TRACKING_USERNAME and {provider.CREDENTIALS_FILE}" in caplog.text
+
+
+def test_the_static_credential_is_worked_out_once_per_environment(
+    static: FakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    real = provider._mlflow_creds
+    monkeypatch.setattr(provider, "_mlflow_creds", lambda: (reads.append(1), real())[1])
+    static.header = "X-Api-Key"
+    for _ in range(50):
+        assert "Authorization" not in as_mlflow_sends("http://a:1/x").headers
+        assert "Authorization" not in as_mlflow_sends("http://evil:1/x").headers
+    assert len(reads) == 1
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "another-pw")  # seen with the next environment
+    assert as_mlflow_sends("http://evil:1/x").headers["Authorization"] == WRONG_BASIC
+    assert "Authorization" not in as_mlflow_sends(
+        "http://evil:1/x", "Basic " + base64.b64encode(b"alice:another-pw").decode()).headers
+    assert len(reads) == 2
+
+
+def test_the_otlp_session_follows_the_same_rule(static: FakeTransport) -> None:
+    """OpenTelemetry's exporter puts MLflow's build_otlp_headers on its session;
+    the session's auth (ours) then replaces or removes the static header."""
+    from mlflow_secrets_auth import otlp
+
+    static.header = "X-Api-Key"
+    s = otlp.session()
+    s.headers.update({"Authorization": WRONG_BASIC, "x-mlflow-experiment-id": "0"})
+    to_server = s.prepare_request(requests.Request("POST", "http://a:1/v1/traces", data=b"x"))
+    assert to_server.headers["X-Api-Key"] == "tok-a" and "Authorization" not in to_server.headers
+    collector = s.prepare_request(requests.Request("POST", "http://evil:1/v1/traces", data=b"x"))
+    assert "Authorization" not in collector.headers and "X-Api-Key" not in collector.headers
+
+
+@pytest.mark.parametrize("env", [
+    {"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p:w"},
+    {"MLFLOW_TRACKING_TOKEN": "t0k"},
+    {"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p", "MLFLOW_TRACKING_TOKEN": "t0k"},
+    {"MLFLOW_TRACKING_USERNAME": "u"},
+])
+def test_the_static_value_is_the_one_mlflow_builds(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Compared with MLflow's own build_otlp_headers (the same rule as rest_utils.http_request)."""
+    from mlflow.tracing.utils.otlp import build_otlp_headers
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in STATIC_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    static = provider.static_credential(os.environ, provider._mlflow_creds())
+    assert static.authorization == build_otlp_headers("0").get("Authorization")
+
+
+def test_credential_paths_for_info_and_doctor() -> None:
+    from mlflow_secrets_auth import otlp
+
+    env = {"MLFLOW_TRACKING_AUTH": "mlflow_secrets_auth", "MLFLOW_TRACKING_USERNAME": "u",
+           "MLFLOW_TRACKING_PASSWORD": "p"}
+    basic = provider.static_credential(env, ("u", "p"))
+    rest, traces, gateway = otlp.credential_paths(env, "X-Api-Key", basic, otlp_plugin=True)
+    assert "this plugin's X-Api-Key" in rest and "replacing the static MLFLOW_TRACKING_USERNAME" in rest
+    assert "other hosts: no credential" in rest and provider.STATIC_FALLBACK_ENV in rest
+    assert "this plugin's X-Api-Key" in traces
+    assert "static MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (Basic)" in gateway
+    _, traces, _ = otlp.credential_paths(env, "X-Api-Key", basic, otlp_plugin=False)
+    assert traces == "OTLP/HTTP traces: the static MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    token = provider.static_credential({"MLFLOW_TRACKING_TOKEN": "t"}, (None, None))
+    _, traces, gateway = otlp.credential_paths(env, "Authorization", token, otlp_plugin=False)
+    assert traces.endswith("the static MLFLOW_TRACKING_TOKEN")
+    assert "no credential" in gateway and "401" in gateway
+    none = provider.static_credential({}, (None, None))
+    rest, traces, gateway = otlp.credential_paths({}, "Authorization", none, otlp_plugin=False)
+    assert "no credential (MLFLOW_TRACKING_AUTH does not select mlflow_secrets_auth)" in rest
+    assert traces.endswith("no credential")
