@@ -13,6 +13,7 @@ credential, its recipients) goes to ``$MSA_SWEEP_REPORT`` or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cloud_harness
+import gcp_harness
 import harness
 import netsweep
 import pytest
@@ -35,7 +37,8 @@ SEARCH = "/api/2.0/mlflow/experiments/search"
 NAMES = (
     "mlflow.example", "mlflow2.example", "evil.example", "vault.example", "vault-redirect.example",
     "vault-other.example", "vault-plain.example", "moto.example", "aws-redirect.example", "kv.example",
-    "kv-hostile.example", "proxy.corp.example", "localhost", "127.0.0.1",
+    "kv-hostile.example", "proxy.corp.example", "secretmanager.example", "oauth.example", "gcp-redirect.example",
+    "localhost", "127.0.0.1",
 )
 REPORT = Path(os.environ.get("MSA_SWEEP_REPORT") or harness.REPO_ROOT / ".venv" / "test-logs" / "egress-sweep.txt")
 
@@ -121,8 +124,11 @@ class World:
     """The real servers every scenario may use, and shared TLS material."""
 
     def __init__(self, vault: harness.VaultAPIServer, moto: cloud_harness.MotoServer,
-                 keyvault: cloud_harness.FakeKeyVault, hostile_kv: cloud_harness.FakeKeyVault, tmp: Path) -> None:
+                 keyvault: cloud_harness.FakeKeyVault, hostile_kv: cloud_harness.FakeKeyVault, tmp: Path,
+                 google: gcp_harness.FakeGoogle, review: Callable[[], harness.TokenReviewServer]) -> None:
         self.vault, self.moto, self.keyvault, self.hostile_kv = vault, moto, keyvault, hostile_kv
+        self.google, self.token_review, self.tmp = google, review, tmp
+        self.google_oauth = google.oauth_url  # the stand-in's own; each scenario points the key's token_uri elsewhere
         self.tls = harness.make_tls_files(tmp / "tls", names=NAMES)
 
     def mlflow_cred(self) -> tuple[str, str]:
@@ -433,63 +439,6 @@ def azure_hostile_challenge(w: World, net: Net) -> Run:
     return run
 
 
-# --------------------------------------------------------------------------- #
-
-@pytest.fixture(scope="module")
-def hostile_kv() -> Iterator[cloud_harness.FakeKeyVault]:
-    with cloud_harness.FakeKeyVault(challenge_resource="https://management.azure.com") as kv:
-        yield kv
-
-
-@pytest.fixture(scope="module")
-def world(vault_ready: harness.VaultAPIServer, moto: cloud_harness.MotoServer,
-          keyvault: cloud_harness.FakeKeyVault, hostile_kv: cloud_harness.FakeKeyVault,
-          tmp_path_factory: pytest.TempPathFactory) -> World:
-    return World(vault_ready, moto, keyvault, hostile_kv, tmp_path_factory.mktemp("sweep"))
-
-
-@pytest.fixture(scope="module")
-def report() -> Iterator[list[str]]:
-    lines: list[str] = []
-    yield lines
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text("\n".join(["egress sweep: each credential and the listeners that received it", *lines, ""]))
-
-
-def drive(run: Run, names: list[str]) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER],
-        input=json.dumps({"names": names, "actions": run.actions}),
-        env=run.env, capture_output=True, text=True, timeout=180,
-    )
-    return proc.stdout + proc.stderr[-2000:]
-
-
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_sweep(name: str, world: World, report: list[str], vault_kind: str) -> None:
-    net = Net(world.tls)
-    try:
-        run = SCENARIOS[name](world, net)
-        output = drive(run, net.names)
-        creds = list(run.creds)
-        for what, pattern, allowed in run.minted:
-            creds += [Cred(what, [v], allowed) for v in net.minted(pattern)]
-        problems = []
-        report.append(f"[{name}]")
-        for c in creds:
-            got = net.recipients(c.forms)
-            report.append(f"  {c.what}: {', '.join(sorted(got)) or '(nowhere)'}")
-            if not got <= c.allowed:
-                problems.append(f"{c.what} reached {sorted(got - c.allowed)} (allowed: {sorted(c.allowed)})")
-            if not c.must_reach <= got:
-                problems.append(f"{c.what} never reached {sorted(c.must_reach - got)}: the scenario did not run")
-        if run.after is not None:
-            run.after(net)
-        assert not problems, f"scenario {name}: " + "; ".join(problems) + f"\ndriver output:\n{output}"
-    finally:
-        net.close()
-
-
 def _jwt_login(w: World) -> tuple[str, str, str]:
     """A JWT auth mount on the world's Vault trusting a fresh issuer, role
     ``ci`` reading the MLflow secrets; (mount, a JWT it accepts, the file holding it)."""
@@ -562,7 +511,156 @@ def vault_agent(w: World, net: Net) -> Run:
     ], after=stop)
 
 
-# The scenarios above were registered after test_sweep was parametrized: run them the same way.
-@pytest.mark.parametrize("name", ["vault-agent", "vault-jwt", "vault-redirect-jwt"])
-def test_sweep_workload_identity(name: str, world: World, report: list[str], vault_kind: str) -> None:
-    test_sweep(name, world, report, vault_kind)
+@scenario
+def vault_kubernetes(w: World, net: Net) -> Run:
+    """The service-account token from MLFLOW_VAULT_K8S_TOKEN_PATH goes to Vault's
+    login only (Vault then asks the TokenReview stand-in, on loopback)."""
+    import tempfile
+    import uuid
+
+    vault = net.add("vault.example", upstream=w.vault.addr.removeprefix("http://"))
+    mlflow = net.add("mlflow.example", fake_mlflow())
+    m, path = w.mlflow_cred()
+    review, issuer = w.token_review(), harness.JWTIssuer("https://kubernetes.default.svc")
+    tmp = Path(tempfile.mkdtemp(prefix="msa-sweep-k8s-"))
+    mount = f"k8s-{secrets.token_hex(3)}"
+    w.vault.api("POST", f"sys/auth/{mount}", {"type": "kubernetes"})
+    w.vault.api("POST", f"auth/{mount}/config", {"kubernetes_host": review.url, "disable_local_ca_jwt": True,
+                                                  "kubernetes_ca_cert": harness.make_tls_files(tmp)[0].read_text()})
+    w.vault.api("POST", f"auth/{mount}/role/trainer", {"bound_service_account_names": ["trainer"],
+                                                        "bound_service_account_namespaces": ["ml"],
+                                                        "token_policies": ["mlflow-reader"]})
+    uid = str(uuid.uuid4())
+    sa_token = issuer.sign(harness.kubernetes_claims("ml", "trainer", uid))
+    review.allow(sa_token, "ml", "trainer", uid)
+    (tmp / "token").write_text(sa_token)
+    env = {**w.base_env(net, mlflow.url()), **w.vault_env(net, vault.url(), MLFLOW_VAULT_K8S_ROLE="trainer",
+                                                           MLFLOW_VAULT_K8S_MOUNT=mount,
+                                                           MLFLOW_VAULT_K8S_TOKEN_PATH=str(tmp / "token"),
+                                                           MLFLOW_VAULT_SECRET_PATH=path)}
+    return Run(env, [["search"]], [
+        Cred("MLflow credential", [m.encode()], {"mlflow.example"}, {"mlflow.example"}),
+        Cred("Kubernetes service-account token", [sa_token.encode()], {"vault.example"}, {"vault.example"}),
+    ], minted=[("Vault login token", rb'"client_token":"([^"]+)"', {"vault.example"})])
+
+
+def gcp_run(w: World, net: Net, endpoint: str | None) -> tuple[Run, str]:
+    """Google Secret Manager with a service-account key whose token_uri is a named
+    listener in front of the stand-in's OAuth endpoint."""
+    google = w.google
+    sm = net.add("secretmanager.example", upstream=google.sm_url.removeprefix("https://"), upstream_tls=True)
+    oauth = net.add("oauth.example", upstream=w.google_oauth.split("/")[2], upstream_tls=True)
+    mlflow = net.add("mlflow.example", fake_mlflow())
+    google.oauth_url = oauth.url() + "/token"  # the key's token_uri and the assertion's audience
+    key = google.service_account_key(w.tmp, f"sweep-{secrets.token_hex(3)}@sweep.iam.gserviceaccount.com", "sweep")
+    m, secret = token(), f"sweep-{secrets.token_hex(4)}"
+    google.add_version("sweep", secret, json.dumps({"token": m}))
+    (w.tmp / "gcloud").mkdir(exist_ok=True)
+    env = {**w.base_env(net, mlflow.url()), "MLFLOW_SECRETS_AUTH_ENABLE": "gcp-secret-manager",
+           "MLFLOW_GCP_SECRET_NAME": secret, "MLFLOW_GCP_SECRETMANAGER_ENDPOINT": endpoint or sm.url(),
+           "MLFLOW_GCP_CA_BUNDLE": str(net.ca), "GOOGLE_APPLICATION_CREDENTIALS": str(key),
+           "CLOUDSDK_CONFIG": str(w.tmp / "gcloud")}
+    private_key = json.loads(key.read_text())["private_key"].splitlines()[5]  # a line of the key's base64
+    return Run(env, [["search"]], [Cred("service-account private key", [private_key.encode()], set())],
+               minted=[("Google access token", rb'"access_token": ?"([^"]+)"',
+                        {"gcp-redirect.example" if endpoint else "secretmanager.example"})]), m
+
+
+@scenario
+def gcp(w: World, net: Net) -> Run:
+    run, m = gcp_run(w, net, None)
+    run.creds.append(Cred("MLflow credential", [m.encode()], {"mlflow.example"}, {"mlflow.example"}))
+    return run
+
+
+@scenario
+def gcp_redirect(w: World, net: Net) -> Run:
+    """The Secret Manager endpoint answers 307: the access token must not follow."""
+    evil = net.add("evil.example", sink(200))
+    redir = net.add("gcp-redirect.example", redirect(lambda path: evil.url() + path))
+    run, m = gcp_run(w, net, redir.url())
+    run.creds.append(Cred("MLflow credential", [m.encode()], {"mlflow.example"}))
+
+    def asked_with_a_token(net: Net) -> None:
+        seen = [h.get("authorization", "") for _, _, h in redir.requests]
+        assert any(v.startswith("Bearer ") for v in seen), f"the endpoint was never asked with a token: {seen}"
+
+    run.after = asked_with_a_token
+    return run
+
+
+# --------------------------------------------------------------------------- #
+
+@pytest.fixture(scope="module")
+def hostile_kv() -> Iterator[cloud_harness.FakeKeyVault]:
+    with cloud_harness.FakeKeyVault(challenge_resource="https://management.azure.com") as kv:
+        yield kv
+
+
+@pytest.fixture(scope="module")
+def sweep_google() -> Iterator[gcp_harness.FakeGoogle]:
+    with gcp_harness.FakeGoogle() as google:  # its own: the sweep points its OAuth URL at a named listener
+        yield google
+
+
+@pytest.fixture(scope="module")
+def world(vault_ready: harness.VaultAPIServer, moto: cloud_harness.MotoServer,
+          keyvault: cloud_harness.FakeKeyVault, hostile_kv: cloud_harness.FakeKeyVault,
+          sweep_google: gcp_harness.FakeGoogle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with contextlib.ExitStack() as stack:
+        review: list[harness.TokenReviewServer] = []
+
+        def token_review() -> harness.TokenReviewServer:
+            if not review:
+                review.append(stack.enter_context(harness.TokenReviewServer()))
+            return review[0]
+
+        yield World(vault_ready, moto, keyvault, hostile_kv, tmp_path_factory.mktemp("sweep"), sweep_google,
+                    token_review)
+
+
+@pytest.fixture(scope="module")
+def report() -> Iterator[list[str]]:
+    lines: list[str] = []
+    yield lines
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text("\n".join(["egress sweep: each credential and the listeners that received it", *lines, ""]))
+
+
+def drive(run: Run, names: list[str]) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER],
+        input=json.dumps({"names": names, "actions": run.actions}),
+        env=run.env, capture_output=True, text=True, timeout=180,
+    )
+    return proc.stdout + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_sweep(name: str, world: World, report: list[str], vault_kind: str) -> None:
+    net = Net(world.tls)
+    try:
+        run = SCENARIOS[name](world, net)
+        output = drive(run, net.names)
+        creds = list(run.creds)
+        for what, pattern, allowed in run.minted:
+            creds += [Cred(what, [v], allowed) for v in net.minted(pattern)]
+        problems = []
+        report.append(f"[{name}]")
+        for c in creds:
+            got = net.recipients(c.forms)
+            report.append(f"  {c.what}: {', '.join(sorted(got)) or '(nowhere)'}")
+            if not got <= c.allowed:
+                problems.append(f"{c.what} reached {sorted(got - c.allowed)} (allowed: {sorted(c.allowed)})")
+            if not c.must_reach <= got:
+                problems.append(f"{c.what} never reached {sorted(c.must_reach - got)}: the scenario did not run")
+        if run.after is not None:
+            try:
+                run.after(net)
+            except AssertionError as exc:
+                problems.append(str(exc))
+        assert not problems, f"scenario {name}: " + "; ".join(problems) + f"\ndriver output:\n{output}"
+    finally:
+        net.close()
+
+
