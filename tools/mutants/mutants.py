@@ -170,4 +170,12 @@ MUTANTS: tuple[Mutant, ...] = (
         lang="go",
         why="a corrupted Secret Manager payload becomes a credential",
     ),
+    Mutant(
+        name="token-file-change-ignored",
+        path="go/internal/provider/vault/workload.go",
+        old="\treturn w.pending != w.hash, nil\n",
+        new="\treturn false, nil\n",
+        lang="go",
+        why="a rotated Kubernetes/JWT token file is not followed by a new login (a stale identity is kept)",
+    ),
 )
