@@ -6,6 +6,7 @@ package cfgfile
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -139,4 +140,22 @@ func readRegular(path string) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d bytes", MaxSize)
 	}
 	return b, nil
+}
+
+// SystemPoolWith returns the system roots plus the PEM certificates in the
+// file named by variable (a CA bundle for a private CA or a TLS-inspecting
+// proxy), read with Read's limits.
+func SystemPoolWith(ctx context.Context, variable, path string) (*x509.CertPool, error) {
+	pem, err := Read(ctx, variable, path)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, msaerr.New(msaerr.NotConfigured, variable, "%s=%s holds no PEM certificate", variable, redact.Echo(path))
+	}
+	return pool, nil
 }

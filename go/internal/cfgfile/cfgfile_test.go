@@ -2,10 +2,18 @@ package cfgfile
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 )
@@ -70,5 +78,42 @@ func TestDeadlineEndsTheRead(t *testing.T) {
 	_, err := bounded(ctx, "VAULT_CACERT", "x", func() ([]byte, error) { <-block; return nil, nil })
 	if err == nil || !strings.Contains(err.Error(), "in time") || msaerr.As(err).Variable != "VAULT_CACERT" {
 		t.Errorf("bounded after the deadline: %v", err)
+	}
+}
+
+// A CA bundle adds to the system roots; a file without a certificate, or one
+// that cannot be read, is an error naming the variable.
+func TestSystemPoolWith(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "msa-test-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(good, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := SystemPoolWith(context.Background(), "X_CA_BUNDLE", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+		t.Fatalf("the bundle's CA is not trusted: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{bad, filepath.Join(dir, "missing.pem")} {
+		if _, err := SystemPoolWith(context.Background(), "X_CA_BUNDLE", path); err == nil || !strings.Contains(err.Error(), "X_CA_BUNDLE") {
+			t.Errorf("%s: %v", path, err)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package gcp
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -54,7 +53,7 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if s.CABundle != "" {
-		pool, err := trusting(ctx, s.CABundle)
+		pool, err := cfgfile.SystemPoolWith(ctx, EnvCABundle, s.CABundle)
 		if err != nil {
 			return nil, err
 		}
@@ -98,22 +97,6 @@ func newProvider(ctx context.Context, s Settings) (*Provider, error) {
 	rc.RetryWaitMin, rc.RetryWaitMax = 200*time.Millisecond, 2*time.Second
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	return &Provider{s: s, creds: c, project: project, client: rc, transport: transport, meta: meta}, nil
-}
-
-// trusting returns the system roots plus the PEM certificates in caFile.
-func trusting(ctx context.Context, caFile string) (*x509.CertPool, error) {
-	pem, err := cfgfile.Read(ctx, EnvCABundle, caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, msaerr.New(msaerr.NotConfigured, EnvCABundle, "%s=%s holds no PEM certificate", EnvCABundle, redact.Echo(caFile))
-	}
-	return pool, nil
 }
 
 // Close closes idle connections.
