@@ -130,6 +130,8 @@ def test_info_and_doctor_print_every_warning_of_the_core(
 ) -> None:
     monkeypatch.setattr(_native, "transport", WarningTransport)
     monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "mlflow_secrets_auth")  # else doctor fails on purpose
+    # As the start-up file sets it when MLFLOW_TRACKING_AUTH is set at start (here it is set later).
+    monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER", "mlflow_secrets_auth")
     assert cli_module.main(["info"]) == 0
     info = capsys.readouterr().out.splitlines()
     expected = [f"warning: {w}" for w in WarningTransport.WARNINGS]

@@ -23,11 +23,18 @@ from pathlib import Path
 import harness
 import pytest
 from conftest import apply, plugin_env
-from mlflow_secrets_auth.provider import MlflowSecretsAuthError, invalidate
+from mlflow_secrets_auth import _native, provider
+from mlflow_secrets_auth.provider import MlflowSecretsAuthError
 from test_e2e import assert_logged, run_script
 
 TRACKING = "https://mlflow.test"
 CLI = str(Path(sys.executable).with_name("mlflow-secrets-auth"))
+
+
+def invalidate() -> None:
+    """Forget every cached credential, in the core (MsaInvalidate) and in the plugin."""
+    _native.transport().invalidate()
+    provider._entries.clear()
 
 
 def header(url: str = TRACKING) -> str | None:
@@ -275,7 +282,8 @@ def agent(vault_ready: harness.VaultAPIServer) -> Iterator[harness.BaoAgent]:
 
 
 def test_agent_mode_is_tokenless(  # type: ignore[no-untyped-def]
-    use_env, vault_ready: harness.VaultAPIServer, agent: harness.BaoAgent, secret_path: str
+    use_env, vault_ready: harness.VaultAPIServer, agent: harness.BaoAgent, secret_path: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     vault_ready.kv_put("secret", secret_path, {"token": "through-the-agent"}, version=1)
     env = {
@@ -289,8 +297,8 @@ def test_agent_mode_is_tokenless(  # type: ignore[no-untyped-def]
     invalidate()
     assert header() == "Bearer through-the-agent"
     # The same through BAO_AGENT_ADDR; and info says who authenticates.
-    del os.environ["VAULT_AGENT_ADDR"]
-    os.environ["BAO_AGENT_ADDR"] = agent.addr
+    monkeypatch.delenv("VAULT_AGENT_ADDR")
+    monkeypatch.setenv("BAO_AGENT_ADDR", agent.addr)
     invalidate()
     assert header() == "Bearer through-the-agent"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VAULT_", "BAO_"))}
@@ -299,7 +307,7 @@ def test_agent_mode_is_tokenless(  # type: ignore[no-untyped-def]
     assert f"agent (the agent at {agent.addr} authenticates)" in out.stdout, out.stdout
     # Without the agent (the server itself, no token), the read is refused:
     # the agent is what made it work.
-    os.environ["BAO_AGENT_ADDR"] = vault_ready.addr
+    monkeypatch.setenv("BAO_AGENT_ADDR", vault_ready.addr)
     err = str(error_of())
     assert "permission denied" in err, err
 

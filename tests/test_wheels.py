@@ -153,7 +153,7 @@ def assert_round_trip(replies: list[dict[str, object]]) -> None:
     assert replies[0] == {"ok": True, "abi": ABI}
     assert replies[1]["ok"] is False and replies[1]["code"] == "not_enabled", replies[1]
     assert replies[1]["variable"] == "MLFLOW_SECRETS_AUTH_ENABLE"
-    assert replies[2] == {"ok": True}
+    assert replies[2]["ok"] is True and replies[2]["timeout_ms"] == 10_000, replies[2]  # set_env's reply
     assert replies[3]["ok"] is False and replies[3]["code"] == "host_not_allowed", replies[3]
     assert "elsewhere.example.com" in str(replies[3]["message"])
 
@@ -467,11 +467,13 @@ def test_python_layer_uses_the_wheel(unpacked: dict[str, Path], tmp_path: Path, 
     the wheel has no library."""
     site = unpacked[key].parent
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import mlflow_secrets_auth as m;"
+        "import sys; import mlflow_secrets_auth as m;"
         "assert m.__file__.startswith(sys.argv[1]), m.__file__;"
         "from mlflow_secrets_auth.cli import main; sys.argv[1:] = ['info', '--json']; sys.exit(main())"
     )
-    env = dict(os.environ, MLFLOW_SECRETS_AUTH_ENABLE="vault", **LOADER_ENV)
+    # On PYTHONPATH, not sys.path.insert: the installed start-up file (the OTLP
+    # default) imports the package before any code of ours runs.
+    env = dict(os.environ, MLFLOW_SECRETS_AUTH_ENABLE="vault", PYTHONPATH=str(site), **LOADER_ENV)
     env.pop("MLFLOW_SECRETS_AUTH_LIBRARY", None)
     env.pop("MLFLOW_SECRETS_AUTH_TRANSPORT", None)
     info = json.loads(output([sys.executable, "-c", code, str(site)], env=env, cwd=tmp_path))
