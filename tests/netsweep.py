@@ -125,7 +125,7 @@ class Listener:
         assert self.upstream is not None
         up = socket.create_connection(self.upstream, timeout=30)
         if self.upstream_tls:
-            ctx = ssl.create_default_context()
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no default CA loading: nothing from the environment
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             up = ctx.wrap_socket(up, server_hostname=self.upstream[0])
@@ -150,8 +150,9 @@ class Listener:
                 up.sendall(data)
         except (OSError, ssl.SSLError):
             pass
-        with contextlib.suppress(OSError):
-            up.shutdown(socket.SHUT_WR)
+        if not self.upstream_tls:  # a TCP half-close would cut a TLS stream short: just wait for the answer
+            with contextlib.suppress(OSError):
+                up.shutdown(socket.SHUT_WR)
         done.wait(30)
         with contextlib.suppress(OSError):
             up.close()

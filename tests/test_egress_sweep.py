@@ -159,7 +159,7 @@ class World:
             MLFLOW_TRACKING_AUTH="mlflow_secrets_auth",
             MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
             MLFLOW_HTTP_REQUEST_TIMEOUT="30",
-            MLFLOW_SECRETS_TIMEOUT_SEC="5",
+            MLFLOW_SECRETS_TIMEOUT_SEC="20",  # TLS handshakes in Python threads are slow on a loaded machine
             MLFLOW_SECRETS_MAX_RETRIES="0",
             REQUESTS_CA_BUNDLE=str(net.ca),
             HTTPS_PROXY=net.router.url,
