@@ -65,6 +65,10 @@ def post_generator(url):
     r = requests.post(url, data=body(), auth=fetch_auth("mlflow_secrets_auth"), timeout=30)
     print("status", r.status_code, flush=True)
 
+def get(url):
+    r = requests.get(url, auth=fetch_auth("mlflow_secrets_auth"), timeout=30)
+    print("status", r.status_code, flush=True)
+
 def fork_search():
     search()  # the parent loads the core first
     pid = os.fork()
@@ -88,7 +92,7 @@ def fork_search():
 for action in cfg["actions"]:
     kind, args = action[0], action[1:]
     try:
-        {"search": search, "post_generator": post_generator, "fork_search": fork_search}[kind](*args)
+        {"search": search, "post_generator": post_generator, "fork_search": fork_search, "get": get}[kind](*args)
         print("ok", kind, flush=True)
     except BaseException as exc:
         print("error", kind, type(exc).__name__, str(exc)[:400], flush=True)
@@ -586,6 +590,26 @@ def gcp_redirect(w: World, net: Net) -> Run:
         assert any(v.startswith("Bearer ") for v in seen), f"the endpoint was never asked with a token: {seen}"
 
     run.after = asked_with_a_token
+    return run
+
+
+@scenario
+def per_server_credentials(w: World, net: Net) -> Run:
+    """MLFLOW_SECRETS_SERVERS: each server's credential goes to that server only
+    (and the base one to the tracking server only)."""
+    vault = net.add("vault.example", upstream=w.vault.addr.removeprefix("http://"))
+    prod = net.add("mlflow.example", fake_mlflow())
+    staging = net.add("mlflow2.example", fake_mlflow())
+    m1, path1 = w.mlflow_cred()
+    m2, path2 = w.mlflow_cred()
+    servers = json.dumps({"mlflow2.example": {"MLFLOW_VAULT_SECRET_PATH": path2}})
+    run, _, v = vault_token_run(w, net, vault.url(), prod.url(), MLFLOW_VAULT_SECRET_PATH=path1,
+                                MLFLOW_SECRETS_SERVERS=servers)
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    run.actions = [["get", prod.url() + search], ["get", staging.url() + search]]
+    run.creds = [Cred("base MLflow credential", [m1.encode()], {"mlflow.example"}, {"mlflow.example"}),
+                 Cred("staging's MLflow credential", [m2.encode()], {"mlflow2.example"}, {"mlflow2.example"}),
+                 Cred("Vault token", [v.encode()], {"vault.example"}, {"vault.example"})]
     return run
 
 
