@@ -87,14 +87,23 @@ char *MsaHeaders(const char *request_json);
  * Replace the environment the library reads with `env_json`, a JSON object
  * mapping names to string values; NULL returns to the process environment.
  * Takes effect on the next call. Providers and cached credentials whose
- * settings are unchanged are kept. The AWS_*, AZURE_*, IDENTITY_*, MSI_* and
- * IMDS_* variables are also copied into the process environment, where the
- * cloud SDKs read them.
- * Reply: {"ok":true,"timeout_ms":10000,"log_level":"INFO","warnings":["..."]}
+ * settings are unchanged are kept. The library never writes the process
+ * environment. The AWS and Azure SDKs, however, read their own variables
+ * (AWS_*; AZURE_*, IDENTITY_*, MSI_*, IMDS_*) from the process environment as
+ * it was when the library loaded; AWS_REGION, AWS_DEFAULT_REGION and
+ * AZURE_KEY_VAULT_URL are passed to them explicitly when set. A provider
+ * whose SDK would read another value than the one in env_json refuses with
+ * an error naming the variables (code "not_configured"): set them before the
+ * process starts, or serve that environment from a process started with it
+ * (the Python plugin starts its helper so).
+ * Reply: {"ok":true,"timeout_ms":10000,"log_level":"INFO","warnings":["..."],
+ *         "process_env":["AWS_PROFILE"]}
  *   timeout_ms: the per-call budget (MLFLOW_SECRETS_TIMEOUT_SEC);
  *   log_level: DEBUG, INFO, WARNING, ERROR or CRITICAL
  *   (MLFLOW_SECRETS_LOG_LEVEL); warnings: every configuration and provider
- *   warning, one line each, without secrets. Or an error.
+ *   warning, one line each, without secrets; process_env: the variables
+ *   (names only, sorted) that refused a provider as above, [] when none.
+ *   Or an error.
  */
 char *MsaSetEnv(const char *env_json);
 

@@ -165,12 +165,12 @@ class _Process:
     where no writer thread exists, without it).
     """
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         child_in, self._wfd = os.pipe()  # both ends close-on-exec (PEP 446)
         self._rfd, child_out = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=child_in, stdout=child_out, stderr=subprocess.DEVNULL, close_fds=True
+                argv, stdin=child_in, stdout=child_out, stderr=subprocess.DEVNULL, close_fds=True, env=env
             )
         except BaseException:
             os.close(self._wfd)
@@ -295,10 +295,22 @@ class Helper:
     ``ping_wait``. It is killed and restarted only when it fails that ping or
     its pipe breaks (it exited, EOF, EPIPE); the new one first gets the last
     environment, and a call that met a broken pipe is asked once more.
+
+    Environment: the AWS and Azure SDKs read the helper's own process
+    environment, which the core never writes. So a helper is started with
+    the last environment it was handed as its process environment, and when
+    a set_env reply names variables that its SDKs would read with another
+    value (``process_env``), it is replaced by one started with the new
+    environment.
     """
 
     def __init__(
-        self, path: Path, argv: list[str] | None = None, grace: float = HELPER_GRACE, ping_wait: float = PING_WAIT
+        self,
+        path: Path,
+        argv: list[str] | None = None,
+        grace: float = HELPER_GRACE,
+        ping_wait: float = PING_WAIT,
+        env: dict[str, str] | None = None,
     ) -> None:
         if argv is None and not os.access(path, os.X_OK):
             raise NativeError(f"the helper {path} is missing or not executable")
@@ -309,7 +321,7 @@ class Helper:
         self._lock = threading.Lock()  # starting, pinging and stopping
         self._proc: _Process | None = None
         self._ids = itertools.count(1)
-        self._env: dict[str, str] | None = None  # the state a restarted helper is given
+        self._env = env  # the environment a (re)started helper runs in and is given
         self._timeout_ms = DEFAULT_TIMEOUT_MS
         self.starts = 0
 
@@ -323,7 +335,7 @@ class Helper:
             if proc is not None:
                 proc.kill()
             try:
-                proc = _Process(self._argv)
+                proc = _Process(self._argv, self._env)
             except OSError as exc:
                 raise NativeError(f"cannot start the helper {self._path}: {exc}") from exc
             self.starts += 1
@@ -405,6 +417,13 @@ class Helper:
         if reply.get("ok"):
             self._env = dict(env)
             self._timeout_ms = _timeout_ms(reply)
+            if reply.get("process_env"):
+                # Its SDKs read an older process environment: start one in this environment.
+                with self._lock:
+                    proc, self._proc = self._proc, None
+                if proc is not None:
+                    proc.kill()
+                reply = self.call({"op": "set_env", "env": env}, SET_ENV_WAIT)
         return reply
 
     def info(self) -> Reply:
@@ -459,6 +478,27 @@ def transport() -> Transport:
                 raise NativeError(f"cannot start the native core: {exc.__class__.__name__}: {exc}") from exc
         assert _transport is not None
         return _transport
+
+
+def in_helper(env: dict[str, str], names: list[str]) -> Transport:
+    """Move this process's core to a helper started with ``env``, because the
+    library's SDKs read the environment the process started with, where
+    ``names`` have other values (the core never writes it). Returns the
+    transport to use."""
+    global _transport
+    if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "inprocess":
+        return transport()  # kept, as asked: the core's error names the variables
+    with _lock:
+        if isinstance(_transport, InProcess) and _pid == os.getpid():
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            _notes.append(f"transport: helper process ({shown} changed after the library loaded)")
+            logger.info(
+                "mlflow-secrets-auth: %s changed after the library loaded, and the cloud SDKs read the environment"
+                " the process started with; using the helper process %s, started with the current environment",
+                shown, helper_path(),
+            )
+            _transport = Helper(helper_path(), env=dict(env))
+    return transport()
 
 
 def transport_notes() -> list[str]:

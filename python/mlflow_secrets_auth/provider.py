@@ -451,8 +451,13 @@ def _mlflow_uris() -> tuple[str, str]:
     return str(tracking or ""), str(registry or "")
 
 
-def sync(t: _native.Transport) -> int:
-    """Hand the core the current environment if it changed; return its generation.
+def sync(t: _native.Transport) -> _native.Transport:
+    """Hand the core the current environment if it changed; return the transport to use.
+
+    That is ``t``, unless the in-process library's cloud SDKs would read other
+    values from the environment the process started with (the core never
+    writes it): then the core moves to a helper process started with the
+    current environment (``_native.in_helper``).
 
     The core's reply names the logger level (it reads MLFLOW_SECRETS_LOG_LEVEL)
     and every configuration warning; requests log each once per environment
@@ -472,6 +477,10 @@ def sync(t: _native.Transport) -> int:
             env["MLFLOW_TRACKING_URI"] = tracking
             env["MLFLOW_REGISTRY_URI"] = registry
             reply = t.set_env(env)
+            if reply.get("ok") and reply.get("process_env") and isinstance(t, _native.InProcess):
+                t = _native.in_helper(env, [str(n) for n in reply["process_env"]])
+                state = (id(t), generation, tracking, registry)
+                reply = t.set_env(env)
             if not reply.get("ok"):
                 raise MlflowSecretsAuthError(str(reply.get("message")), str(reply.get("code")))
             _entries.clear()
@@ -486,7 +495,7 @@ def sync(t: _native.Transport) -> int:
             _static, _static_auth, _static_fallback = static, static.authorization, static.fallback
             _precedence = precedence_warning(static)
             _synced = state
-    return generation
+    return t
 
 
 T = TypeVar("T")
@@ -549,8 +558,7 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Answer | None]
     (the origin's scheme or the proxy's) raises, as every other failure does.
     """
     try:
-        t = _native.transport()
-        sync(t)
+        t = sync(_native.transport())
         for warning in _warnings:
             _once(logging.WARNING, warning)
         if _precedence and _precedence not in _precedence_said:

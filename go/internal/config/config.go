@@ -72,6 +72,10 @@ type Basics struct {
 	// level, say), shown by info and doctor and returned by set_env. They
 	// never hold a secret.
 	Warnings []string
+	// ProcessEnv names the variables whose value in the handed environment
+	// differs from the process environment that an enabled provider's SDK
+	// reads (see provider.Spec.ProcessEnv); those providers refuse to run.
+	ProcessEnv []string
 }
 
 // DefaultTimeout is the call budget when MLFLOW_SECRETS_TIMEOUT_SEC is unset.

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
@@ -82,64 +81,6 @@ func (e Env) WithPrefix(prefixes ...string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// synced remembers, for every variable SyncProcess has set, the value the
-// process had before (nil when it was unset), so that SyncProcess can undo
-// its own changes and never touches anything else.
-var synced = struct {
-	sync.Mutex
-	before map[string]*string
-}{before: map[string]*string{}}
-
-// SyncProcess makes the process environment follow e for every variable
-// whose name starts with one of prefixes. The cloud SDKs read their settings
-// (credentials, profiles, endpoints) from the process environment, which a
-// caller's later changes do not reach otherwise.
-//
-// A variable in e is set in the process. A variable missing from e is
-// touched only if SyncProcess set it earlier: it gets back the value it had
-// before (or is unset if it had none). A process variable SyncProcess never
-// set is never removed or changed by its absence from e.
-func SyncProcess(e Env, prefixes ...string) {
-	has := func(k string) bool {
-		for _, p := range prefixes {
-			if strings.HasPrefix(k, p) {
-				return true
-			}
-		}
-		return false
-	}
-	synced.Lock()
-	defer synced.Unlock()
-	for k, before := range synced.before {
-		if _, still := e[k]; still || !has(k) {
-			continue
-		}
-		if before == nil {
-			_ = os.Unsetenv(k)
-		} else {
-			_ = os.Setenv(k, *before)
-		}
-		delete(synced.before, k)
-	}
-	for k, v := range e {
-		if !has(k) {
-			continue
-		}
-		cur, ok := os.LookupEnv(k)
-		if ok && cur == v {
-			continue
-		}
-		if _, mine := synced.before[k]; !mine {
-			if ok {
-				synced.before[k] = &cur
-			} else {
-				synced.before[k] = nil
-			}
-		}
-		_ = os.Setenv(k, v)
-	}
 }
 
 // List splits a comma-separated value into trimmed, non-empty items.

@@ -40,8 +40,8 @@ var Factories = map[string]provider.Factory{
 }
 
 // sdkPrefixes are the variables the cloud SDKs read from the process
-// environment themselves; SetEnv mirrors them there.
-var sdkPrefixes = []string{"AWS_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_"}
+// environment themselves (which the library never writes).
+var sdkPrefixes = append([]string{"AWS_"}, azure.SDKPrefixes...)
 
 // fetchMargin is how much shorter than the call budget a fetch's own
 // deadline is, so that a fetch started by a call ends (with the provider's
@@ -107,6 +107,9 @@ type specEntry struct {
 	key   string // provider.KeyOf(name, spec.Settings)
 	fetch cache.Fetch[secret.Credential]
 	err   *msaerr.Error
+	// differ are the variables that refused the provider because its SDK
+	// would read another value from the process environment.
+	differ []string
 }
 
 // chain is one set of settings and its providers in order: the base
@@ -126,7 +129,8 @@ type state struct {
 	// servers in the order of MLFLOW_SECRETS_SERVERS: the first whose
 	// pattern matches a host serves it.
 	servers []chain
-	notes   []string // warnings about MLFLOW_SECRETS_SERVERS
+	notes   []string   // warnings about MLFLOW_SECRETS_SERVERS
+	process config.Env // the process environment, which some SDKs read themselves
 }
 
 // chains returns the base chain, then the servers'.
@@ -205,6 +209,8 @@ type Engine struct {
 	cache     *cache.Cache[secret.Credential]
 	sticky    sync.Map // chain.sig -> key of the provider that served last in that chain
 	onWait    func(provider string, deadline time.Time)
+	// process reads the process environment (tests replace it).
+	process func() config.Env
 
 	mu        sync.Mutex
 	instances map[string]provider.Provider // by key, only for live keys
@@ -227,7 +233,7 @@ func NewWith(now func() time.Time, factories map[string]provider.Factory) *Engin
 	if now == nil {
 		now = time.Now
 	}
-	return &Engine{factories: factories, now: now, cache: cache.New[secret.Credential](now),
+	return &Engine{factories: factories, now: now, process: config.ProcessEnv, cache: cache.New[secret.Credential](now),
 		instances: map[string]provider.Provider{}, live: map[string]bool{}, failing: map[string]bool{},
 		causes: map[string]*cause{}}
 }
@@ -239,8 +245,6 @@ func NewWith(now func() time.Time, factories map[string]provider.Factory) *Engin
 func (e *Engine) SetEnv(env config.Env) {
 	if env == nil {
 		env = config.ProcessEnv()
-	} else {
-		config.SyncProcess(env, sdkPrefixes...)
 	}
 	st := e.build(env)
 	keep := map[string]bool{}
@@ -294,7 +298,7 @@ func (e *Engine) SetEnv(env config.Env) {
 
 func (e *Engine) build(env config.Env) *state {
 	basics, _ := config.ReadBasics(env) // an invalid budget is reported by Parse
-	st := &state{basics: basics}
+	st := &state{basics: basics, process: e.process()}
 	servers, err := config.ParseServers(env, sharedSDKVariable)
 	if err != nil {
 		st.base.err = msaerr.As(err) // fail closed: no host is served
@@ -303,14 +307,14 @@ func (e *Engine) build(env config.Env) *state {
 	if cfg, err := config.Parse(env); err != nil {
 		st.base.err = msaerr.As(err)
 	} else {
-		st.base = e.chain(env, cfg)
+		st.base = e.chain(env, cfg, st.process)
 	}
 	for _, srv := range servers {
 		var ch chain
 		if senv, cfg, err := config.ParseServer(env, srv); err != nil {
 			ch = chain{server: srv, err: inServer(srv, msaerr.As(err))}
 		} else {
-			ch = e.chain(senv, cfg)
+			ch = e.chain(senv, cfg, st.process)
 		}
 		st.servers = append(st.servers, ch)
 		if len(srv.Names) > 0 && ch.err == nil && st.base.err == nil && ch.sig == st.base.sig &&
@@ -353,8 +357,10 @@ func inServer(srv *config.Server, me *msaerr.Error) *msaerr.Error {
 	return &msaerr.Error{Code: me.Code, Variable: me.Variable, Message: name + ": " + me.Message, Err: me.Err, Rejected: me.Rejected}
 }
 
-// chain reads the providers' settings for one configuration.
-func (e *Engine) chain(env config.Env, cfg *config.Config) chain {
+// chain reads the providers' settings for one configuration. A provider
+// whose SDK would read, from the process environment proc, a value other
+// than the one in env fails with an error naming the variables.
+func (e *Engine) chain(env config.Env, cfg *config.Config, proc config.Env) chain {
 	ch := chain{server: cfg.Server, cfg: cfg}
 	var sig strings.Builder
 	for _, name := range cfg.Providers {
@@ -363,6 +369,13 @@ func (e *Engine) chain(env config.Env, cfg *config.Config) chain {
 			entry.err = msaerr.New(msaerr.NotConfigured, config.EnvEnable, "%s: this provider is not available in this build", name)
 		} else if spec, err := f(env, cfg); err != nil {
 			entry.err = withName(name, msaerr.As(err))
+		} else if differ := processDiff(spec, env, proc); len(differ) > 0 {
+			entry.differ = differ
+			entry.err = withName(name, msaerr.New(msaerr.NotConfigured, differ[0],
+				"%s: not the value in the process environment, which this provider's SDK reads itself (as it was when "+
+					"the library loaded: the library never writes it); set %s before the process starts, or hand over "+
+					"the process environment (the Python plugin moves the core to a helper process started with the "+
+					"current environment by itself)", strings.Join(differ, ", "), pronoun(len(differ))))
 		} else {
 			entry.spec = spec
 			entry.key = provider.KeyOf(name, spec.Settings)
@@ -887,4 +900,48 @@ func combine(attempts []Attempt) *msaerr.Error {
 // does not call this: it rejects one credential (Request.Reject).
 func (e *Engine) Invalidate() int {
 	return e.cache.Invalidate(func(string) bool { return true })
+}
+
+// processDiff names, sorted, the variables spec's SDK reads from the process
+// environment proc whose value there is not the one in env (unset and empty
+// are the same). A variable of spec.OwnEnv that is set in env is passed to the
+// SDK explicitly, so it may differ.
+func processDiff(spec provider.Spec, env, proc config.Env) []string {
+	if len(spec.ProcessEnv) == 0 {
+		return nil
+	}
+	var out []string
+	check := func(k string) {
+		if env[k] == proc[k] || slices.Contains(out, k) || !hasAnyPrefix(k, spec.ProcessEnv) {
+			return
+		}
+		if slices.Contains(spec.OwnEnv, k) && strings.TrimSpace(env[k]) != "" {
+			return
+		}
+		out = append(out, k)
+	}
+	for k := range env {
+		check(k)
+	}
+	for k := range proc {
+		check(k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func pronoun(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
 }

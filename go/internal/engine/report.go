@@ -74,6 +74,17 @@ func (st *state) settings() config.Basics {
 		}
 	}
 	b.Warnings = append(b.Warnings, st.notes...)
+	b.ProcessEnv = []string{}
+	for _, ch := range st.chains() {
+		for _, s := range ch.specs {
+			for _, k := range s.differ {
+				if !slices.Contains(b.ProcessEnv, k) {
+					b.ProcessEnv = append(b.ProcessEnv, k)
+				}
+			}
+		}
+	}
+	slices.Sort(b.ProcessEnv)
 	if b.Warnings == nil {
 		b.Warnings = []string{}
 	}

@@ -143,6 +143,10 @@ type SettingsReply struct {
 	TimeoutMs int64    `json:"timeout_ms"`
 	LogLevel  string   `json:"log_level"`
 	Warnings  []string `json:"warnings"`
+	// ProcessEnv names the variables that an enabled provider's SDK would
+	// read from the process environment with another value than the one
+	// handed over; those providers refuse to run in this process.
+	ProcessEnv []string `json:"process_env"`
 }
 
 // SetEnv answers MsaSetEnv: envJSON is a JSON object of strings, or empty for
@@ -158,7 +162,8 @@ func SetEnv(e *engine.Engine, envJSON []byte) (out []byte) {
 	}
 	e.SetEnv(env)
 	b := e.Settings()
-	return mustJSON(SettingsReply{OK: true, TimeoutMs: b.Timeout.Milliseconds(), LogLevel: b.LogLevel, Warnings: b.Warnings})
+	return mustJSON(SettingsReply{OK: true, TimeoutMs: b.Timeout.Milliseconds(), LogLevel: b.LogLevel, Warnings: b.Warnings,
+		ProcessEnv: b.ProcessEnv})
 }
 
 type providerInfo struct {

@@ -43,6 +43,13 @@ type Spec struct {
 	// address in cleartext http to a host other than loopback), shown by
 	// `info` and `doctor` and logged once.
 	Warnings []string
+	// ProcessEnv names the variables (by prefix) that this backend's SDK
+	// reads from the process environment itself, as it was when the library
+	// was loaded, instead of from the settings it is handed; the library
+	// never writes the process environment. OwnEnv are the exceptions: the
+	// provider passes them to the SDK explicitly when they are set.
+	ProcessEnv []string
+	OwnEnv     []string
 	// New builds the Provider for Settings within ctx's deadline. Errors are
 	// *msaerr.Error without the provider's name: the engine prefixes it.
 	New func(ctx context.Context) (Provider, error)

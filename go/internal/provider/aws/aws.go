@@ -131,7 +131,10 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		TTL:      ttl,
 		Details:  details,
 		Warnings: warnings,
-		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
+		// The SDK reads every other AWS_* variable from the process.
+		ProcessEnv: []string{"AWS_"},
+		OwnEnv:     []string{EnvRegion, EnvDefaultRegion},
+		New:        func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
 }
 

@@ -28,6 +28,9 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
 
+// SDKPrefixes are the variables azidentity reads from the process itself.
+var SDKPrefixes = []string{"AZURE_", "IDENTITY_", "MSI_", "IMDS_"}
+
 // The variables this provider reads itself; azidentity reads AZURE_* on its own.
 const (
 	EnvVaultURL      = "AZURE_KEY_VAULT_URL"
@@ -104,7 +107,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 	if err != nil {
 		return provider.Spec{}, err
 	}
-	s.sdkEnv = strings.Join(env.WithPrefix("AZURE_", "IDENTITY_", "MSI_", "IMDS_"), "\x00")
+	s.sdkEnv = strings.Join(env.WithPrefix(SDKPrefixes...), "\x00")
 	s.Egress = egress.New(env, shared)
 	var warnings []string
 	for _, v := range endpointVars {
@@ -129,7 +132,10 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		TTL:      ttl,
 		Details:  details,
 		Warnings: warnings,
-		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
+		// azidentity reads these from the process; the vault URL is ours.
+		ProcessEnv: SDKPrefixes,
+		OwnEnv:     []string{EnvVaultURL},
+		New:        func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
 }
 

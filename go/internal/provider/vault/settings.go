@@ -271,15 +271,20 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		warnings = append(warnings, warning)
 	}
 	warnings = append(warnings, notes...)
+	var processEnv []string
+	if s.Method == methodAWS {
+		processEnv = []string{"AWS_"} // the AWS SDK's credential chain signs the login
+	}
 	return provider.Spec{
-		Name:     config.Vault,
-		Settings: s,
-		Mode:     mode,
-		ModeVar:  EnvAuthMode,
-		TTL:      ttl,
-		Details:  details,
-		Warnings: warnings,
-		New:      func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
+		Name:       config.Vault,
+		Settings:   s,
+		Mode:       mode,
+		ModeVar:    EnvAuthMode,
+		TTL:        ttl,
+		Details:    details,
+		Warnings:   warnings,
+		ProcessEnv: processEnv,
+		New:        func(ctx context.Context) (provider.Provider, error) { return newProvider(ctx, s) },
 	}, nil
 }
 
