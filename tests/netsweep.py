@@ -23,6 +23,7 @@ import base64
 import contextlib
 import json
 import re
+import select
 import socket
 import ssl
 import threading
@@ -129,33 +130,36 @@ class Listener:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             up = ctx.wrap_socket(up, server_hostname=self.upstream[0])
-        done = threading.Event()
-
-        def back() -> None:
-            try:
-                while data := up.recv(65536):
-                    self.record(data, answer=True)
-                    conn.sendall(data)
-            except (OSError, ssl.SSLError):
-                pass
-            finally:
-                done.set()
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-
-        threading.Thread(target=back, daemon=True).start()
+        # One thread moves both directions: an SSL socket must not be read and
+        # written by two threads at once (OpenSSL's objects are not thread-safe;
+        # doing so cut replies short now and then as an EOF at the client).
+        ends = {conn: up, up: conn}
+        reading = [conn, up]
         try:
-            while data := conn.recv(65536):
-                self.record(data)
-                up.sendall(data)
+            while True:
+                ready = [s for s in reading if isinstance(s, ssl.SSLSocket) and s.pending()]
+                if not ready:
+                    ready, _, _ = select.select(reading, [], [], 30)
+                    if not ready:
+                        return  # idle for 30 s
+                for src in ready:
+                    try:
+                        data = src.recv(65536)
+                    except ssl.SSLWantReadError:
+                        continue  # a partial TLS record: wait for the rest
+                    if data:
+                        self.record(data, answer=src is up)
+                        ends[src].sendall(data)
+                    elif src is up or self.upstream_tls:
+                        return  # the answer is complete (a TCP half-close would cut a TLS stream short)
+                    else:
+                        up.shutdown(socket.SHUT_WR)  # the client is done sending: wait for the answer
+                        reading = [up]
         except (OSError, ssl.SSLError):
             pass
-        if not self.upstream_tls:  # a TCP half-close would cut a TLS stream short: just wait for the answer
+        finally:
             with contextlib.suppress(OSError):
-                up.shutdown(socket.SHUT_WR)
-        done.wait(30)
-        with contextlib.suppress(OSError):
-            up.close()
+                up.close()
 
     def _answer_loop(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")

@@ -87,7 +87,7 @@ def test_c_caller(smoke: Path, vault_ready: harness.VaultAPIServer, reader_token
     assert r["msa-headers-bad"]["code"] == "internal"
     assert r["msa-headers-null"]["ok"] is False
     assert r["set-bad"]["ok"] is False
-    assert r["set"] == {"ok": True, "timeout_ms": 10_000, "log_level": "INFO", "warnings": []}
+    assert r["set"] == {"ok": True, "timeout_ms": 10_000, "log_level": "INFO", "warnings": [], "process_env": []}
     assert r["unconfigured"]["code"] == "not_configured"
     assert r["unconfigured"]["variable"] == "VAULT_ADDR"
     assert r["null-host"]["code"] == "host_not_allowed"

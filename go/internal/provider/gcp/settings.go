@@ -45,15 +45,34 @@ const (
 // https://secretmanager.LOCATION.rep.googleapis.com.
 const DefaultEndpoint = "https://secretmanager.googleapis.com"
 
+// bounded is a pattern plus a length limit. The limits are not written as
+// {m,n} repetitions: Go's regexp expands each into n copies of its class,
+// and these few patterns then took half a megabyte of heap in every process
+// that loads the library.
+type bounded struct {
+	re  *regexp.Regexp
+	max func(s string) int
+}
+
+func (b bounded) MatchString(s string) bool { return len(s) <= b.max(s) && b.re.MatchString(s) }
+
+func upTo(n int) func(string) int { return func(string) int { return n } }
+
 var (
 	// Secret ids: letters, digits, '-' and '_', up to 255 characters.
-	secretIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
-	// Project ids (also domain-scoped ones, "example.com:my-project") and numbers.
-	projectPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.:-]{0,99}$`)
-	// Locations such as us-central1 or europe-west4.
-	locationPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	// A version number, "latest", or an alias (letters, digits, '-' and '_').
-	versionPattern = regexp.MustCompile(`^(?:[1-9][0-9]{0,18}|[A-Za-z][A-Za-z0-9_-]{0,62})$`)
+	secretIDPattern = bounded{regexp.MustCompile(`^[A-Za-z0-9_-]+$`), upTo(255)}
+	// Project ids (also domain-scoped ones, "example.com:my-project") and numbers, up to 100 characters.
+	projectPattern = bounded{regexp.MustCompile(`^[a-z0-9][a-z0-9.:-]*$`), upTo(100)}
+	// Locations such as us-central1 or europe-west4, up to 63 characters.
+	locationPattern = bounded{regexp.MustCompile(`^[a-z][a-z0-9-]*$`), upTo(63)}
+	// A version number (up to 19 digits), "latest", or an alias (letters,
+	// digits, '-' and '_'; up to 63 characters).
+	versionPattern = bounded{regexp.MustCompile(`^(?:[1-9][0-9]*|[A-Za-z][A-Za-z0-9_-]*)$`), func(s string) int {
+		if s != "" && s[0] >= '0' && s[0] <= '9' {
+			return 19
+		}
+		return 63
+	}}
 	// The forms of MLFLOW_GCP_SECRET_NAME that name a resource.
 	resourcePattern = regexp.MustCompile(`^projects/([^/]+)/(?:locations/([^/]+)/)?secrets/([^/]+)(?:/versions/([^/]+))?$`)
 )
