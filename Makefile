@@ -30,7 +30,7 @@ XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgrou
 TEST_LOGS := $(VENV)/test-logs
 
 .PHONY: build wheel wheels check-tidy test-wheels install system-deps vault-server vault-server-bg lint test test-go test-py \
-	test-py-openbao test-py-hashicorp test-harness test-harness-openbao test-harness-hashicorp \
+	test-py-openbao test-py-hashicorp test-mlflow2 test-harness test-harness-openbao test-harness-hashicorp \
 	mutants bench demo clean fuzz fuzz-short
 
 build: ## the shared library and cffi module, in place (python/mlflow_secrets_auth/)
@@ -118,6 +118,31 @@ test-py-hashicorp: install system-deps vault-server
 
 test-py: test-py-openbao test-py-hashicorp
 
+# The MLflow client paths again with MLflow 2.x: the path matrix, the precedence run and the
+# per-server runs start their scripts with MSA_MLFLOW_PYTHON, the interpreter of .venv-mlflow2
+# (the newest MLflow 2.x from tests/requirements-mlflow2.txt and the wheel `make install` built,
+# not rebuilt). The servers (MLflow 3.x, OpenBao) and pytest are .venv's. Paths MLflow 2.x lacks
+# are skipped, each naming the feature and the release that added it (-rs prints the reasons).
+MLFLOW2_VENV := .venv-mlflow2
+MLFLOW2_DEPS := $(MLFLOW2_VENV)/.deps-installed
+MLFLOW2_INSTALLED := $(MLFLOW2_VENV)/.wheel-installed
+MLFLOW2_TESTS := tests/test_mlflow_paths.py \
+	tests/test_precedence.py::test_the_plugin_wins_over_a_wrong_static_password_with_one_warning \
+	tests/test_servers.py::test_each_server_gets_its_own_credential tests/test_servers.py::test_first_matching_pattern_wins
+$(MLFLOW2_DEPS): tests/requirements-mlflow2.txt
+	rm -rf $(MLFLOW2_VENV)
+	python3 -m venv $(MLFLOW2_VENV)
+	$(MLFLOW2_VENV)/bin/pip install -q -r tests/requirements-mlflow2.txt
+	touch $@
+$(MLFLOW2_INSTALLED): $(MLFLOW2_DEPS) $(INSTALLED)
+	$(MLFLOW2_VENV)/bin/pip install -q --no-deps --force-reinstall dist/*.whl
+	touch $@
+
+test-mlflow2: $(DEPS) $(MLFLOW2_INSTALLED) ## the MLflow client paths with MLflow 2.x (.venv-mlflow2) against .venv's servers
+	@$(MLFLOW2_VENV)/bin/python -c 'from importlib.metadata import version as v; \
+	  print("MLflow client:", "mlflow-skinny", v("mlflow-skinny"), "opentelemetry-sdk", v("opentelemetry-sdk"))'
+	export MSA_MLFLOW_PYTHON=$(abspath $(MLFLOW2_VENV))/bin/python; $(PYTEST) -q -rs -m "not hashicorp" $(MLFLOW2_TESTS)
+
 # The harness's own checks (servers start, stop, count, clean up), reported
 # apart from the product suite.
 test-harness-openbao: $(DEPS) system-deps
@@ -141,26 +166,26 @@ mutants: install ## deliberate breakages on a copy of the tree: the fast suite m
 
 # Order: the Vault build starts first (background); then lint and the setup every
 # phase shares (venv, system packages, the installed wheel). Then two lanes at once:
-# the Go tests, the short fuzz run and the wheels (output kept in $(TEST_LOGS), printed
-# when they end) beside the harness self-checks, the product suite on OpenBao and the
-# mutants. The HashiCorp phases wait for the Vault build at the end. A lint failure stops
+# the Go tests, the short fuzz run, the wheels and the MLflow 2.x client paths (output
+# kept in $(TEST_LOGS), printed when they end) beside the harness self-checks, the
+# product suite on OpenBao and the mutants. The HashiCorp phases wait for the Vault build at the end. A lint failure stops
 # at once; after that every phase runs even if another failed, and `make test` then
 # fails naming each failed phase.
-test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, product suite on OpenBao and Vault, wheels, mutants
+test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, product suite on OpenBao and Vault, MLflow 2.x paths, wheels, mutants
 	$(MAKE) --no-print-directory vault-server-bg
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory check-tidy
 	$(MAKE) --no-print-directory system-deps install
-	@mkdir -p $(TEST_LOGS); log=$(TEST_LOGS)/go-fuzz-wheels.log; \
+	@mkdir -p $(TEST_LOGS); log=$(TEST_LOGS)/go-fuzz-wheels-mlflow2.log; \
 	phases() { local tag=$$1 failed="" p; shift; for p in "$$@"; do $(MAKE) --no-print-directory $$p || failed="$$failed $$p"; done; \
 	  [ -z "$$failed" ] || { echo "$$failed" > "$$log.failed-$$tag"; return 1; }; }; \
 	rm -f $$log.failed-*; failed_all=""; \
-	echo "test-go, fuzz-short and test-wheels run alongside; output in $$log"; \
-	phases 1 test-go fuzz-short test-wheels > $$log 2>&1 & lane=$$!; \
+	echo "test-go, fuzz-short, test-wheels and test-mlflow2 run alongside; output in $$log"; \
+	phases 1 test-go fuzz-short test-wheels test-mlflow2 > $$log 2>&1 & lane=$$!; \
 	phases 2 test-harness-openbao test-py-openbao mutants; \
 	wait $$lane; \
-	echo "----- test-go, fuzz-short, test-wheels (run alongside) -----"; cat $$log; \
-	echo "----- end of test-go, fuzz-short, test-wheels -----"; \
+	echo "----- test-go, fuzz-short, test-wheels, test-mlflow2 (run alongside) -----"; cat $$log; \
+	echo "----- end of test-go, fuzz-short, test-wheels, test-mlflow2 -----"; \
 	phases 3 test-harness-hashicorp test-py-hashicorp; \
 	failed_all=$$(cat $$log.failed-* 2>/dev/null | tr '\n' ' '); rm -f $$log.failed-*; \
 	if [ -n "$$failed_all" ]; then echo "make test: FAILED phases: $$failed_all" >&2; exit 1; fi; \
@@ -175,5 +200,5 @@ demo: install ## OpenBao (VAULT=hashicorp: HashiCorp Vault) + MLflow on loopback
 	$(PY) examples/demo.py --vault $(VAULT)
 
 clean:
-	rm -rf dist build *.egg-info python/*.egg-info $(VENV)
+	rm -rf dist build *.egg-info python/*.egg-info $(VENV) $(MLFLOW2_VENV)
 	rm -f python/mlflow_secrets_auth/libmlflow_secrets_auth.so python/mlflow_secrets_auth/_ffi.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from mlflow.tracking.request_auth.registry import fetch_auth
+from packaging.version import Version
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
@@ -38,6 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "hashicorp: set on tests that use the HashiCorp Vault build (`make test` runs them last)"
+    )
+    config.addinivalue_line(
+        "markers",
+        "mlflow_features(*features): MLflow features (test_mlflow_paths.Feature) the client script uses; "
+        "skipped, naming each, when the client interpreter's MLflow is older",
     )
 
 
@@ -89,6 +96,32 @@ def bearer_proxy(
 ) -> Iterator[harness.NginxBearerProxy]:
     with harness.NginxBearerProxy(mlflow_server, secrets.token_urlsafe(32)) as proxy:
         yield proxy
+
+
+# The interpreter of the MLflow client scripts (the path matrix, precedence, per-server credentials):
+# MSA_MLFLOW_PYTHON if set (`make test-mlflow2`: .venv-mlflow2, MLflow 2.x), else the one running
+# pytest. The servers (MLflow, OpenBao, nginx) and in-process checks stay those of this interpreter.
+CLIENT_PYTHON_ENV = "MSA_MLFLOW_PYTHON"
+
+
+def client_python() -> str:
+    return os.environ.get(CLIENT_PYTHON_ENV) or sys.executable
+
+
+@pytest.fixture(scope="session")
+def client_mlflow_version() -> Version:
+    """The MLflow version installed for :func:`client_python` (read once per session)."""
+    code = (
+        "from importlib import metadata\n"
+        "for dist in ('mlflow', 'mlflow-skinny'):\n"
+        "    try:\n"
+        "        print(metadata.version(dist)); break\n"
+        "    except metadata.PackageNotFoundError:\n"
+        "        pass\n"
+    )
+    result = subprocess.run([client_python(), "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and result.stdout.strip(), f"no MLflow in {client_python()}: {result.stderr}"
+    return Version(result.stdout.strip())
 
 
 # Variables a test's environment starts without, so the machine's own settings never leak in.

@@ -17,14 +17,13 @@ import logging
 import os
 import secrets
 import subprocess
-import sys
 import textwrap
 
 import harness
 import mlflow
 import pytest
 import requests
-from conftest import clean_env, search_url
+from conftest import clean_env, client_python, search_url
 from mlflow import MlflowClient
 from mlflow_secrets_auth.provider import STATIC_FALLBACK_ENV
 from test_redirects import recorders
@@ -53,7 +52,7 @@ def test_the_plugin_wins_over_a_wrong_static_password_with_one_warning(
         print(json.dumps({"run_id": run.info.run_id}))
     """)
     env = clean_env(**basic_env, **STATIC, MSA_TEST_EXPERIMENT=name)
-    result = subprocess.run([sys.executable, "-c", code], env=env,
+    result = subprocess.run([client_python(), "-c", code], env=env,
                             capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert WRONG not in result.stdout + result.stderr

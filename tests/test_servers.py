@@ -15,7 +15,7 @@ from pathlib import Path
 import harness
 import pytest
 import requests
-from conftest import clean_env, plugin_env
+from conftest import clean_env, client_python, plugin_env
 
 # Logs one run to each server, each through its own MlflowClient, and prints
 # what happened per server (never a credential: only ids and error texts).
@@ -77,7 +77,7 @@ def log_to_both(
 ) -> dict[str, dict[str, str]]:
     targets = json.dumps({"prod": prod.url, "staging": staging.url})
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, targets, f"servers-{secrets.token_hex(4)}"],
+        [client_python(), "-c", SCRIPT, targets, f"servers-{secrets.token_hex(4)}"],
         env=clean_env(**env),
         capture_output=True,
         text=True,

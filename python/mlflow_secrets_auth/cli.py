@@ -39,7 +39,7 @@ def _paths(header: str) -> list[str]:
 
     from mlflow_secrets_auth import otlp, provider
 
-    covered = otlp.covers(os.environ, otlp._installed(otlp.EXPORTER_DIST), otlp._registered())
+    covered = otlp.covers(os.environ, otlp._installed(otlp.EXPORTER_DIST), otlp._registered(), otlp._mlflow_version())
     return otlp.credential_paths(os.environ, header or "Authorization", provider._static, covered)
 
 

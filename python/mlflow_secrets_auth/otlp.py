@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "opentelemetry_otlp_credential_provider"
 EXPORTER_DIST = "opentelemetry-exporter-otlp-proto-http"
 MIN_VERSION = (1, 37)  # the first OpenTelemetry release that loads a credential-provider session
+# MLflow before 3.1.1 (every 2.x) assigns BatchSpanProcessor.span_exporter, a read-only property since
+# OpenTelemetry 1.35: its OTLP exporter is never built there, and every trace is lost (logged at DEBUG).
+MLFLOW_OTLP_FIXED = (3, 1, 1)
+SPAN_EXPORTER_READ_ONLY = (1, 35)
 
 Check = tuple[bool, str]
 
@@ -71,6 +75,10 @@ def _installed(dist: str) -> str | None:
         return None
 
 
+def _mlflow_version() -> str | None:
+    return _installed("mlflow") or _installed("mlflow-skinny")
+
+
 def _registered() -> bool:
     eps = metadata.entry_points()
     group = eps.select(group=ENTRY_POINT_GROUP) if hasattr(eps, "select") else eps.get(ENTRY_POINT_GROUP, ())
@@ -79,16 +87,18 @@ def _registered() -> bool:
 
 def doctor_checks() -> list[Check]:
     """(ok, message) pairs: does OTLP trace export carry the credential in this environment?"""
-    return assess(os.environ, _installed(EXPORTER_DIST), _registered())
+    return assess(os.environ, _installed(EXPORTER_DIST), _registered(), _mlflow_version())
 
 
 def _first_set(env: Mapping[str, str], *names: str) -> str | None:
     return next((name for name in names if env.get(name)), None)
 
 
-def assess(env: Mapping[str, str], exporter_version: str | None, registered: bool) -> list[Check]:
+def assess(
+    env: Mapping[str, str], exporter_version: str | None, registered: bool, mlflow_version: str | None = None
+) -> list[Check]:
     """The checks of :func:`doctor_checks` for an environment, an installed exporter version
-    (None when absent) and whether our entry point is installed."""
+    (None when absent), whether our entry point is installed and the installed MLflow version."""
     from packaging.version import Version
 
     if env.get(TRACKING_AUTH) != PLUGIN:
@@ -124,6 +134,15 @@ def assess(env: Mapping[str, str], exporter_version: str | None, registered: boo
             checks.append((False, f"OTLP traces: {TRACES_PROVIDER} is empty or unset (it is set at interpreter start "
                                   f"when {TRACKING_AUTH}={PLUGIN} and neither it nor {HTTP_PROVIDER} is set): "
                                   "traces exported over OTLP/HTTP go out WITHOUT the credential"))
+    if (
+        endpoint_var
+        and mlflow_version
+        and Version(mlflow_version).release < MLFLOW_OTLP_FIXED
+        and Version(exporter_version).release >= SPAN_EXPORTER_READ_ONLY
+    ):
+        checks.append((False, f"OTLP traces: {endpoint_var} is set but MLflow {mlflow_version[:30]} cannot build "
+                              f"its OTLP exporter with OpenTelemetry {exporter_version} (1.35 or later): every "
+                              "trace is lost (logged at DEBUG only); upgrade MLflow to 3.1.1 or later"))
     if endpoint_var:
         protocol_var = _first_set(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
         protocol = env.get(protocol_var, "") if protocol_var else ""
@@ -135,9 +154,13 @@ def assess(env: Mapping[str, str], exporter_version: str | None, registered: boo
     return checks
 
 
-def covers(env: Mapping[str, str], exporter_version: str | None, registered: bool) -> bool:
+def covers(
+    env: Mapping[str, str], exporter_version: str | None, registered: bool, mlflow_version: str | None = None
+) -> bool:
     """True when traces exported over OTLP/HTTP carry this plugin's credential (every :func:`assess` check passes)."""
-    return exporter_version is not None and all(ok for ok, _ in assess(env, exporter_version, registered))
+    return exporter_version is not None and all(
+        ok for ok, _ in assess(env, exporter_version, registered, mlflow_version)
+    )
 
 
 def credential_paths(env: Mapping[str, str], header: str, static: Static, otlp_plugin: bool) -> list[str]:

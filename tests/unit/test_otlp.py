@@ -131,6 +131,30 @@ def test_assess_exporter_not_installed() -> None:
     assert "is not installed" in text(checks)
 
 
+@pytest.mark.parametrize(
+    ("mlflow", "exporter", "lost"),
+    [
+        ("2.22.5", "1.44.0", True),  # every MLflow 2.x: its OtelSpanProcessor cannot be built
+        ("3.1.0", "1.37.0", True),
+        ("2.16.1", "1.37.0", True),
+        ("3.1.1", "1.37.0", False),
+        ("3.17.2", "1.45.2", False),
+        (None, "1.45.2", False),  # MLflow not found: nothing to say
+    ],
+)
+def test_assess_mlflow_before_3_1_1_loses_otlp_traces(mlflow: str | None, exporter: str, lost: bool) -> None:
+    env = {**OURS, TRACES: "mlflow_secrets_auth", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:5000/v1/traces",
+           "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}
+    checks = otlp.assess(env, exporter, True, mlflow)
+    assert oks(checks) == ([True, False] if lost else [True])
+    assert (f"MLflow {mlflow} cannot build its OTLP exporter" in text(checks)) is lost
+    assert otlp.covers(env, exporter, True, mlflow) is not lost
+
+
+def test_assess_old_mlflow_without_an_endpoint_exports_nothing_over_otlp() -> None:
+    assert oks(otlp.assess({**OURS, TRACES: "mlflow_secrets_auth"}, "1.44.0", True, "2.22.5")) == [True]
+
+
 def test_messages_never_echo_a_long_value() -> None:
     checks = otlp.assess({**OURS, TRACES: "x" * 500}, "1.45.2", True)
     assert "x" * 61 not in text(checks)
