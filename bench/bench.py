@@ -760,7 +760,10 @@ def print_resilience(res: dict[str, Any], impls: list[Impl]) -> None:
         ("its response hooks", lambda r: ",".join((r.get("first_401") or {}).get("hooks") or ()) or "none"),
         ("failed / requests after", lambda r: f"{r.get('failed')} / {r.get('requests')}"),
         ("worst after the 401", lambda r: fmt_ms(r.get("worst_ms"))),
-        ("p99 / median", lambda r: f"{fmt_ms(r.get('p99_ms'))} / {fmt_ms(r.get('median_ms'))}"),
+        (
+            "p99 / median",
+            lambda r: "-" if r.get("median_ms") is None else f"{r['p99_ms']:.2f} / {r['median_ms']:.3f} ms",
+        ),
         ("Vault requests seen by the proxy", lambda r: str(r.get("vault_requests"))),
     ]
     for i, (name, get_401) in enumerate(rows_401):
