@@ -32,13 +32,18 @@ What it does:
   fault-injecting proxy of tests/faultproxy.py): worst per-request auth latency
   with 300 ms added to every Vault request and a 2 s TTL; the same with Vault
   hung (accepts, never answers) after the first fetch and a 3 s timeout, and
-  the time requests were blocked (sum of requests slower than 5 ms); Vault hung
-  from the start with a healthy AWS fallback (moto); open TCP connections to
-  Vault after 1,000 configuration changes (two secret paths alternating).
-  Targets: under 5 ms worst latency after the first fetch (first failure
-  window for the fallback case) with zero failed requests; at most 10 open
-  sockets. ``--resilience-only`` runs just this section, ``--no-resilience``
-  skips it;
+  the time requests were blocked (sum of requests slower than 5 ms); "401
+  during an outage": real HTTP requests to an MLflow-like server on 127.0.0.1
+  (``MlflowLike``) through a requests.Session with the plugin's auth, Vault
+  hung after the first one and the server answering 401 to the next one, then
+  200 to the held credential, requests for 12 s after that 401'd one; Vault hung from the start with a healthy AWS
+  fallback (moto); open TCP connections to Vault after 1,000 configuration
+  changes (two secret paths alternating). Targets: under 5 ms worst latency
+  after the first fetch (first failure window for the fallback case) with zero
+  failed requests; zero failed requests after the 401 (the held credential is
+  still served: a 401 rejects that one credential, whose refresh fails while
+  Vault is down, and forgets nothing else); at most 10 open sockets.
+  ``--resilience-only`` runs just this section, ``--no-resilience`` skips it;
 * with ``--go``, also runs the Go benchmarks (``go test -bench . -benchmem
   -run '^$' ./go/...``) and includes them in the table and the JSON;
 * prints a table, writes ``bench/results/latest.json`` and exits 1 if a target
@@ -65,7 +70,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -453,6 +460,7 @@ SLOW_MS_LABEL = "5 ms"
 RESILIENCE_LABELS = {
     "latency": "Vault +300 ms per request, TTL 2 s",
     "hang": "Vault hung after the first fetch, timeout 3 s",
+    "reject401": "401 during an outage (Vault hung, then one 401)",
     "fallback": "Vault hung from the start, AWS healthy, timeout 3 s",
     "changes": "1,000 configuration changes (2 paths alternating)",
 }
@@ -462,11 +470,110 @@ def _sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+class MlflowLike:
+    """A stand-in for an MLflow server on 127.0.0.1 (plain HTTP/1.1, keep-alive)
+    for the "401 during an outage" scenario. A POST carrying the expected
+    credential (the SHA-256 of its Authorization header is one of ``expected``)
+    gets 200, any other gets 401, as an MLflow server with basic auth answers.
+    After ``arm()`` the next POST gets 401 whatever it carries (a server that
+    turned the credential down once); ``rejected_seqs`` holds the X-Bench-Seq
+    header of each request so answered, ``refused`` counts the 401s for a
+    missing or wrong credential."""
+
+    def __init__(self, expected: set[str]) -> None:
+        import http.server
+
+        self._expected = expected
+        self._lock = threading.Lock()
+        self._armed = 0
+        self.rejected_seqs: list[int] = []
+        self.refused = 0
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+
+            def log_message(self, *args: Any) -> None:  # keep the bench output clean
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = outer._answer(self.headers.get("Authorization"), self.headers.get("X-Bench-Seq"))
+                body = b"{}"
+                self.send_response(status)
+                if status == 401:
+                    self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = http.server.ThreadingHTTPServer((harness.LOCALHOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://{harness.LOCALHOST}:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, name="mlflow-like", daemon=True).start()
+
+    def _answer(self, authorization: str | None, seq: str | None) -> int:
+        with self._lock:
+            self.requests += 1
+            if self._armed:
+                self._armed -= 1
+                self.rejected_seqs.append(int(seq or -1))
+                return 401
+            if authorization is None or _sha(authorization) not in self._expected:
+                self.refused += 1
+                return 401
+            return 200
+
+    def arm(self, count: int = 1) -> None:
+        with self._lock:
+            self._armed = count
+
+    def __enter__(self) -> MlflowLike:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _after_the_401(impl: Impl, raw: dict[str, Any], server: MlflowLike, vault_requests: int) -> dict[str, Any]:
+    """The "401 during an outage" numbers: the child's per-request record cut at
+    the request the server answered 401 to."""
+    if len(server.rejected_seqs) != 1 or server.rejected_seqs[0] < 1:
+        raise BenchError(f"{impl.label} 401 run: the server answered {server.rejected_seqs} to the armed 401")
+    at = server.rejected_seqs[0]
+    ms: list[float] = raw.pop("ms")
+    failed: list[int] = raw.pop("failed_seqs")
+    after = sorted(ms[at:])  # ms[i] is the request with X-Bench-Seq i + 1
+    raw.update(
+        rejected_seq=at,
+        requests=len(after),
+        failed=sum(1 for seq in failed if seq > at),
+        failed_before=sum(1 for seq in failed if seq < at),
+        worst_ms=after[-1] if after else None,
+        p99_ms=after[min(len(after) - 1, int(0.99 * len(after)))] if after else None,
+        median_ms=after[len(after) // 2] if after else None,
+        server_requests=server.requests,
+        server_refused=server.refused,
+        vault_requests=vault_requests,
+    )
+    return raw
+
+
 def _resilience_child(
-    impl: Impl, env: dict[str, str], proxy: Any = None, hang_after_ready: bool = False, timeout: float = 600.0
+    impl: Impl,
+    env: dict[str, str],
+    proxy: Any = None,
+    hang_after_ready: bool = False,
+    timeout: float = 600.0,
+    on_ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run bench/resilience_child.py; for the outage scenario, make the proxy
-    hang once the child reports its first fetch done."""
+    """Run bench/resilience_child.py; for the outage scenarios, make the proxy
+    hang once the child reports its first fetch done (then call ``on_ready``,
+    before the child goes on)."""
     proc = subprocess.Popen(
         [str(impl.python), str(RESILIENCE_CHILD)],
         stdin=subprocess.PIPE,
@@ -484,6 +591,8 @@ def _resilience_child(
                 out, err = proc.communicate(timeout=60)
                 raise BenchError(f"{impl.label} outage run did not get ready: {line}{out}\n{err[-3000:]}")
             proxy.hang = True
+            if on_ready is not None:
+                on_ready()
             proc.stdin.write("GO\n")
             proc.stdin.flush()
         out, err = proc.communicate(timeout=timeout)
@@ -503,7 +612,7 @@ def _resilience_child(
 
 
 def resilience_runs(impls: list[Impl], vault: harness.VaultServer, seconds: float) -> dict[str, Any]:
-    """The four resilience scenarios, each implementation in a fresh process
+    """The five resilience scenarios, each implementation in a fresh process
     with its own fault proxy in front of the same Vault."""
     import cloud_harness  # tests/cloud_harness.py
     from faultproxy import FaultProxy  # tests/faultproxy.py
@@ -555,6 +664,23 @@ def resilience_runs(impls: list[Impl], vault: harness.VaultServer, seconds: floa
                 )
                 out[impl.key]["hang"] = _resilience_child(impl, env, proxy, hang_after_ready=True)
                 out[impl.key]["hang"]["vault_requests"] = proxy.count()
+
+            print(f"  resilience: {impl.label:<22} {RESILIENCE_LABELS['reject401']} ...", flush=True)
+            held = _sha(f"Bearer {token}")
+            with FaultProxy(vault.addr) as proxy, MlflowLike({held}) as server:
+                env = env_for(
+                    impl,
+                    proxy,
+                    [held],
+                    BENCH_SCENARIO="outage401",
+                    BENCH_URL=server.url + "/api/2.0/mlflow/runs/log-metric",
+                    MLFLOW_TRACKING_URI=server.url,
+                    NO_PROXY=harness.LOCALHOST,
+                    MLFLOW_VAULT_TTL_SEC="2",
+                    MLFLOW_SECRETS_TIMEOUT_SEC="3",
+                )
+                raw = _resilience_child(impl, env, proxy, hang_after_ready=True, on_ready=server.arm)
+                out[impl.key]["reject401"] = _after_the_401(impl, raw, server, proxy.count())
 
             print(f"  resilience: {impl.label:<22} {RESILIENCE_LABELS['fallback']} ...", flush=True)
             with FaultProxy(vault.addr) as proxy:
@@ -620,6 +746,30 @@ def print_resilience(res: dict[str, Any], impls: list[Impl]) -> None:
         for i, (name, get) in enumerate(rows):
             title = RESILIENCE_LABELS[scenario] if i == 0 else ""
             print(f"{title:<{w}}{name:<22}" + "".join(f"{get(res[k][scenario]):>26}" for k in keys))
+
+    def fmt_401(r: dict[str, Any]) -> str:
+        f = r.get("first_401")
+        if not f:
+            return f"not seen (seq {r.get('rejected_seq')})"
+        outcome = f"raised {f['error']}" if f.get("error") else f"{f.get('status')}"
+        return f"{outcome}{' resent' if f.get('resent') else ''}, {f['ms']:,.0f} ms"
+
+    rows_401: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("first request", lambda r: fmt_ms(r.get("first_ms"))),
+        ("the 401'd request", fmt_401),
+        ("its response hooks", lambda r: ",".join((r.get("first_401") or {}).get("hooks") or ()) or "none"),
+        ("failed / requests after", lambda r: f"{r.get('failed')} / {r.get('requests')}"),
+        ("worst after the 401", lambda r: fmt_ms(r.get("worst_ms"))),
+        (
+            "p99 / median",
+            lambda r: "-" if r.get("median_ms") is None else f"{r['p99_ms']:.2f} / {r['median_ms']:.3f} ms",
+        ),
+        ("Vault requests seen by the proxy", lambda r: str(r.get("vault_requests"))),
+    ]
+    for i, (name, get_401) in enumerate(rows_401):
+        title = RESILIENCE_LABELS["reject401"] if i == 0 else ""
+        print(f"{title:<{w}}{name:<22}" + "".join(f"{get_401(res[k]['reject401']):>26}" for k in keys))
+    print("  (real HTTP requests through a requests.Session: times are whole requests; the server answers 401 once)")
     rows = [
         ("open sockets to Vault", lambda r: str(r.get("open_sockets"))),
         ("failed requests", lambda r: str(r.get("failed"))),
@@ -647,6 +797,18 @@ def resilience_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
         targets.append({"name": f"ours {scenario}: zero failed requests", "value": r["failed"], "ok": r["failed"] == 0})
+    r = ours["reject401"]
+    # The scenario counts only if a credential was held before the outage and
+    # the 401 reached the plugin's response hook (requests' own hook list is
+    # empty; ours leaves its _Guard there).
+    hooked = "_Guard" in ((r.get("first_401") or {}).get("hooks") or ())
+    targets.append(
+        {
+            "name": "ours 401 during an outage: zero failed requests after the 401 (its response hook ran)",
+            "value": r["failed"],
+            "ok": r["first_ok"] and hooked and r["requests"] > 0 and r["failed"] == 0,
+        }
+    )
     sockets = ours["changes"]["open_sockets"]
     targets.append(
         {
