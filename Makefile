@@ -191,7 +191,7 @@ test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, produ
 	if [ -n "$$failed_all" ]; then echo "make test: FAILED phases: $$failed_all" >&2; exit 1; fi; \
 	echo "make test: every phase passed"
 
-bench: install vault-server ## hot-path and cold-start numbers (not part of `make test`)
+bench: install $(DEPS) vault-server ## hot-path, cold-start, memory and resilience numbers (not part of `make test`)
 	go test -run '^$$' -bench . -benchmem ./go/...
 	$(PY) bench/bench.py
 
