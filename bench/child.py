@@ -26,6 +26,9 @@ Modes:
              apply      auth(prepared_request) with the auth object kept
              native     (this package only) the Go core's GetAuthHeaders
                         reply for the host, decoded and applied
+             floor      fetch_auth(name) then auth(prepared_request) for a
+                        provider registered here whose auth object sets one
+                        constant header: what any plugin costs at least
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from typing import Any  # noqa: E402
 
 ENTRY_POINT_GROUP = "mlflow.request_auth_provider"
 NAME = "mlflow_secrets_auth"
+FLOOR_NAME = "bench_floor"
+FLOOR_HEADER = "Bearer bench-floor-constant"
 
 
 def _status_kb(field: str) -> int:
@@ -261,6 +266,31 @@ def hot() -> dict[str, Any]:
                 r.headers[name] = value
             return r
 
+    elif variant == "floor":
+        from mlflow.tracking.request_auth import registry
+        from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider
+
+        class _Constant(requests.auth.AuthBase):
+            def __call__(self, r: Any) -> Any:
+                r.headers["Authorization"] = FLOOR_HEADER
+                return r
+
+        constant = _Constant()
+
+        class _FloorProvider(RequestAuthProvider):  # type: ignore[misc]
+            def get_name(self) -> str:
+                return FLOOR_NAME
+
+            def get_auth(self) -> Any:
+                return constant
+
+        registry._request_auth_provider_registry.register(_FloorProvider)
+        fetch_floor: Callable[[str], Any] = registry.fetch_auth
+
+        def call(r: Any) -> Any:
+            auth = fetch_floor(FLOOR_NAME)
+            return auth(r)
+
     else:
         raise RuntimeError(f"unknown BENCH_VARIANT {variant!r}")
 
@@ -288,7 +318,9 @@ def hot() -> dict[str, Any]:
             if phase == "measure":
                 samples[i] = t1 - t0
             last = r
-    if not _header_ok(last):
+    if variant == "floor" and last.headers.get("Authorization") != FLOOR_HEADER:
+        raise RuntimeError("the last floor request did not receive the constant header")
+    if variant != "floor" and not _header_ok(last):
         raise RuntimeError("the last request did not receive the expected header")
 
     return {
