@@ -11,14 +11,16 @@
  * call; the caller keeps ownership.
  *
  * Errors: replies carry "ok": false with "code" (one of not_enabled,
- * not_configured, host_not_allowed, backend, secret_unusable, internal),
+ * not_configured, host_not_allowed, backend, secret_unusable, internal; and
+ * not_shared, only on a connection served by MsaShare),
  * "message" (never contains a secret) and, where one is to blame, "variable"
  * (the environment variable to change). No function panics, aborts, or writes
  * to stdout/stderr.
  *
  * Threads: every function may be called from any thread at the same time.
  * Fork: a process that forks after loading the library must not call it from
- * the child (the Go runtime does not survive fork); exec a new process.
+ * the child (the Go runtime does not survive fork); exec a new process, or
+ * let the child ask the parent through MsaShare.
  */
 #ifndef MLFLOW_SECRETS_AUTH_H
 #define MLFLOW_SECRETS_AUTH_H
@@ -145,6 +147,26 @@ int MsaAbiVersion(void);
 
 /* Release a string returned by this library. NULL is ignored. */
 void MsaFree(char *p);
+
+/* Share this process's core with a child it is about to fork (POSIX). A Go
+ * runtime does not survive fork, so a forked child must never call the
+ * library it inherited; with this, it asks its parent instead of starting a
+ * helper process of its own, and the whole family has one cache, one login
+ * and one refresh schedule. Before fork(), create a socket pair
+ * (socketpair(AF_UNIX, SOCK_STREAM)), pass one end here and close it (the
+ * library serves its own duplicate, through its poller, until the other end
+ * closes); the child keeps the other end and speaks the helper protocol on it
+ * (go/internal/serve). The parent closes the child's end after fork().
+ * The child may use the core, not change it: its set_env is accepted only
+ * with the environment this process handed the library last (MsaSetEnv; the
+ * same names and values), and every other call except ping and abi is
+ * refused with {"ok":false,"code":"not_shared",...} until it has, or once
+ * this process has handed another environment since; a refused child starts
+ * a helper of its own.
+ * Returns 0 when the connection is served, -1 when fd is not an open socket
+ * (or on Windows, which has no fork), -2 on an internal error. Added in
+ * ABI 2 (a library without it is used without sharing). */
+int MsaShare(int fd);
 
 /* cffi-cdef-end */
 

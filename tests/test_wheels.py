@@ -41,6 +41,7 @@ API = [
     "MsaAbiVersion",
     "MsaFree",
     "MsaServe",
+    "MsaShare",
 ]
 ABI = int(
     re.search(r"#define MSA_ABI_VERSION (\d+)", (ROOT / "include" / "mlflow_secrets_auth.h").read_text()).group(1)

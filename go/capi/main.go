@@ -115,6 +115,26 @@ func MsaServe(inFD, outFD C.int) (rc C.int) {
 	return 0
 }
 
+// MsaShare serves this library's core to a child that is about to be forked:
+// fd is this process's end of a connected socket pair whose other end the
+// child keeps. The connection is served in the background (serve.Shared)
+// until the child's end closes; the caller may close fd at once. 0: served;
+// -1: fd is not an open socket (or the platform has no fork); -2: internal
+// error.
+//
+//export MsaShare
+func MsaShare(fd C.int) (rc C.int) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc = -2
+		}
+	}()
+	if err := serve.Share(eng, int(fd)); err != nil {
+		return -1
+	}
+	return 0
+}
+
 // MsaAbiVersion returns the ABI version of this library.
 //
 //export MsaAbiVersion

@@ -10,6 +10,15 @@
   bundled (musllinux and helper-only macOS wheels), and where the library
   fails to load (for example "cannot allocate memory in static TLS block").
 
+A child forked from a process whose core is in-process first asks its
+parent: before each ``os.fork`` such a process makes a socket pair and serves
+one end with its own core (``MsaShare``); the child speaks the helper
+protocol on the other end, so a parent and its forked workers share one
+cache, one login and one refresh schedule, and no worker starts a helper.
+The parent serves the child only while both hand the core the same
+environment; when it refuses (``not_shared``), or the parent is gone, the
+child starts a helper of its own.
+
 Forks are seen by ``os.register_at_fork`` where it exists and, for forks made
 from C, by a pid check on every call that reaches the core.
 ``MLFLOW_SECRETS_AUTH_TRANSPORT`` (``auto``, ``inprocess`` or ``helper``)
@@ -25,6 +34,7 @@ import itertools
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -44,6 +54,8 @@ HELPER_GRACE = 2.0
 PING_WAIT = 2.0
 # set_env (also replayed to a restarted helper) does not wait on any backend.
 SET_ENV_WAIT = 5.0
+# The parent's core (MsaShare) refuses a child whose environment is not its own.
+NOT_SHARED = "not_shared"
 
 Reply = dict[str, Any]
 logger = logging.getLogger("mlflow_secrets_auth")
@@ -145,6 +157,13 @@ class InProcess:
     def invalidate(self) -> None:
         self._lib.MsaInvalidate()
 
+    def share(self, fd: int) -> bool:
+        """Serve this core on ``fd``, one end of a socket pair (MsaShare); False if it cannot."""
+        try:
+            return bool(self._lib.MsaShare(fd) == 0)
+        except AttributeError:  # a library from before MsaShare (MLFLOW_SECRETS_AUTH_LIBRARY)
+            return False
+
 
 class _Pending:
     __slots__ = ("done", "reply")
@@ -165,20 +184,25 @@ class _Process:
     where no writer thread exists, without it).
     """
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        child_in, self._wfd = os.pipe()  # both ends close-on-exec (PEP 446)
-        self._rfd, child_out = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                argv, stdin=child_in, stdout=child_out, stderr=subprocess.DEVNULL, close_fds=True, env=env
-            )
-        except BaseException:
-            os.close(self._wfd)
-            os.close(self._rfd)
-            raise
-        finally:
-            os.close(child_in)
-            os.close(child_out)
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, sock: int = -1) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        if sock >= 0:  # the parent's core, over the socket made at the fork (MsaShare)
+            self._rfd, self._wfd = sock, os.dup(sock)
+        else:
+            child_in, self._wfd = os.pipe()  # both ends close-on-exec (PEP 446)
+            self._rfd, child_out = os.pipe()
+            try:
+                self.proc = subprocess.Popen(
+                    argv, stdin=child_in, stdout=child_out, stderr=subprocess.DEVNULL, close_fds=True, env=env
+                )
+            except BaseException:
+                os.close(self._wfd)
+                os.close(self._rfd)
+                raise
+            finally:
+                os.close(child_in)
+                os.close(child_out)
+        self.shared = sock >= 0
         self.write_lock = threading.Lock()
         self.pending: dict[int, _Pending] = {}
         self.pending_lock = threading.Lock()
@@ -244,16 +268,26 @@ class _Process:
         with self.pending_lock:
             return self.pending.pop(call_id, None) is not None
 
+    def running(self) -> bool:
+        return self.alive and (self.proc is None or self.proc.poll() is None)
+
     def kill(self) -> None:
         self._fail_all()
-        try:
-            self.proc.kill()
-            self.proc.wait(10)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         with self.write_lock:
             fd, self._wfd = self._wfd, -1
         if fd >= 0:
+            if self.shared:  # ends the reader's read too: the parent sees this connection close
+                try:
+                    with socket.socket(fileno=os.dup(fd)) as sock:
+                        sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             os.close(fd)
         # The read end is the reader thread's: it sees the end of the output and closes it.
 
@@ -302,6 +336,11 @@ class Helper:
     a set_env reply names variables that its SDKs would read with another
     value (``process_env``), it is replaced by one started with the new
     environment.
+
+    ``shared``: a socket to the parent's core (made at the fork, served by
+    its ``MsaShare``), used first in place of a helper process. The first time
+    the parent refuses a call (``not_shared``: another environment) or the
+    connection breaks, it is closed for good and a helper is started.
     """
 
     def __init__(
@@ -311,6 +350,8 @@ class Helper:
         grace: float = HELPER_GRACE,
         ping_wait: float = PING_WAIT,
         env: dict[str, str] | None = None,
+        shared: int = -1,
+        parent: int = -1,
     ) -> None:
         if argv is None and not os.access(path, os.X_OK):
             raise NativeError(f"the helper {path} is missing or not executable")
@@ -323,31 +364,59 @@ class Helper:
         self._ids = itertools.count(1)
         self._env = env  # the environment a (re)started helper runs in and is given
         self._timeout_ms = DEFAULT_TIMEOUT_MS
+        self._shared = shared
+        self._parent = parent  # the pid whose core the shared socket reaches
         self.starts = 0
+        self.note = "the parent process's core (forked)" if shared >= 0 else ""
 
     def _running(self) -> _Process:
         with self._lock:
             proc = self._proc
-            if proc is not None and proc.alive and proc.proc.poll() is None:
+            if proc is not None and proc.shared and os.getppid() != self._parent:
+                # The parent is gone (a sibling may hold its end of our socket open, so no EOF came).
+                self._proc = None
+                self._unshare(proc, "it exited")
+                proc = None
+            if proc is not None and proc.running():
                 if not proc.suspect or self._answers_ping(proc):
                     return proc
             self._proc = None
             if proc is not None:
                 proc.kill()
+            shared, self._shared = self._shared, -1
+            if shared >= 0 and os.getppid() != self._parent:
+                _close_quietly(shared)
+                self.note = "helper process (forked; the parent process had exited)"
+            elif shared >= 0:
+                proc = _Process([], sock=shared)
+                if self._env is None or self._replay(proc):
+                    self._proc = proc
+                    return proc
+                self._unshare(proc, "it serves another environment")
             try:
                 proc = _Process(self._argv, self._env)
             except OSError as exc:
                 raise NativeError(f"cannot start the helper {self._path}: {exc}") from exc
             self.starts += 1
-            if self._env is not None:
-                # Before any other call reaches it (they wait on this lock).
-                waiter = proc.send(next(self._ids), {"op": "set_env", "env": self._env})
-                if not waiter.done.wait(SET_ENV_WAIT) or not (waiter.reply or {}).get("ok"):
-                    proc.kill()
-                    raise NativeError(f"the restarted helper {self._path} did not take the environment")
-                self._timeout_ms = _timeout_ms(waiter.reply or {})
+            # Before any other call reaches it (they wait on this lock).
+            if self._env is not None and not self._replay(proc):
+                proc.kill()
+                raise NativeError(f"the restarted helper {self._path} did not take the environment")
             self._proc = proc
             return proc
+
+    def _replay(self, proc: _Process) -> bool:
+        """Hand a new helper (or the parent's core) the last environment."""
+        waiter = proc.send(next(self._ids), {"op": "set_env", "env": self._env})
+        if not waiter.done.wait(SET_ENV_WAIT) or not (waiter.reply or {}).get("ok"):
+            return False
+        self._timeout_ms = _timeout_ms(waiter.reply or {})
+        return True
+
+    def _unshare(self, proc: _Process, why: str) -> None:
+        proc.kill()
+        self.note = f"helper process (forked; the parent process's core refused: {why})"
+        logger.debug("mlflow-secrets-auth: the parent process's core refused (%s); starting a helper", why)
 
     def _answers_ping(self, proc: _Process) -> bool:
         call_id = next(self._ids)
@@ -383,12 +452,20 @@ class Helper:
         """Send one request and wait for its reply (``wait`` seconds; by default the budget plus the grace)."""
         if wait is None:
             wait = self._timeout_ms / 1000 + self._grace
-        for _ in (1, 2):
+        broken = 0
+        while broken < 2:
             proc = self._running()
             reply = self._exchange(proc, request, wait)
+            if reply is not None and proc.shared and reply.get("code") == NOT_SHARED:
+                with self._lock:
+                    if self._proc is proc:
+                        self._proc = None
+                self._unshare(proc, "the environments differ")
+                continue  # ask a helper of our own (once: the parent's socket is closed for good)
             if reply is not None:
                 return reply
             self._kill(proc)  # its pipe broke: start a new one and ask once more
+            broken += 1
         raise NativeError(f"the helper {self._path} stopped answering (it exited twice during one call)")
 
     def forget(self) -> None:
@@ -397,6 +474,9 @@ class Helper:
         self._lock = threading.Lock()  # the parent's may have been held at the fork: never acquire it
         if proc is not None:
             proc.drop_in_child()
+        shared, self._shared = self._shared, -1
+        if shared >= 0:
+            _close_quietly(shared)
 
     def close(self) -> None:
         with self._lock:
@@ -437,23 +517,66 @@ class Helper:
         self.call({"op": "invalidate"})
 
 
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 _lock = threading.Lock()
 _transport: Transport | None = None
 _pid = -1  # the process that chose _transport
 _runtime_pid = -1  # the process that loaded the Go runtime into this address space, if any
 _fork_hook = False
 _notes: list[str] = []  # why this transport was chosen, for `info`
+_forking = threading.local()  # .fd: the child's end of the socket pair made for the fork in progress
+_parent_fd = -1  # in a forked child: its socket to the parent's core, until a transport takes it
 
 
 def _after_fork_in_child() -> None:
     """Runs in a forked child: take no lock and close no Python stream here, since
     a thread of the parent may have held them at the fork and it does not exist
     in the child to release them."""
-    global _transport, _lock
+    global _transport, _lock, _parent_fd
     if isinstance(_transport, Helper):
         _transport.forget()  # so the parent's helper still sees EOF when the parent exits
-    _transport = None  # choose again; an inherited runtime means the helper
+    _transport = None  # choose again; an inherited runtime means the parent's core or a helper
     _lock = threading.Lock()  # a new one: the parent's may have been held while forking
+    inherited, (ours, theirs) = _parent_fd, getattr(_forking, "pair", (-1, -1))
+    _forking.pair = (-1, -1)
+    _parent_fd = theirs
+    for fd in (inherited, ours):  # our parent's socket to its own parent; our parent's end
+        if fd >= 0:
+            _close_quietly(fd)
+
+
+def _before_fork() -> None:
+    """Runs in a process about to fork: when its core is in-process, make a
+    socket pair for the child. The parent's end is handed to the core after
+    the fork, so that the child never holds a copy of it and sees the
+    connection close when the parent exits."""
+    _forking.pair = (-1, -1)
+    if not isinstance(_transport, InProcess) or _pid != os.getpid():
+        return
+    try:
+        ours, theirs = socket.socketpair()
+    except OSError:
+        return  # the child starts a helper, as without sharing
+    _forking.pair = (ours.detach(), theirs.detach())
+
+
+def _after_fork_in_parent() -> None:
+    (ours, theirs), _forking.pair = getattr(_forking, "pair", (-1, -1)), (-1, -1)
+    if ours < 0:
+        return
+    t = _transport
+    try:
+        if isinstance(t, InProcess):
+            t.share(ours)  # serves its own duplicate; if it cannot, the child sees EOF and starts a helper
+    finally:
+        _close_quietly(ours)
+        _close_quietly(theirs)  # the child's end: the core sees EOF when the child closes it
 
 
 def at_fork(child: Callable[[], None]) -> None:
@@ -461,6 +584,12 @@ def at_fork(child: Callable[[], None]) -> None:
     register = getattr(os, "register_at_fork", None)
     if register is not None:
         register(after_in_child=child)
+
+
+def _share_at_fork() -> None:
+    register = getattr(os, "register_at_fork", None)
+    if register is not None:
+        register(before=_before_fork, after_in_parent=_after_fork_in_parent)
 
 
 def transport() -> Transport:
@@ -503,11 +632,14 @@ def in_helper(env: dict[str, str], names: list[str]) -> Transport:
 
 def transport_notes() -> list[str]:
     """Why the current transport was chosen (shown once by `info`)."""
+    t = _transport
+    if isinstance(t, Helper) and t.note:
+        return [f"transport: {t.note}"]
     return list(_notes)
 
 
 def _choose() -> None:
-    global _transport, _pid, _runtime_pid, _fork_hook
+    global _transport, _pid, _runtime_pid, _fork_hook, _parent_fd
     pid = os.getpid()
     if isinstance(_transport, Helper) and _pid != pid:
         _transport.forget()  # forked where no fork hook ran (from C): the parent's pipes are not ours
@@ -516,9 +648,17 @@ def _choose() -> None:
         raise NativeError(f"{TRANSPORT_ENV}={forced!r} is not one of auto, inprocess, helper")
     if not _fork_hook:
         at_fork(_after_fork_in_child)
+        _share_at_fork()
         _fork_hook = True
     _notes.clear()
     lib = library_path()
+    shared, _parent_fd = _parent_fd, -1
+    if shared >= 0 and forced == "auto" and _runtime_pid not in (-1, pid):
+        # Forked from a process whose core is in-process: ask it (a helper if it refuses).
+        _transport, _pid = Helper(helper_path(), shared=shared, parent=_runtime_pid), pid
+        return
+    if shared >= 0:
+        _close_quietly(shared)
     if forced == "helper" or (forced == "auto" and _runtime_pid not in (-1, pid)):
         # Forked after the library was loaded: never call the inherited runtime.
         _notes.append(f"transport: helper process ({'forced by ' + TRANSPORT_ENV if forced == 'helper' else 'forked'})")

@@ -178,4 +178,12 @@ MUTANTS: tuple[Mutant, ...] = (
         lang="go",
         why="a rotated Kubernetes/JWT token file is not followed by a new login (a stale identity is kept)",
     ),
+    Mutant(
+        name="shared-core-takes-a-childs-environment",
+        path="go/internal/serve/serve.go",
+        old="\t\tcase \"set_env\":\n\t\t\treturn sess.setEnv(eng, req.Env)\n",
+        new="\t\tcase \"set_env\":\n\t\t\treturn protocol.SetEnv(eng, req.Env)\n",
+        lang="go",
+        why="a forked child's set_env replaces the settings its parent's core serves (MsaShare)",
+    ),
 )

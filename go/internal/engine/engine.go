@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -131,6 +132,7 @@ type state struct {
 	servers []chain
 	notes   []string   // warnings about MLFLOW_SECRETS_SERVERS
 	process config.Env // the process environment, which some SDKs read themselves
+	digest  [32]byte   // of the environment it was built from (EnvDigest)
 }
 
 // chains returns the base chain, then the servers'.
@@ -298,7 +300,7 @@ func (e *Engine) SetEnv(env config.Env) {
 
 func (e *Engine) build(env config.Env) *state {
 	basics, _ := config.ReadBasics(env) // an invalid budget is reported by Parse
-	st := &state{basics: basics, process: e.process()}
+	st := &state{basics: basics, process: e.process(), digest: EnvDigest(env)}
 	servers, err := config.ParseServers(env, sharedSDKVariable)
 	if err != nil {
 		st.base.err = msaerr.As(err) // fail closed: no host is served
@@ -392,6 +394,26 @@ func (e *Engine) chain(env config.Env, cfg *config.Config, proc config.Env) chai
 	ch.sig = sig.String()
 	return ch
 }
+
+// EnvDigest identifies an environment: equal digests, equal environments
+// (SHA-256 over the sorted NAME=value pairs, each length-prefixed).
+func EnvDigest(env config.Env) [32]byte {
+	h := sha256.New()
+	var n [8]byte
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		for _, s := range []string{k, env[k]} {
+			binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+			h.Write(n[:])
+			h.Write([]byte(s))
+		}
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// Serves is the digest of the environment the engine serves now.
+func (e *Engine) Serves() [32]byte { return e.current().digest }
 
 func (e *Engine) current() *state {
 	if st := e.state.Load(); st != nil {

@@ -18,6 +18,9 @@ const (
 	Backend        Code = "backend"          // the secret manager or its login failed
 	SecretUnusable Code = "secret_unusable"  // the secret's content cannot make a header
 	Internal       Code = "internal"         // a bug: a recovered panic or bad call
+	// NotShared: a forked child asked its parent's core (MsaShare) to serve
+	// an environment other than the one it serves; the child uses a helper.
+	NotShared Code = "not_shared"
 )
 
 // Error is an error with a code and, where one is to blame, the variable to change.

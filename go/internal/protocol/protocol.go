@@ -161,9 +161,21 @@ func SetEnv(e *engine.Engine, envJSON []byte) (out []byte) {
 		}
 	}
 	e.SetEnv(env)
+	return Settings(e)
+}
+
+// Settings is SetEnv's reply for the environment e serves now, without
+// changing it.
+func Settings(e *engine.Engine) (out []byte) {
+	defer guard(&out)
 	b := e.Settings()
 	return mustJSON(SettingsReply{OK: true, TimeoutMs: b.Timeout.Milliseconds(), LogLevel: b.LogLevel, Warnings: b.Warnings,
 		ProcessEnv: b.ProcessEnv})
+}
+
+// Refusal is an error reply with code and message (no secret in it).
+func Refusal(code msaerr.Code, message string) []byte {
+	return mustJSON(HeadersReply{Error: &Error{Code: code, Message: message}})
 }
 
 type providerInfo struct {

@@ -92,7 +92,7 @@ func TestEveryOpAnswers(t *testing.T) {
 		{`{"id":8,"op":"set_env"}`, `"ok":true`},
 	} {
 		var r reply
-		out := handle(eng, []byte(c.line))
+		out := handle(eng, []byte(c.line), nil)
 		if err := json.Unmarshal(out, &r); err != nil || !strings.Contains(string(out), c.want) {
 			t.Fatalf("%s -> %s (%v), want %s", c.line, out, err, c.want)
 		}

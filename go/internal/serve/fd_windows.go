@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
 )
 
 // dupFile: on Windows a descriptor is a Win32 HANDLE passed as an int (64-bit
@@ -27,4 +29,9 @@ func dupFile(fd int, name string) (*os.File, error) {
 		return nil, fmt.Errorf("the %s handle %d is not open: %w", name, fd, err)
 	}
 	return os.NewFile(uintptr(dup), name), nil
+}
+
+// Share: Windows has no fork, so no child shares its parent's core.
+func Share(_ *engine.Engine, fd int) error {
+	return fmt.Errorf("sharing the core with a forked child (descriptor %d) needs fork: not on Windows", fd)
 }

@@ -28,7 +28,9 @@ import (
 	"io"
 	"sync"
 
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol"
 )
 
@@ -51,7 +53,57 @@ type envelope struct {
 // returns once every request read has been answered. A write error (the
 // reader is gone) stops the writing, not the serving: Run still returns at
 // the input's end.
-func Run(eng *engine.Engine, in io.Reader, w io.Writer) {
+func Run(eng *engine.Engine, in io.Reader, w io.Writer) { run(eng, in, w, nil) }
+
+// Shared serves the protocol on conn for a process forked from this one
+// (the library's MsaShare export): the same engine, so one cache, one login
+// and one refresh schedule for a parent and all its forked workers. The
+// child may use that engine, not change it: its set_env is accepted only
+// when it hands the environment this engine serves (compared by
+// engine.EnvDigest), and every other call but ping and abi is refused with
+// "not_shared" until it has, or once this process has been handed another
+// environment since. A refused child starts a helper of its own. Shared
+// returns (and closes conn) when the child's end closes.
+func Shared(eng *engine.Engine, conn io.ReadWriteCloser) {
+	defer conn.Close()
+	defer func() { _ = recover() }() // never take the parent process down
+	run(eng, conn, conn, &session{})
+}
+
+// session is what one Shared connection agreed on.
+type session struct {
+	mu     sync.Mutex
+	agreed *[32]byte // the digest of the environment the child handed, once it matched
+}
+
+func (s *session) setEnv(eng *engine.Engine, raw json.RawMessage) []byte {
+	var env config.Env
+	if len(raw) == 0 || string(raw) == "null" || json.Unmarshal(raw, &env) != nil || env == nil {
+		return notShared("the parent process's core serves only the environment it was handed; this call names none")
+	}
+	d := engine.EnvDigest(env)
+	if d != eng.Serves() {
+		return notShared("the parent process's core serves another environment than this process's")
+	}
+	s.mu.Lock()
+	s.agreed = &d
+	s.mu.Unlock()
+	return protocol.Settings(eng)
+}
+
+// current: the child agreed on the environment the engine serves now.
+func (s *session) current(eng *engine.Engine) bool {
+	s.mu.Lock()
+	agreed := s.agreed
+	s.mu.Unlock()
+	return agreed != nil && *agreed == eng.Serves()
+}
+
+func notShared(message string) []byte {
+	return protocol.Refusal(msaerr.NotShared, message)
+}
+
+func run(eng *engine.Engine, in io.Reader, w io.Writer, sess *session) {
 	r := bufio.NewReaderSize(in, 1<<16)
 	out := bufio.NewWriter(w)
 	var mu sync.Mutex
@@ -74,7 +126,7 @@ func Run(eng *engine.Engine, in io.Reader, w io.Writer) {
 			inflight.Add(1)
 			go func() {
 				defer inflight.Done()
-				write(handle(eng, line))
+				write(handle(eng, line, sess))
 			}()
 		}
 		if err != nil {
@@ -84,12 +136,12 @@ func Run(eng *engine.Engine, in io.Reader, w io.Writer) {
 }
 
 // handle serves one request line and returns the reply line.
-func handle(eng *engine.Engine, line []byte) []byte {
+func handle(eng *engine.Engine, line []byte, sess *session) []byte {
 	var req request
 	if err := json.Unmarshal(line, &req); err != nil {
 		return wrap(nil, protocol.Failure("msa-helper: the request is not JSON"))
 	}
-	return wrap(req.ID, dispatch(eng, req))
+	return wrap(req.ID, dispatch(eng, req, sess))
 }
 
 func wrap(id json.RawMessage, reply []byte) []byte {
@@ -103,12 +155,23 @@ func wrap(id json.RawMessage, reply []byte) []byte {
 	return b
 }
 
-func dispatch(eng *engine.Engine, req request) (out []byte) {
+func dispatch(eng *engine.Engine, req request, sess *session) (out []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			out = protocol.Failure("msa-helper: internal error")
 		}
 	}()
+	if sess != nil {
+		switch req.Op {
+		case "ping", "abi":
+		case "set_env":
+			return sess.setEnv(eng, req.Env)
+		default:
+			if !sess.current(eng) {
+				return notShared("the parent process's core serves another environment now (or none was agreed)")
+			}
+		}
+	}
 	switch req.Op {
 	case "headers":
 		return protocol.Serve(eng, protocol.Request{Target: req.Arg, Proxy: req.Proxy, Reject: req.Reject, DeadlineMs: req.DeadlineMs})

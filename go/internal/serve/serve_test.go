@@ -28,7 +28,7 @@ func TestUnknownOpAndBadRequestsGetJSON(t *testing.T) {
 		`not json`,
 		`{"op":"abi"}`,
 	} {
-		out := handle(eng, []byte(line))
+		out := handle(eng, []byte(line), nil)
 		var r reply
 		if err := json.Unmarshal(out, &r); err != nil {
 			t.Fatalf("reply to %.40q is not JSON: %v: %s", line, err, out)
@@ -45,7 +45,7 @@ func TestUnknownOpAndBadRequestsGetJSON(t *testing.T) {
 		}
 	}
 	var r reply
-	if err := json.Unmarshal(handle(eng, []byte(`{"id":1,"op":"\u0001"}`)), &r); err != nil || string(r.ID) != "1" ||
+	if err := json.Unmarshal(handle(eng, []byte(`{"id":1,"op":"\u0001"}`), nil), &r); err != nil || string(r.ID) != "1" ||
 		!strings.Contains(r.Reply["message"].(string), "unknown op \u0001") {
 		t.Fatalf("id or message lost: %+v %v", r, err)
 	}
