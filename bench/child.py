@@ -18,6 +18,13 @@ Modes:
            resident pages by mapping (the plugin's own files, anonymous
            memory), and with MLFLOW_SECRETS_AUTH_TRANSPORT=helper the helper
            process's own VmRSS and mappings.
+  forked   what one forked worker costs (a DataLoader or fork-pool worker):
+           this process gets the first headers, then forks; the child clears
+           the plugin's header cache (as once its inherited headers expire)
+           and sends one request. Reports the child's VmRSS added from the
+           fork to its headers, and the processes it started with their
+           VmRSS (this package: none when it asks the parent's core; with
+           BENCH_CHILD_TRANSPORT=helper set in the child, its own helper).
   hot      the cost per MLflow request at a cache hit, per call, for one
            variant (BENCH_VARIANT):
              get_auth   provider.get_auth(), then auth(prepared_request)
@@ -208,6 +215,45 @@ def memory() -> dict[str, Any]:
     }
 
 
+def forked() -> dict[str, Any]:
+    import requests
+
+    cls = _load_provider_class()
+    provider = cls()
+    url = os.environ["BENCH_URL"]
+    req = provider.get_auth()(requests.Request("GET", url).prepare())
+    if not _header_ok(req):
+        raise RuntimeError("the parent's first request did not receive the expected header")
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            base = _status_kb("VmRSS")
+            if os.environ.get("BENCH_CHILD_TRANSPORT"):
+                os.environ["MLFLOW_SECRETS_AUTH_TRANSPORT"] = os.environ["BENCH_CHILD_TRANSPORT"]
+            try:  # this package's header cache (0.2.0, of the same name, has none of that name)
+                from mlflow_secrets_auth import provider as ours
+
+                ours._entries.clear()
+            except ImportError:
+                pass
+            child_req = provider.get_auth()(requests.Request("GET", url).prepare())
+            started = [{"pid": int(p), "rss_kb": _proc_status_kb(p, "VmRSS")} for p in _children()]
+            out = {"headers_ok": _header_ok(child_req), "added_rss_kb": _status_kb("VmRSS") - base, "started": started}
+        except Exception as exc:  # reported to the parent
+            out = {"error": f"{type(exc).__name__}: {exc}"}
+        os.write(write_fd, json.dumps(out).encode())
+        os._exit(0)
+    os.close(write_fd)
+    data = b""
+    while chunk := os.read(read_fd, 65536):
+        data += chunk
+    os.waitpid(pid, 0)
+    result: dict[str, Any] = json.loads(data) if data else {"error": "the forked child reported nothing"}
+    return result
+
+
 def hot() -> dict[str, Any]:
     import requests
     from requests.hooks import default_hooks
@@ -342,8 +388,10 @@ def main() -> int:
             result = hot()
         elif mode == "memory":
             result = memory()
+        elif mode == "forked":
+            result = forked()
         else:
-            raise RuntimeError(f"usage: child.py cold|hot|memory (got {mode!r})")
+            raise RuntimeError(f"usage: child.py cold|hot|memory|forked (got {mode!r})")
     except Exception as exc:  # reported to the parent as JSON
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 1

@@ -69,11 +69,13 @@ def get(url):
     r = requests.get(url, auth=fetch_auth("mlflow_secrets_auth"), timeout=30)
     print("status", r.status_code, flush=True)
 
-def fork_search():
+def fork_search(own_env=""):
     search()  # the parent loads the core first
     pid = os.fork()
     if pid == 0:
         try:
+            if own_env:  # another environment: the parent's core refuses, the child starts a helper
+                os.environ["MSA_SWEEP_CHILD"] = own_env
             search()
             os._exit(0)
         except BaseException as exc:
@@ -352,12 +354,26 @@ def mlflow_http_loopback_direct(w: World, net: Net) -> Run:
 
 @scenario
 def forked_worker_helper(w: World, net: Net) -> Run:
-    """A worker forked after the core was loaded asks the helper process: same rules."""
+    """A worker forked after the core was loaded asks its parent's core (MsaShare): same rules."""
     vault = net.add("vault.example", upstream=w.vault.addr.removeprefix("http://"))
     evil = net.add("evil.example", fake_mlflow())
     mlflow = net.add("mlflow.example", redirect(lambda path: evil.url() + path))
     run, m, v = vault_token_run(w, net, vault.url(), mlflow.url(), MLFLOW_VAULT_TTL_SEC="1")
     run.actions = [["fork_search"]]
+    run.creds = [Cred("MLflow credential", [m.encode()], {"mlflow.example"}, {"mlflow.example"}),
+                 Cred("Vault token", [v.encode()], {"vault.example"}, {"vault.example"})]
+    return run
+
+
+@scenario
+def forked_worker_own_helper(w: World, net: Net) -> Run:
+    """A forked worker whose environment differs from its parent's is refused by
+    the parent's core and asks a helper process of its own: same rules."""
+    vault = net.add("vault.example", upstream=w.vault.addr.removeprefix("http://"))
+    evil = net.add("evil.example", fake_mlflow())
+    mlflow = net.add("mlflow.example", redirect(lambda path: evil.url() + path))
+    run, m, v = vault_token_run(w, net, vault.url(), mlflow.url(), MLFLOW_VAULT_TTL_SEC="1")
+    run.actions = [["fork_search", "changed"]]
     run.creds = [Cred("MLflow credential", [m.encode()], {"mlflow.example"}, {"mlflow.example"}),
                  Cred("Vault token", [v.encode()], {"vault.example"}, {"vault.example"})]
     return run
