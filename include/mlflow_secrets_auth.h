@@ -148,24 +148,28 @@ int MsaAbiVersion(void);
 /* Release a string returned by this library. NULL is ignored. */
 void MsaFree(char *p);
 
-/* Share this process's core with a child it is about to fork (POSIX). A Go
- * runtime does not survive fork, so a forked child must never call the
- * library it inherited; with this, it asks its parent instead of starting a
- * helper process of its own, and the whole family has one cache, one login
- * and one refresh schedule. Before fork(), create a socket pair
- * (socketpair(AF_UNIX, SOCK_STREAM)), pass one end here and close it (the
- * library serves its own duplicate, through its poller, until the other end
- * closes); the child keeps the other end and speaks the helper protocol on it
- * (go/internal/serve). The parent closes the child's end after fork().
+/* Share this process's core with a child it forks (POSIX). A Go runtime does
+ * not survive fork, so a forked child must never call the library it
+ * inherited; with this, it asks its parent instead of starting a helper
+ * process of its own, and the whole family has one cache, one login and one
+ * refresh schedule. Create a socket pair (socketpair(AF_UNIX, SOCK_STREAM))
+ * before fork(); after fork(), the parent passes its end here and closes both
+ * ends (the library serves its own duplicate, through its poller, until the
+ * child's end closes; passed before the fork, a copy would stay open in the
+ * child, which would then not see the connection close when the parent
+ * exits). The child closes the parent's end and speaks the helper protocol
+ * (go/internal/serve) on its own; tests/c/share.c does all of this.
  * The child may use the core, not change it: its set_env is accepted only
  * with the environment this process handed the library last (MsaSetEnv; the
- * same names and values), and every other call except ping and abi is
+ * same names and values; the process environment when MsaSetEnv was never
+ * called or called with NULL), and every other call except ping and abi is
  * refused with {"ok":false,"code":"not_shared",...} until it has, or once
  * this process has handed another environment since; a refused child starts
  * a helper of its own.
  * Returns 0 when the connection is served, -1 when fd is not an open socket
- * (or on Windows, which has no fork), -2 on an internal error. Added in
- * ABI 2 (a library without it is used without sharing). */
+ * (or on Windows, which has no fork), -2 on an internal error. New after ABI
+ * 2 without an ABI change: a caller that may load an older library looks the
+ * symbol up (the Python plugin shares only when it is there). */
 int MsaShare(int fd);
 
 /* cffi-cdef-end */

@@ -18,12 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 LIB_DIR = Path(mlflow_secrets_auth.__file__).parent
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def compile_c(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.fail("a C compiler (cc) is needed for the C API test")
-    out = tmp_path_factory.mktemp("c") / "smoke"
+    out = tmp_path_factory.mktemp("c") / name
     subprocess.run(
         [
             cc,
@@ -31,7 +30,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-Werror",
             "-I",
             str(ROOT / "include"),
-            str(ROOT / "tests" / "c" / "smoke.c"),
+            str(ROOT / "tests" / "c" / f"{name}.c"),
             "-L",
             str(LIB_DIR),
             "-lmlflow_secrets_auth",
@@ -42,6 +41,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_c(tmp_path_factory, "smoke")
 
 
 def run(binary: Path, env: dict[str, str], host: str) -> dict[str, dict[str, object]]:
@@ -101,3 +105,36 @@ def test_c_caller(smoke: Path, vault_ready: harness.VaultAPIServer, reader_token
     denied = run(smoke, env, "https://evil.example")
     assert denied["process-env"]["code"] == "host_not_allowed"
     assert "c-caller-token" not in json.dumps(denied)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_c_caller_shares_its_core_with_a_forked_child(
+    tmp_path_factory: pytest.TempPathFactory, vault_ready: harness.VaultAPIServer, reader_token: str, secret_path: str
+) -> None:
+    """tests/c/share.c uses MsaShare as the header documents: the forked child,
+    which never calls the library, is refused until it hands the parent's
+    environment, then gets the parent's headers; a bad descriptor and a pipe
+    are refused with -1."""
+    binary = compile_c(tmp_path_factory, "share")
+    vault_ready.kv_put("secret", secret_path, {"token": "c-share-token"}, version=1)
+    path = f"secret/{secret_path}"
+    handed = plugin_env(vault_ready, "https://mlflow.test:5000", VAULT_TOKEN=reader_token)
+    handed["MLFLOW_VAULT_SECRET_PATH"] = path
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VAULT_"))}
+    out = subprocess.run(
+        [str(binary), json.dumps(handed), "https://mlflow.test:5000/api"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["share-bad -1", "share-pipe -1"], lines
+    assert "share 0" in lines and lines[-1] == "child-exit 0", lines
+    replies = [json.loads(line.removeprefix("reply "))["reply"] for line in lines if line.startswith("reply ")]
+    assert [r.get("code") for r in replies[:2]] == ["not_shared", "not_shared"], replies  # before set_env; another env
+    assert replies[2]["ok"] is True and replies[2]["timeout_ms"] == 10_000, replies
+    assert replies[3]["headers"] == {"Authorization": "Bearer c-share-token"}, replies
+    assert "c-share-token" not in json.dumps(replies[:3])
