@@ -68,7 +68,7 @@ func TestExpiryAwareRefresh(t *testing.T) {
 	f.Expires = func(string) time.Time { return exp }
 	exp = clk.now().Add(40 * time.Second) // lead: a quarter of 40 s = 10 s
 	r := mustGet(t, c, f)
-	<-done
+	_ = background(t, done)
 	if r.FreshFor != 30*time.Second {
 		t.Fatalf("FreshFor = %s, want 30s (10 s before the expiry)", r.FreshFor)
 	}
@@ -91,7 +91,7 @@ func TestExpiryAwareRefresh(t *testing.T) {
 	if r, err := c.Get(context.Background(), "k", f); err == nil || r.Value != "" {
 		t.Fatalf("past the expiry: %+v, %v", r, err)
 	}
-	<-done
+	_ = background(t, done)
 	// A long-lived value: the TTL's point comes first.
 	exp = clk.now().Add(24 * time.Hour)
 	src.fail.Store(false)
@@ -99,7 +99,7 @@ func TestExpiryAwareRefresh(t *testing.T) {
 	if r := mustGet(t, c, f); r.FreshFor != 45*time.Minute {
 		t.Fatalf("long expiry: FreshFor %s, want 45m", r.FreshFor)
 	}
-	<-done
+	_ = background(t, done)
 	// A value already expired when fetched is an error, never served.
 	exp = clk.now().Add(-time.Second)
 	if n := c.Invalidate(func(string) bool { return true }); n != 1 {
@@ -108,7 +108,7 @@ func TestExpiryAwareRefresh(t *testing.T) {
 	if _, err := c.Get(context.Background(), "k", f); !errors.Is(err, ErrExpired) {
 		t.Fatalf("expired on arrival: %v", err)
 	}
-	<-done
+	_ = background(t, done)
 }
 
 var errRefused = errors.New("refused")
@@ -130,14 +130,14 @@ func TestEndsDropsTheValue(t *testing.T) {
 		return v, err
 	}
 	mustGet(t, c, f)
-	<-done
+	_ = background(t, done)
 	// A transient failure keeps the value ...
 	src.fail.Store(true)
 	clk.advance(ttl)
 	if r := mustGet(t, c, f); r.Value != "v1" {
 		t.Fatal(r)
 	}
-	<-done
+	_ = background(t, done)
 	if r := mustGet(t, c, f); r.Value != "v1" || !r.Stale {
 		t.Fatalf("transient: %+v", r)
 	}
@@ -165,14 +165,14 @@ func TestRenew(t *testing.T) {
 		t.Fatal("renewed a key never fetched")
 	}
 	mustGet(t, c, f)
-	<-done
+	_ = background(t, done)
 	if c.Renew(context.Background(), "k", f, is("v0")) || src.calls.Load() != 1 {
 		t.Fatal("renewed a value no longer held")
 	}
 	if !c.Renew(context.Background(), "k", f, is("v1")) {
 		t.Fatal("did not renew the held value")
 	}
-	<-done
+	_ = background(t, done)
 	if r := mustGet(t, c, f); r.Value != "v2" || src.calls.Load() != 2 {
 		t.Fatalf("after renew: %+v", r)
 	}
@@ -181,7 +181,7 @@ func TestRenew(t *testing.T) {
 	if !c.Renew(context.Background(), "k", f, is("v2")) {
 		t.Fatal("no renewal")
 	}
-	<-done
+	_ = background(t, done)
 	if r := mustGet(t, c, f); r.Value != "v2" {
 		t.Fatalf("failed renewal dropped the value: %+v", r)
 	}
@@ -197,12 +197,17 @@ func TestRenew(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.Renew(context.Background(), "k", f, is("v2")) }()
 	}
-	for src.calls.Load() != 4 { // the first renewal's fetch is held; later ones join it or find v4 and do nothing
+	deadline := time.Now().Add(10 * time.Second) // a failure bound, not a wait: the loop ends as soon as the fetch starts
+	for src.calls.Load() < 4 { // the first renewal's fetch is held; later ones join it or find v4 and do nothing
+		if time.Now().After(deadline) {
+			close(src.gate)
+			t.Fatal("no renewal started its fetch")
+		}
 		runtime.Gosched()
 	}
 	close(src.gate)
 	wg.Wait()
-	<-done
+	_ = background(t, done)
 	if n := src.calls.Load(); n != 4 {
 		t.Fatalf("%d fetches, want 4 (one for 16 concurrent renewals)", n)
 	}
@@ -214,7 +219,7 @@ func TestRenew(t *testing.T) {
 		t.Fatal("no renewal")
 	}
 	close(src.gate)
-	<-done
+	_ = background(t, done)
 	if r := mustGet(t, c, f); r.Value != "v5" {
 		t.Fatal(r)
 	}
@@ -232,7 +237,7 @@ func TestBounded(t *testing.T) {
 	}
 	mustGetKey(t, c, "a", f) // a is now the most recently used
 	mustGetKey(t, c, "d", f)
-	<-done
+	_ = background(t, done)
 	if c.Len() != 3 || !c.Has("a") || c.Has("b") || !c.Has("c") || !c.Has("d") {
 		t.Fatalf("len %d; a %v b %v c %v d %v", c.Len(), c.Has("a"), c.Has("b"), c.Has("c"), c.Has("d"))
 	}
@@ -253,7 +258,7 @@ func TestRefreshByIsSoft(t *testing.T) {
 	if r := mustGet(t, c, f); r.FreshFor != 30*time.Second {
 		t.Fatalf("FreshFor = %s, want 30s (10 s before RefreshBy)", r.FreshFor)
 	}
-	<-done
+	_ = background(t, done)
 	src.fail.Store(true)
 	clk.advance(30 * time.Second)
 	if r := mustGet(t, c, f); r.Value != "v1" || !r.Pending {
@@ -279,7 +284,7 @@ func TestShortenedTTLAppliesToTheHeldValue(t *testing.T) {
 	if r := mustGet(t, c, f); r.Value != "v1" || r.FreshFor < 30*time.Minute {
 		t.Fatalf("first: %+v", r)
 	}
-	<-done
+	_ = background(t, done)
 	clk.advance(2 * time.Second)
 	f.TTL = time.Second // refresh due at most 0.75 s after the fetch: already passed
 	if r := mustGet(t, c, f); r.Value != "v1" || !r.Pending {

@@ -120,7 +120,7 @@ func TestRefreshAhead(t *testing.T) {
 	if r := mustGet(t, c, f); r.Value != "v1" || r.FreshFor != 6*time.Second {
 		t.Fatalf("first = %+v", r)
 	}
-	<-done
+	_ = background(t, done)
 	clk.advance(5 * time.Second)
 	if r := mustGet(t, c, f); r.Value != "v1" || r.FreshFor != time.Second || r.Pending {
 		t.Fatalf("before the refresh point = %+v", r)
@@ -156,7 +156,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	src := &counter{}
 	f := fetchOf(src)
 	mustGet(t, c, f)
-	<-done
+	_ = background(t, done)
 	src.fail.Store(true)
 	clk.advance(6 * time.Second)
 	mustGet(t, c, f) // starts the first refresh, which fails
@@ -207,7 +207,7 @@ func TestStaleWindowEnds(t *testing.T) {
 	src := &counter{}
 	f := fetchOf(src)
 	mustGet(t, c, f)
-	<-done
+	_ = background(t, done)
 	src.fail.Store(true)
 	clk.advance(ttl + MaxStale)
 	if r, err := c.Get(context.Background(), "k", f); err == nil || r.Value != "" {
@@ -228,7 +228,7 @@ func TestNeverSucceededBacksOff(t *testing.T) {
 	if _, err := c.Get(context.Background(), "k", f); err == nil {
 		t.Fatal("want an error")
 	}
-	<-done
+	_ = background(t, done)
 	r, err := c.Get(context.Background(), "k", f)
 	if err == nil || r.FreshFor != time.Second || src.calls.Load() != 1 {
 		t.Fatalf("during back-off: %+v, %v, %d fetches", r, err, src.calls.Load())
@@ -244,7 +244,7 @@ func TestNeverSucceededBacksOff(t *testing.T) {
 		t.Fatalf("peek after back-off: %+v, %v", r, err)
 	}
 	close(src.gate)
-	<-done
+	_ = background(t, done)
 	if n := src.calls.Load(); n != 2 {
 		t.Fatalf("%d fetches, want 2", n)
 	}
@@ -266,7 +266,7 @@ func TestPeekStartsFirstFetch(t *testing.T) {
 	if r := mustGet(t, c, f); r.Value != "v1" { // joins the running fetch
 		t.Fatalf("get = %+v", r)
 	}
-	<-done
+	_ = background(t, done)
 	if r, err := c.Peek("k", f); err != nil || r.Value != "v1" || src.calls.Load() != 1 {
 		t.Fatalf("peek after = %+v, %v, %d fetches", r, err, src.calls.Load())
 	}
@@ -354,7 +354,7 @@ func TestInvalidate(t *testing.T) {
 	src := &counter{}
 	f := fetchOf(src)
 	mustGet(t, c, f)
-	<-done
+	_ = background(t, done)
 	if n := c.Invalidate(func(k string) bool { return k == "other" }); n != 0 {
 		t.Fatalf("dropped %d values of another key", n)
 	}
@@ -364,7 +364,7 @@ func TestInvalidate(t *testing.T) {
 	if r := mustGet(t, c, f); r.Value != "v2" || src.calls.Load() != 2 {
 		t.Fatalf("after Invalidate = %+v, %d fetches", r, src.calls.Load())
 	}
-	<-done
+	_ = background(t, done)
 }
 
 func TestRetain(t *testing.T) {
@@ -384,7 +384,7 @@ func TestRetain(t *testing.T) {
 	if r, _ := c.Get(context.Background(), "b", f); r.Value != "v3" {
 		t.Fatal("dropped key was not fetched again")
 	}
-	<-done
+	_ = background(t, done)
 	// A fetch that completes after its key was dropped is discarded.
 	src.gate = make(chan struct{})
 	if _, err := c.Peek("c", f); !errors.Is(err, ErrPending) {
@@ -392,7 +392,7 @@ func TestRetain(t *testing.T) {
 	}
 	c.Retain(func(string) bool { return false })
 	close(src.gate)
-	<-done
+	_ = background(t, done)
 	if c.Has("c") || c.Has("a") {
 		t.Fatal("a dropped key holds a value")
 	}
