@@ -198,7 +198,7 @@ func TestRenew(t *testing.T) {
 		go func() { defer wg.Done(); c.Renew(context.Background(), "k", f, is("v2")) }()
 	}
 	deadline := time.Now().Add(10 * time.Second) // a failure bound, not a wait: the loop ends as soon as the fetch starts
-	for src.calls.Load() < 4 { // the first renewal's fetch is held; later ones join it or find v4 and do nothing
+	for src.calls.Load() < 4 {                   // the first renewal's fetch is held; later ones join it or find v4 and do nothing
 		if time.Now().After(deadline) {
 			close(src.gate)
 			t.Fatal("no renewal started its fetch")
