@@ -530,7 +530,7 @@ _pid = -1  # the process that chose _transport
 _runtime_pid = -1  # the process that loaded the Go runtime into this address space, if any
 _fork_hook = False
 _notes: list[str] = []  # why this transport was chosen, for `info`
-_forking = threading.local()  # .fd: the child's end of the socket pair made for the fork in progress
+_forking = threading.local()  # .pair: (parent end, child end) of the socket pair made for the fork in progress
 _parent_fd = -1  # in a forked child: its socket to the parent's core, until a transport takes it
 
 
