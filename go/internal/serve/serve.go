@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
@@ -72,8 +73,7 @@ func Shared(eng *engine.Engine, conn io.ReadWriteCloser) {
 
 // session is what one Shared connection agreed on.
 type session struct {
-	mu     sync.Mutex
-	agreed *[32]byte // the digest of the environment the child handed, once it matched
+	agreed atomic.Pointer[[32]byte] // the digest of the environment the child handed, once it matched
 }
 
 func (s *session) setEnv(eng *engine.Engine, raw json.RawMessage) []byte {
@@ -85,17 +85,13 @@ func (s *session) setEnv(eng *engine.Engine, raw json.RawMessage) []byte {
 	if d != eng.Serves() {
 		return notShared("the parent process's core serves another environment than this process's")
 	}
-	s.mu.Lock()
-	s.agreed = &d
-	s.mu.Unlock()
+	s.agreed.Store(&d)
 	return protocol.Settings(eng)
 }
 
 // current: the child agreed on the environment the engine serves now.
 func (s *session) current(eng *engine.Engine) bool {
-	s.mu.Lock()
-	agreed := s.agreed
-	s.mu.Unlock()
+	agreed := s.agreed.Load()
 	return agreed != nil && *agreed == eng.Serves()
 }
 
