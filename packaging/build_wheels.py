@@ -3,8 +3,8 @@
     python packaging/build_wheels.py [--out dist] [--only manylinux_x86_64,win_amd64,...]
 
 Toolchains come only from package registries: Go (go.dev / the module proxy),
-zig from PyPI (``ziglang``) as cgo's C compiler and the launcher's compiler
-for every target, Debian's llvm for stripping.
+zig from PyPI (``ziglang``, run from a fixed copy: see zig_home) as cgo's C
+compiler and the launcher's compiler for every target, Debian's llvm for stripping.
 
 A wheel carries one Go binary. Where a Go shared library can be loaded
 (manylinux, macOS, Windows) that is the library, and ``msa-helper`` is the
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
+import importlib.util
 import os
 import re
 import shutil
@@ -148,12 +150,58 @@ def source_date_epoch() -> str:
     return stamp if out.returncode == 0 and stamp.isdigit() else "315532800"
 
 
-def zig_wrapper(tmp: Path, zig_target: str, extra: list[str]) -> Path:
-    """cgo wants CC to be one executable: a shell script around `python -m ziglang cc`."""
-    path = tmp / f"zcc-{zig_target}"
-    args = " ".join(extra)
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ziglang cc -target {zig_target} {args} "$@"\n')
-    path.chmod(0o755)
+def zig_home() -> Path:
+    """PyPI's ziglang, copied once per version to a fixed path in zig's own cache directory.
+
+    zig keys its cache of the C runtimes it builds for a target (mingw-w64 for
+    Windows, compiler_rt, glibc and libSystem stubs) on the path of the zig
+    installation it runs from. Run from a new clone's .venv, it rebuilds them: on
+    this 2-core machine 90-120 s of CPU for each of the three Windows CRT
+    variants a wheel build and its tests link against (measured: the same
+    `zig cc -target x86_64-windows-gnu` of an empty main() took 107 s from a
+    second installation of the same ziglang and 0.1 s from the first). From a
+    fixed path every clone reuses them."""
+    spec = importlib.util.find_spec("ziglang")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"build_wheels: PyPI's ziglang is not installed for {sys.executable} (pip install ziglang)")
+    source = Path(next(iter(spec.submodule_search_locations)))
+    cache = os.environ.get("ZIG_GLOBAL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "zig"
+    )
+    home = Path(cache) / "msa-toolchain" / f"ziglang-{importlib.metadata.version('ziglang')}"
+    if not (home / ".complete").exists():
+        staging = home.with_name(f"{home.name}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
+        (staging / ".complete").write_text(f"copied from {source}\n")
+        try:
+            staging.rename(home)
+        except OSError:  # another build got there first, or a partial copy without the marker
+            if not (home / ".complete").exists():
+                shutil.rmtree(home, ignore_errors=True)
+                staging.rename(home)
+        shutil.rmtree(staging, ignore_errors=True)
+    return home
+
+
+def zig_cc(target: str) -> list[str]:
+    """`zig cc -target TARGET` from the fixed copy (zig_home)."""
+    return [str(zig_home() / ("zig.exe" if os.name == "nt" else "zig")), "cc", "-target", target]
+
+
+def zig_wrapper(zig_target: str, extra: list[str]) -> Path:
+    """cgo wants CC to be one executable: a shell script around `zig cc`. It lives
+    at a fixed path beside zig, because Go's build cache keys cgo packages on CC."""
+    args = " ".join([*zig_cc(zig_target)[1:], *extra])
+    digest = hashlib.sha256(args.encode()).hexdigest()[:12]
+    path = zig_home() / "cc-wrappers" / f"zcc-{zig_target}-{digest}"
+    text = f'#!/bin/sh\nexec "{zig_cc(zig_target)[0]}" {args} "$@"\n'
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(exist_ok=True)
+        staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        staging.write_text(text)
+        staging.chmod(0o755)
+        staging.replace(path)
     return path
 
 
@@ -233,7 +281,7 @@ def build_launcher(t: Target, out: Path, tmp: Path, epoch: int) -> None:
     """packaging/launcher/launcher.c for this target, with zig cc."""
     assert t.zig is not None
     log(f"{t.goos}/{t.goarch}: launcher ({t.zig})")
-    cc = [sys.executable, "-m", "ziglang", "cc", "-target", t.zig]
+    cc = zig_cc(t.zig)
     flags = ["-Os", "-s", "-Wall", "-Werror", f"-I{ROOT / 'include'}"]
     libs = ["-municode"] if t.goos == "windows" else (["-ldl"] if t.goos == "linux" else [])
     run([*cc, *flags, "-o", str(out), str(ROOT / "packaging" / "launcher" / "launcher.c"), *libs], cwd=tmp)
@@ -269,7 +317,7 @@ def build_binaries(t: Target, work: Path, ver: str, tmp: Path, epoch: int) -> di
                 if not (TBD_DIR / "System/Library/Frameworks/CoreFoundation.framework").exists():
                     raise SystemExit(f"build_wheels: {TBD_DIR} has no CoreFoundation stub")
                 extra = [f"-F{TBD_DIR}/System/Library/Frameworks", f"-L{TBD_DIR}/usr/lib"]
-            cc = zig_wrapper(tmp, t.zig, extra)
+            cc = zig_wrapper(t.zig, extra)
             cmd = [go, *common, "-buildmode=c-shared", "-ldflags", ldflags, "-o", str(lib), "./go/capi"]
             stray = ROOT / "-.o"  # zig leaves this (empty) behind when Go's linker probes a flag on stdin
             had_stray = stray.exists()

@@ -313,7 +313,7 @@ def test_elf_binaries_stripped(unpacked: dict[str, Path], key: str, machine: str
 def compile_loader(tmp_path: Path, zig_target: str, suffix: str = "") -> Path:
     loader = tmp_path / f"loader-{zig_target}{suffix}"
     source = ROOT / "packaging" / "loader" / "loader.c"
-    zig = [sys.executable, "-m", "ziglang", "cc", "-target", zig_target, "-O2", f"-I{ROOT / 'include'}"]
+    zig = [*build_wheels.zig_cc(zig_target), "-O2", f"-I{ROOT / 'include'}"]
     libs = [] if "windows" in zig_target else ["-ldl"]
     subprocess.run([*zig, "-o", str(loader), str(source), *libs], check=True, capture_output=True, timeout=600)
     return loader
@@ -381,7 +381,7 @@ def compile_so(tmp_path: Path, zig_target: str, name: str, source: str) -> Path:
     src = tmp_path / f"{name}.c"
     src.write_text(source)
     out = tmp_path / f"{name}.so"
-    zig = [sys.executable, "-m", "ziglang", "cc", "-target", zig_target, "-shared", "-fPIC", "-o", str(out), str(src)]
+    zig = [*build_wheels.zig_cc(zig_target), "-shared", "-fPIC", "-o", str(out), str(src)]
     subprocess.run(zig, check=True, capture_output=True, timeout=600)
     return out
 
@@ -674,7 +674,7 @@ def wine_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     subprocess.run([*cmd, "wineboot", "--init"], env=full, capture_output=True, timeout=300, check=True)
     system32 = prefix / "drive_c" / "windows" / "system32"
     assert system32.is_dir(), f"wineboot made no {system32}"
-    zig = [sys.executable, "-m", "ziglang", "cc", "-target", "x86_64-windows-gnu", "-O2"]
+    zig = [*build_wheels.zig_cc("x86_64-windows-gnu"), "-O2"]
     shim = ROOT / "packaging" / "wine" / "bcryptprimitives.c"
     subprocess.run([*zig, "-shared", "-o", str(system32 / "bcryptprimitives.dll"), str(shim)], check=True, timeout=600)
     yield env
