@@ -177,7 +177,8 @@ test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, produ
 	$(MAKE) --no-print-directory check-tidy
 	$(MAKE) --no-print-directory system-deps install
 	@mkdir -p $(TEST_LOGS); log=$(TEST_LOGS)/go-fuzz-wheels-mlflow2.log; \
-	phases() { local tag=$$1 failed="" p; shift; for p in "$$@"; do $(MAKE) --no-print-directory $$p || failed="$$failed $$p"; done; \
+	phases() { local tag=$$1 failed="" p t0; shift; for p in "$$@"; do t0=$$SECONDS; \
+	  $(MAKE) --no-print-directory $$p || failed="$$failed $$p"; echo "make test: $$p took $$(( SECONDS - t0 ))s"; done; \
 	  [ -z "$$failed" ] || { echo "$$failed" > "$$log.failed-$$tag"; return 1; }; }; \
 	rm -f $$log.failed-*; failed_all=""; \
 	echo "test-go, fuzz-short, test-wheels and test-mlflow2 run alongside; output in $$log"; \
