@@ -69,7 +69,7 @@ test-wheels: $(DEPS) system-deps
 # (a second `make test` reuses it; so do the phases that need it).
 INSTALLED := $(VENV)/.wheel-installed
 INSTALL_SRC := build.sh pyproject.toml setup.py MANIFEST.in LICENSE go.mod go.sum $(shell find go include python build_backend \
-	-type f -not -path '*/__pycache__/*' -not -path '*/testdata/*' -not -name '*_test.go' -not -name '*.so' \
+	-type f -not -path '*/__pycache__/*' -not -path '*/testdata/*' -not -path '*.egg-info/*' -not -name '*_test.go' -not -name '*.so' \
 	-not -name '*.pyc' -not -name _ffi.py -not -name msa-helper -not -name '*.h' 2>/dev/null) $(wildcard include/*.h)
 install: $(INSTALLED)
 $(INSTALLED): $(DEMO_DEPS) $(INSTALL_SRC)
