@@ -164,31 +164,33 @@ fuzz-short:
 mutants: install ## deliberate breakages on a copy of the tree: the fast suite must fail for each
 	$(PY) tools/mutants/run.py
 
-# Order: the Vault build starts first (background); then lint and the setup every
-# phase shares (venv, system packages, the installed wheel). Then two lanes at once:
-# the Go tests, the short fuzz run, the wheels and the MLflow 2.x client paths (output
-# kept in $(TEST_LOGS), printed when they end) beside the harness self-checks, the
-# product suite on OpenBao and the mutants. The HashiCorp phases wait for the Vault build at the end. A lint failure stops
-# at once; after that every phase runs even if another failed, and `make test` then
-# fails naming each failed phase.
+# Order: the Vault build and the Go-only phases (Go unit tests with -race, the short
+# fuzz run) start first, in the background, beside the set-up every other phase
+# shares (lint, venv, system packages, the installed wheel), which leaves a core idle
+# most of the time. Then two lanes at once: the wheels, the mutants and the MLflow 2.x
+# client paths (output kept in $(TEST_LOGS), printed when they end) beside the harness
+# self-checks and the product suite on OpenBao, then on HashiCorp Vault (which waits for
+# the Vault build). Each phase prints its time. A lint failure stops at once; after
+# that every phase runs even if another failed, and `make test` then fails naming each
+# failed phase.
 test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, product suite on OpenBao and Vault, MLflow 2.x paths, wheels, mutants
 	$(MAKE) --no-print-directory vault-server-bg
-	$(MAKE) --no-print-directory lint
-	$(MAKE) --no-print-directory check-tidy
-	$(MAKE) --no-print-directory system-deps install
-	@mkdir -p $(TEST_LOGS); log=$(TEST_LOGS)/go-fuzz-wheels-mlflow2.log; \
+	@mkdir -p $(TEST_LOGS); log=$(TEST_LOGS)/make-test; rm -f $$log.*; \
 	phases() { local tag=$$1 failed="" p t0; shift; for p in "$$@"; do t0=$$SECONDS; \
 	  $(MAKE) --no-print-directory $$p || failed="$$failed $$p"; echo "make test: $$p took $$(( SECONDS - t0 ))s"; done; \
 	  [ -z "$$failed" ] || { echo "$$failed" > "$$log.failed-$$tag"; return 1; }; }; \
-	rm -f $$log.failed-*; failed_all=""; \
-	echo "test-go, fuzz-short, test-wheels and test-mlflow2 run alongside; output in $$log"; \
-	phases 1 test-go fuzz-short test-wheels test-mlflow2 > $$log 2>&1 & lane=$$!; \
-	phases 2 test-harness-openbao test-py-openbao mutants; \
-	wait $$lane; \
-	echo "----- test-go, fuzz-short, test-wheels, test-mlflow2 (run alongside) -----"; cat $$log; \
-	echo "----- end of test-go, fuzz-short, test-wheels, test-mlflow2 -----"; \
-	phases 3 test-harness-hashicorp test-py-hashicorp; \
-	failed_all=$$(cat $$log.failed-* 2>/dev/null | tr '\n' ' '); rm -f $$log.failed-*; \
+	show() { echo "----- $$1 (run alongside) -----"; cat "$$log.$$2"; echo "----- end of $$1 -----"; }; \
+	echo "test-go and fuzz-short run beside the set-up; output in $$log.go"; \
+	phases go test-go fuzz-short > $$log.go 2>&1 & go_lane=$$!; \
+	t0=$$SECONDS; for p in lint check-tidy "system-deps install"; do \
+	  $(MAKE) --no-print-directory $$p || { wait $$go_lane; show "test-go, fuzz-short" go; exit 1; }; done; \
+	echo "make test: lint, check-tidy and the set-up took $$(( SECONDS - t0 ))s"; \
+	echo "test-wheels, mutants and test-mlflow2 run alongside; output in $$log.side"; \
+	phases side test-wheels mutants test-mlflow2 > $$log.side 2>&1 & side_lane=$$!; \
+	phases main test-harness-openbao test-py-openbao test-harness-hashicorp test-py-hashicorp; \
+	wait $$go_lane; show "test-go, fuzz-short" go; \
+	wait $$side_lane; show "test-wheels, mutants, test-mlflow2" side; \
+	failed_all=$$(cat $$log.failed-* 2>/dev/null | tr '\n' ' '); \
 	if [ -n "$$failed_all" ]; then echo "make test: FAILED phases: $$failed_all" >&2; exit 1; fi; \
 	echo "make test: every phase passed"
 
