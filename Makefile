@@ -175,9 +175,9 @@ mutants: install ## deliberate breakages on a copy of the tree: the fast suite m
 # kept in $(TEST_LOGS), printed when they end) beside the harness self-checks, the
 # product suite on OpenBao and the mutants; the HashiCorp Vault phases come last. Each
 # phase prints its time. A lint failure stops at once; after that every phase runs even
-# if another failed, and `make test` then fails naming each failed phase. (Tried and
-# measured slower on this VM: the Go tests beside the set-up, whose disk reads slowed
-# both; the HashiCorp suite beside the OpenBao one, six pytest workers at once.)
+# if another failed, and `make test` then fails naming each failed phase. (Tried once
+# each and slower in that run on this VM, whose disk is the bottleneck: the Go tests
+# beside the set-up; the HashiCorp suite beside the OpenBao one, six pytest workers.)
 test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, product suite on OpenBao and Vault, MLflow 2.x paths, wheels, mutants
 	$(MAKE) --no-print-directory vault-server-bg
 	@t0=$$SECONDS; $(MAKE) --no-print-directory lint check-tidy system-deps install && \
