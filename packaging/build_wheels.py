@@ -192,10 +192,10 @@ def zig_cc(target: str) -> list[str]:
 def zig_wrapper(zig_target: str, extra: list[str]) -> Path:
     """cgo wants CC to be one executable: a shell script around `zig cc`. It lives
     at a fixed path beside zig, because Go's build cache keys cgo packages on CC."""
-    args = " ".join([*zig_cc(zig_target)[1:], *extra])
-    digest = hashlib.sha256(args.encode()).hexdigest()[:12]
-    path = zig_home() / "cc-wrappers" / f"zcc-{zig_target}-{digest}"
-    text = f'#!/bin/sh\nexec "{zig_cc(zig_target)[0]}" {args} "$@"\n'
+    zig, *cc = zig_cc(zig_target)
+    args = " ".join([*cc, *extra])
+    path = Path(zig).parent / "cc-wrappers" / f"zcc-{zig_target}-{hashlib.sha256(args.encode()).hexdigest()[:12]}"
+    text = f'#!/bin/sh\nexec "{zig}" {args} "$@"\n'
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(exist_ok=True)
         staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
