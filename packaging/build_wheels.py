@@ -24,6 +24,7 @@ Linux glibc wheels are checked with ``auditwheel show`` before they are kept;
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -150,6 +151,7 @@ def source_date_epoch() -> str:
     return stamp if out.returncode == 0 and stamp.isdigit() else "315532800"
 
 
+@functools.cache
 def zig_home() -> Path:
     """PyPI's ziglang, copied once per version to a fixed path in zig's own cache directory.
 
