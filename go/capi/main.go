@@ -43,7 +43,9 @@ func goString(p *C.char) string {
 //export GetAuthHeaders
 func GetAuthHeaders(host *C.char) (out *C.char) {
 	defer recoverTo(&out)
-	return reply(protocol.Headers(eng, goString(host)))
+	out = reply(protocol.Headers(eng, goString(host)))
+	serve.TrimAfterFetch(eng) // once the reply is ready
+	return out
 }
 
 // MsaHeaders answers a headers request given as JSON: {"target", "proxy",
@@ -52,7 +54,9 @@ func GetAuthHeaders(host *C.char) (out *C.char) {
 //export MsaHeaders
 func MsaHeaders(requestJSON *C.char) (out *C.char) {
 	defer recoverTo(&out)
-	return reply(protocol.HeadersJSON(eng, []byte(goString(requestJSON))))
+	out = reply(protocol.HeadersJSON(eng, []byte(goString(requestJSON))))
+	serve.TrimAfterFetch(eng)
+	return out
 }
 
 // MsaSetEnv replaces the environment the library reads (JSON object), or

@@ -186,4 +186,12 @@ MUTANTS: tuple[Mutant, ...] = (
         lang="go",
         why="a forked child's set_env replaces the settings its parent's core serves (MsaShare)",
     ),
+    Mutant(
+        name="fetch-not-counted",
+        path="go/internal/engine/engine.go",
+        old="\t\te.note(name, key, nil)\n\t\te.fetched.Add(1)\n",
+        new="\t\te.note(name, key, nil)\n",
+        lang="go",
+        why="the pages a fetch or refresh faults in stay resident (only the start-up's are released)",
+    ),
 )

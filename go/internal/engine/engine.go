@@ -222,6 +222,9 @@ type Engine struct {
 	events    []Event
 	dropped   int // events not queued since the last drain
 	hasEvents atomic.Bool
+
+	fetched atomic.Uint64 // fetches that succeeded
+	taken   atomic.Uint64 // fetched, as TakeFetched last saw it
 }
 
 // New returns an engine reading time from now (time.Now when nil). Until
@@ -427,6 +430,22 @@ func (e *Engine) current() *state {
 // a URL), trying the enabled providers in order: Serve with only a target.
 func (e *Engine) Headers(ctx context.Context, host string) Result {
 	return e.Serve(ctx, Request{Target: host})
+}
+
+// TakeFetched reports whether a fetch has succeeded since it last reported
+// true (to one caller, when several ask at once). The C library and the
+// helper release the pages a fetch faulted in then (serve.TrimAfterFetch).
+func (e *Engine) TakeFetched() bool {
+	n := e.fetched.Load()
+	for {
+		seen := e.taken.Load()
+		if n <= seen {
+			return false
+		}
+		if e.taken.CompareAndSwap(seen, n) {
+			return true
+		}
+	}
 }
 
 // Serve answers one headers call.
@@ -787,6 +806,7 @@ func (e *Engine) fetcher(name, key string, spec provider.Spec, timeout time.Dura
 			return cred, me
 		}
 		e.note(name, key, nil)
+		e.fetched.Add(1)
 		return cred, nil
 	}
 }

@@ -171,6 +171,46 @@ func TestHostPolicy(t *testing.T) {
 	}
 }
 
+func TestTakeFetchedIsTrueOnceAfterEachSuccessfulFetch(t *testing.T) {
+	e, _, _ := newTestEngine()
+	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": "tok", "FAKE_VAULT_FAIL": "1", "MLFLOW_TRACKING_URI": tracking})
+	if res := e.Headers(context.Background(), tracking); res.Err == nil {
+		t.Fatalf("a failing backend served: %+v", res)
+	}
+	if e.TakeFetched() {
+		t.Fatal("true after a failed fetch")
+	}
+	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": "tok", "MLFLOW_TRACKING_URI": tracking})
+	takeAfterCalls := func() int32 {
+		var wg sync.WaitGroup
+		var trues atomic.Int32
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if res := e.Headers(context.Background(), tracking); res.Err != nil {
+					t.Errorf("res = %+v", res)
+				}
+				if e.TakeFetched() {
+					trues.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		return trues.Load()
+	}
+	if n := takeAfterCalls(); n != 1 || e.TakeFetched() {
+		t.Fatalf("true %d times after 8 calls served by one fetch (or again after), want once", n)
+	}
+	if n := takeAfterCalls(); n != 0 {
+		t.Fatalf("true %d times after calls served from the cache, want none", n)
+	}
+	e.Invalidate()
+	if n := takeAfterCalls(); n != 1 {
+		t.Fatalf("true %d times after a new fetch, want once", n)
+	}
+}
+
 func TestFallbackAndAttempts(t *testing.T) {
 	e, v, a := newTestEngine()
 	base := config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,aws-secrets-manager", "MLFLOW_TRACKING_URI": tracking,

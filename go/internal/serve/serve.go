@@ -33,6 +33,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/protocol"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/trim"
 )
 
 type request struct {
@@ -122,12 +123,26 @@ func run(eng *engine.Engine, in io.Reader, w io.Writer, sess *session) {
 			inflight.Add(1)
 			go func() {
 				defer inflight.Done()
-				write(handle(eng, line, sess))
+				reply := handle(eng, line, sess)
+				TrimAfterFetch(eng) // before the reply leaves
+				write(reply)
 			}()
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// TrimAfterFetch releases this binary's read-only pages from the process's
+// resident set (go/internal/trim) when eng has fetched a credential since the
+// last time: after the first headers, the start-up's pages (the loader's, the
+// Go runtime's start and every SDK's initialisers) and the fetch's; after a
+// refresh, the refresh's. Callers call it once a reply is built, so that
+// little code runs between the release and the reply.
+func TrimAfterFetch(eng *engine.Engine) {
+	if eng.TakeFetched() {
+		_, _ = trim.Code()
 	}
 }
 
