@@ -14,10 +14,12 @@ Modes:
            parent) and VmRSS.
   memory   where the resident memory goes: VmRSS and threads at each stage
            (MLflow imported; plugin imported; for this package the Go
-           library loaded, before any call; first headers), the process's
-           resident pages by mapping (the plugin's own files, anonymous
-           memory), and with MLFLOW_SECRETS_AUTH_TRANSPORT=helper the helper
-           process's own VmRSS and mappings.
+           library loaded, before any call; first headers; later: after 3
+           refreshes and 20,000 cached requests, 0.2.0 the cached requests
+           only), the process's resident pages by mapping (the plugin's own
+           files, anonymous memory), and with
+           MLFLOW_SECRETS_AUTH_TRANSPORT=helper the helper process's own
+           VmRSS and mappings (after the first headers, and later).
   forked   what one forked worker costs (a DataLoader or fork-pool worker):
            this process gets the first headers, then forks; the child clears
            the plugin's header cache (as once its inherited headers expire)
@@ -58,6 +60,11 @@ ENTRY_POINT_GROUP = "mlflow.request_auth_provider"
 NAME = "mlflow_secrets_auth"
 FLOOR_NAME = "bench_floor"
 FLOOR_HEADER = "Bearer bench-floor-constant"
+
+
+# memory(): what follows the first headers, as a long run goes on.
+REFRESHES = 3
+CACHED_REQUESTS = 20_000
 
 
 def _status_kb(field: str) -> int:
@@ -193,25 +200,51 @@ def memory() -> dict[str, Any]:
             stage("library loaded")
         except ImportError:
             pass
+    template = req
     auth = provider.get_auth()
     if auth is not None:
-        req = auth(req)
+        req = auth(template.copy())
     stage("first headers")
-    helpers = []
-    for pid in _children():
-        helpers.append(
+
+    def helpers() -> list[dict[str, Any]]:
+        return [
             {
                 "pid": int(pid),
                 "rss_kb": _proc_status_kb(pid, "VmRSS"),
                 "threads": _proc_status_kb(pid, "Threads"),
                 "mappings_kb": _smaps(pid),
             }
-        )
+            for pid in _children()
+        ]
+
+    first = helpers()
+    ok = _header_ok(req)
+    # Then as a long run goes on: refreshes (this package's header cache emptied and its core told
+    # to fetch again, as a TTL's end does) and cached requests. 0.2.0: the cached requests only.
+    try:  # this package (0.2.0, of the same name, has no _native)
+        from mlflow_secrets_auth import _native
+        from mlflow_secrets_auth import provider as ours_provider
+
+        ours = True
+    except ImportError:
+        ours = False
+    if ours:
+        for _ in range(REFRESHES):
+            ours_provider._entries.clear()
+            _native.transport().invalidate()
+            ok = ok and _header_ok(provider.get_auth()(template.copy()))
+    for _ in range(CACHED_REQUESTS):
+        req = provider.get_auth()(template.copy())
+    ok = ok and _header_ok(req)
+    stage("later")
     return {
-        "headers_ok": _header_ok(req),
+        "headers_ok": ok,
         "stages": stages,
+        "refreshes": REFRESHES if ours else 0,
+        "cached_requests": CACHED_REQUESTS,
         "mappings_kb": _smaps("self"),
-        "helpers": helpers,
+        "helpers": first,
+        "helpers_later": helpers(),
     }
 
 
