@@ -174,13 +174,15 @@ mutants: install ## deliberate breakages on a copy of the tree: the fast suite m
 
 # Order: the Vault build starts first (background); then lint and the set-up every
 # phase shares (venv, system packages, the installed wheel). Then two lanes at once:
-# the Go tests, the short fuzz run, the wheels and the MLflow 2.x client paths (output
-# kept in $(TEST_LOGS), printed when they end) beside the harness self-checks, the
-# product suite on OpenBao and the mutants; the HashiCorp Vault phases come last. Each
-# phase prints its time. A lint failure stops at once; after that every phase runs even
-# if another failed, and `make test` then fails naming each failed phase. (Tried once
-# each and slower in that run on this VM, whose disk is the bottleneck: the Go tests
-# beside the set-up; the HashiCorp suite beside the OpenBao one, six pytest workers.)
+# the Go tests, the short fuzz run, the wheels, the MLflow 2.x client paths, the
+# harness self-checks, then (once the OpenBao suite is over) the HashiCorp Vault
+# phases (output kept in $(TEST_LOGS), printed when they end), beside the product
+# suite on OpenBao and then the mutants, which run one at a time and leave a core to
+# the end of the other lane. Each phase prints its time. A lint failure stops at once;
+# after that every phase runs even if another failed, and `make test` then fails
+# naming each failed phase. (Tried once each and slower in that run on this VM, whose
+# disk is the bottleneck: the Go tests beside the set-up; the HashiCorp suite beside
+# the OpenBao one, six pytest workers.)
 test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, product suite on OpenBao and Vault, MLflow 2.x paths, wheels, mutants
 	$(MAKE) --no-print-directory vault-server-bg
 	@t0=$$SECONDS; $(MAKE) --no-print-directory lint check-tidy system-deps install && \
@@ -189,13 +191,12 @@ test: ## everything: Go (-race, coverage gate, fuzz), harness self-checks, produ
 	phases() { local tag=$$1 failed="" p t0; shift; for p in "$$@"; do t0=$$SECONDS; \
 	  $(MAKE) --no-print-directory $$p || failed="$$failed $$p"; echo "make test: $$p took $$(( SECONDS - t0 ))s"; done; \
 	  [ -z "$$failed" ] || { echo "$$failed" > "$$log.failed-$$tag"; return 1; }; }; \
-	side="test-go fuzz-short test-wheels test-mlflow2"; \
-	echo "$$side run alongside; output in $$log.side"; \
-	phases side $$side > $$log.side 2>&1 & lane=$$!; \
-	phases main test-harness-openbao test-py-openbao mutants; \
-	wait $$lane; \
+	side="test-go fuzz-short test-wheels test-mlflow2 test-harness-openbao"; vault="test-harness-hashicorp test-py-hashicorp"; \
+	echo "$$side $$vault run alongside; output in $$log.side"; \
+	{ phases side $$side; until [ -e $$log.openbao-done ]; do sleep 2; done; phases vault $$vault; } > $$log.side 2>&1 & lane=$$!; \
+	phases main test-py-openbao; touch $$log.openbao-done; phases mutants mutants; \
+	wait $$lane; side="$$side $$vault"; \
 	echo "----- $$side (run alongside) -----"; cat $$log.side; echo "----- end of $$side -----"; \
-	phases last test-harness-hashicorp test-py-hashicorp; \
 	failed_all=$$(cat $$log.failed-* 2>/dev/null | tr '\n' ' '); \
 	if [ -n "$$failed_all" ]; then echo "make test: FAILED phases: $$failed_all" >&2; exit 1; fi; \
 	echo "make test: every phase passed"
