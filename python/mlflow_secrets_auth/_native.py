@@ -161,7 +161,7 @@ class InProcess:
         """Serve this core on ``fd``, one end of a socket pair (MsaShare); False if it cannot."""
         try:
             return bool(self._lib.MsaShare(fd) == 0)
-        except AttributeError:  # a library from before MsaShare (MLFLOW_SECRETS_AUTH_LIBRARY)
+        except (AttributeError, self._ffi.error):  # a library from before MsaShare (MLFLOW_SECRETS_AUTH_LIBRARY)
             return False
 
 
@@ -624,7 +624,8 @@ def in_helper(env: dict[str, str], names: list[str]) -> Transport:
             logger.info(
                 "mlflow-secrets-auth: %s changed after the library loaded, and the cloud SDKs read the environment"
                 " the process started with; using the helper process %s, started with the current environment",
-                shown, helper_path(),
+                shown,
+                helper_path(),
             )
             _transport = Helper(helper_path(), env=dict(env))
     return transport()
@@ -680,4 +681,3 @@ def _choose() -> None:
         return
     _notes.append("transport: in-process library")
     _pid = _runtime_pid = pid
-

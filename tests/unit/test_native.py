@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -322,10 +323,26 @@ def test_in_process_headers_take_the_fast_path_unless_there_is_a_hop_to_describe
     assert lib.freed == 4
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="cffi opens the C library by None on POSIX only")
+def test_a_library_without_msashare_is_not_shared_and_raises_nothing() -> None:
+    """A library from before MsaShare (MLFLOW_SECRETS_AUTH_LIBRARY): cffi raises its own error, not
+    AttributeError, for a declared function the library lacks; share() must say False, or every fork
+    prints a traceback from the fork hook."""
+    from mlflow_secrets_auth._ffi import ffi
+
+    t = _native.InProcess(ffi.dlopen(None), ffi)  # the C library: every name of ours is missing
+    a, b = socket.socketpair()
+    try:
+        assert t.share(a.fileno()) is False
+    finally:
+        a.close()
+        b.close()
+
+
 def test_the_real_helper_answers_json_to_anything(monkeypatch: pytest.MonkeyPatch) -> None:
     helper = _native.Helper(_native.helper_path())
     try:
-        reply = helper.call({"op": "\u0001\"odd\\"}, 10)
+        reply = helper.call({"op": '\u0001"odd\\'}, 10)
         assert reply["ok"] is False
         assert reply["code"] == "internal"
         assert "unknown op \u0001" in reply["message"]
