@@ -194,4 +194,12 @@ MUTANTS: tuple[Mutant, ...] = (
         lang="go",
         why="the pages a fetch or refresh faults in stay resident (only the start-up's are released)",
     ),
+    Mutant(
+        name="goroutine-per-request",
+        path="go/internal/serve/serve.go",
+        old="\t\t\tcase work <- line:\n\t\t\tdefault:\n\t\t\t\tgo worker(line)\n",
+        new="\t\t\tdefault:\n\t\t\t\tgo one(line)\n",
+        lang="go",
+        why="each helper request's goroutine exits and maps the function table back in after the release",
+    ),
 )

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"runtime/metrics"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +112,42 @@ func TestRequestsAreServedConcurrently(t *testing.T) {
 	close(release)
 	if r := next(); string(r.ID) != "1" || r.Reply["ok"] != true {
 		t.Fatalf("second reply should be headers (id 1), got %+v", r)
+	}
+	_ = inW.Close()
+	<-done
+}
+
+// Requests one after another are served by the same worker, not each on a
+// goroutine of its own: a goroutine's exit maps part of the function table
+// back in after the release of the binary's pages (see run).
+func TestSequentialRequestsReuseAWorker(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan struct{})
+	go func() { Run(engine.New(nil), inR, outW); close(done) }()
+	sc := bufio.NewScanner(outR)
+	ask := func(id int) {
+		if _, err := fmt.Fprintf(inW, `{"id":%d,"op":"ping"}`+"\n", id); err != nil {
+			t.Fatal(err)
+		}
+		var r reply
+		if !sc.Scan() || json.Unmarshal(sc.Bytes(), &r) != nil || string(r.ID) != strconv.Itoa(id) || r.Reply["ok"] != true {
+			t.Fatalf("reply to ping %d: %q", id, sc.Bytes())
+		}
+	}
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	ask(0) // starts the first worker
+	before := created()
+	const n = 200
+	for i := 1; i <= n; i++ {
+		ask(i)
+	}
+	if got := created() - before; got > 10 {
+		t.Fatalf("%d goroutines started for %d requests one after another, want a few at most (workers reused)", got, n)
 	}
 	_ = inW.Close()
 	<-done
