@@ -4,7 +4,6 @@ package trim
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // mapping is one line of /proc/self/maps.
@@ -124,21 +124,26 @@ const (
 const pagemapChunk = 512
 
 // release drops each mapping whose present pages are all file pages, as
-// /proc/self/pagemap (read through pm) says.
+// /proc/self/pagemap (read through pm) says. Every mapping is checked first,
+// then the releases are made one after another: the code that runs after a
+// release maps its folio back, so nothing else runs between them (no
+// pagemap read, no call into another package).
 func release(ms []mapping, pm io.ReaderAt, pageSize int, advise func(start, length uintptr) error) (Report, error) {
 	var r Report
-	var buf [8 * pagemapChunk]byte
+	var entries [pagemapChunk]uint64 // native-endian, as the kernel writes them
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&entries[0])), 8*pagemapChunk)
+	var keep [8]mapping
+	drop := keep[:0]
 	for _, m := range ms {
 		first := int64(m.start / uintptr(pageSize))
 		n := int64((m.end - m.start) / uintptr(pageSize))
 		present, private := int64(0), false
 		for done := int64(0); done < n && !private; done += pagemapChunk {
 			k := min(n-done, pagemapChunk)
-			if _, err := pm.ReadAt(buf[:8*k], (first+done)*8); err != nil {
+			if _, err := pm.ReadAt(raw[:8*k], (first+done)*8); err != nil {
 				return r, fmt.Errorf("pagemap: %w", err)
 			}
-			for i := int64(0); i < k; i++ {
-				e := binary.LittleEndian.Uint64(buf[8*i:])
+			for _, e := range entries[:k] {
 				if e&pageSwapped != 0 || (e&pagePresent != 0 && e&pageFile == 0) {
 					private = true
 					break
@@ -155,11 +160,14 @@ func release(ms []mapping, pm io.ReaderAt, pageSize int, advise func(start, leng
 		if present == 0 {
 			continue
 		}
+		drop = append(drop, m)
+		r.Bytes += present * int64(pageSize)
+	}
+	for _, m := range drop {
 		if err := advise(m.start, m.end-m.start); err != nil {
 			return r, err
 		}
 		r.Mappings++
-		r.Bytes += present * int64(pageSize)
 	}
 	return r, nil
 }
