@@ -51,6 +51,8 @@ extern "C" {
  *   returned once, by whichever call comes first: log them as they arrive.
  * Failure: {"ok":false,"code":"...","message":"...","variable":"...",
  *           "attempts":[{"provider":"vault","code":"...","message":"..."}]}
+ * After MsaReleaseByCaller(1), a reply that follows a fetch also carries
+ * "release": [[start, length], ...] (see there).
  */
 char *GetAuthHeaders(const char *host);
 
@@ -171,6 +173,23 @@ void MsaFree(char *p);
  * 2 without an ABI change: a caller that may load an older library looks the
  * symbol up (the Python plugin shares only when it is there). */
 int MsaShare(int fd);
+
+/* Memory (Linux). Loading the library and a fetch leave most of its code and
+ * read-only data resident, mapped a page-cache folio (up to 1 MB) at a time,
+ * though cached requests use little of it. So after each fetch that succeeded
+ * the library drops its read-only file pages from the process's resident set
+ * (madvise MADV_DONTNEED; they stay in the page cache, shared, and come back
+ * on use), once the reply is built. The code that runs after that, on the
+ * way back to the caller, maps some of them back. With on != 0 the library
+ * leaves the release to the caller: the reply of GetAuthHeaders or
+ * MsaHeaders that follows a fetch carries "release": [[start, length], ...],
+ * the ranges to drop, checked at that moment to hold no private page; drop
+ * each with madvise((void *)start, length, MADV_DONTNEED) after MsaFree of
+ * that reply, before calling into the library again (the Python plugin
+ * does). on == 0 returns to the library's own release. Returns 1 where pages
+ * are released at all (Linux), 0 elsewhere. New after ABI 2 without an ABI
+ * change: look the symbol up where an older library may be loaded. */
+int MsaReleaseByCaller(int on);
 
 /* cffi-cdef-end */
 

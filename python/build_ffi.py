@@ -22,6 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ABI2_FUNCTIONS = {"MsaHeaders": "char *MsaHeaders(const char *request_json);"}
 
 
+# From the C library (ffi.dlopen(None)), not ours: the plugin drops the pages
+# MsaReleaseByCaller names itself.
+LIBC = "int madvise(void *addr, size_t length, int advice);\n"
+
+
 def cdef_from_header(header: Path) -> str:
     text = header.read_text()
     match = re.search(r"cffi-cdef-begin.*?\*/(.*?)/\*\s*cffi-cdef-end", text, re.S)
@@ -31,7 +36,7 @@ def cdef_from_header(header: Path) -> str:
     for name, declaration in ABI2_FUNCTIONS.items():
         if not re.search(rf"\b{name}\s*\(", cdef):
             cdef += declaration + "\n"
-    return cdef
+    return cdef + LIBC
 
 
 def main() -> None:

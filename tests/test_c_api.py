@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import harness
@@ -101,6 +102,22 @@ def test_c_caller(smoke: Path, vault_ready: harness.VaultAPIServer, reader_token
     assert r["doctor"]["ok"] is False
     assert r["reset"]["ok"] is True and r["reset"]["timeout_ms"] == 10_000
     assert r["after-reset"]["headers"] == {"Authorization": "Bearer c-caller-token"}
+    # The library releases its own pages unless the caller takes that on (MsaReleaseByCaller).
+    assert "release" not in r["process-env"] and "release" not in r["after-reset"]
+    if sys.platform.startswith("linux"):
+        assert r["caller-releases"] == 1
+        ranges = r["fetched"]["release"]
+        assert isinstance(ranges, list) and ranges
+        page = os.sysconf("SC_PAGE_SIZE")
+        assert all(start % page == 0 and length > 0 and length % page == 0 for start, length in ranges)
+        assert r["released"] == len(ranges)  # madvise accepted every range
+    else:
+        assert r["caller-releases"] == 0 and "release" not in r["fetched"] and r["released"] == -1
+    assert r["fetched"]["headers"] == {"Authorization": "Bearer c-caller-token"}
+    # The released code runs again (mapped back on use); a cached answer names nothing to release.
+    assert r["after-release"]["headers"] == {"Authorization": "Bearer c-caller-token"}
+    assert "release" not in r["after-release"]
+    assert r["library-releases"] == r["caller-releases"]
     # A host that is not the tracking server gets nothing.
     denied = run(smoke, env, "https://evil.example")
     assert denied["process-env"]["code"] == "host_not_allowed"

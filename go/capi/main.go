@@ -13,6 +13,8 @@ import "C"
 import (
 	"io"
 	"log"
+	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
@@ -38,14 +40,28 @@ func goString(p *C.char) string {
 	return C.GoString(p)
 }
 
+// callerReleases: MsaReleaseByCaller(1) was called.
+var callerReleases atomic.Bool
+
+// headersReply is a headers reply as a C string. After a fetch, the library's
+// read-only pages are released: here, once the reply is ready, or by the
+// caller after it returns (MsaReleaseByCaller), which keeps out the code that
+// runs on the way back.
+func headersReply(b []byte) *C.char {
+	if callerReleases.Load() {
+		return reply(protocol.WithRelease(b, serve.PlanAfterFetch(eng)))
+	}
+	out := reply(b)
+	serve.TrimAfterFetch(eng)
+	return out
+}
+
 // GetAuthHeaders returns the headers to attach to a request to host, as JSON.
 //
 //export GetAuthHeaders
 func GetAuthHeaders(host *C.char) (out *C.char) {
 	defer recoverTo(&out)
-	out = reply(protocol.Headers(eng, goString(host)))
-	serve.TrimAfterFetch(eng) // once the reply is ready
-	return out
+	return headersReply(protocol.Headers(eng, goString(host)))
 }
 
 // MsaHeaders answers a headers request given as JSON: {"target", "proxy",
@@ -54,9 +70,21 @@ func GetAuthHeaders(host *C.char) (out *C.char) {
 //export MsaHeaders
 func MsaHeaders(requestJSON *C.char) (out *C.char) {
 	defer recoverTo(&out)
-	out = reply(protocol.HeadersJSON(eng, []byte(goString(requestJSON))))
-	serve.TrimAfterFetch(eng)
-	return out
+	return headersReply(protocol.HeadersJSON(eng, []byte(goString(requestJSON))))
+}
+
+// MsaReleaseByCaller: on != 0, the headers reply after each fetch carries the
+// ranges of the library's read-only pages for the caller to release once it
+// has returned, and the library no longer releases them itself; 0 undoes it.
+// Returns 1 where pages are released at all (Linux), else 0.
+//
+//export MsaReleaseByCaller
+func MsaReleaseByCaller(on C.int) C.int {
+	callerReleases.Store(on != 0)
+	if runtime.GOOS == "linux" {
+		return 1
+	}
+	return 0
 }
 
 // MsaSetEnv replaces the environment the library reads (JSON object), or

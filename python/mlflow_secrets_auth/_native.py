@@ -114,6 +114,8 @@ class InProcess:
     def __init__(self, lib: Any, ffi: Any) -> None:
         self._lib = lib
         self._ffi = ffi
+        self._madvise: Callable[[Any, int, int], int] | None = None
+        self._dontneed = 0
 
     @classmethod
     def load(cls, path: Path) -> InProcess:
@@ -128,7 +130,25 @@ class InProcess:
         abi = lib.MsaAbiVersion()
         if abi != ABI_VERSION:
             raise NativeError(f"{path} has ABI version {abi}, this package needs {ABI_VERSION}")
-        return cls(lib, ffi)
+        core = cls(lib, ffi)
+        core._release_by_caller()
+        return core
+
+    def _release_by_caller(self) -> None:
+        """Drop the library's read-only pages after a fetch here, once the
+        call has returned, rather than in the library, where the code of the
+        way back maps some of them again (MsaReleaseByCaller)."""
+        if not sys.platform.startswith("linux"):
+            return
+        try:
+            import mmap
+
+            madvise = self._ffi.dlopen(None).madvise
+            self._dontneed = mmap.MADV_DONTNEED
+            if self._lib.MsaReleaseByCaller(1) == 1:
+                self._madvise = madvise
+        except (AttributeError, OSError, self._ffi.error):  # an older library, or no C library: it releases them
+            pass
 
     def _reply(self, ptr: Any) -> Reply:
         if ptr == self._ffi.NULL:
@@ -138,6 +158,10 @@ class InProcess:
         finally:
             self._lib.MsaFree(ptr)
         reply: Reply = json.loads(raw)
+        release = reply.pop("release", None)
+        if release and self._madvise is not None:
+            for start, length in release:
+                self._madvise(self._ffi.cast("void *", start), length, self._dontneed)
         return reply
 
     def headers(self, target: str, proxy: str = "", reject: str = "") -> Reply:

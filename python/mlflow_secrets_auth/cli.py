@@ -77,12 +77,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     for server in servers:
         sets = ", ".join(server.get("variables") or []) or "nothing"
         names = ", ".join(p.get("name", "?") for p in server.get("providers") or []) or "none"
-        print(f"server {server.get('pattern')} (MLFLOW_SECRETS_SERVERS): sets {sets}; providers: {names}; "
-              f"header: {server.get('header_name')}")
+        print(
+            f"server {server.get('pattern')} (MLFLOW_SECRETS_SERVERS): sets {sets}; providers: {names}; "
+            f"header: {server.get('header_name')}"
+        )
         if server.get("error"):
             print(f"  NOT USABLE: {_error(server['error'])}")
-    return 0 if all(not p.get("error") for p in providers) and providers and not any(
-        s.get("error") for s in servers) else 1
+    return (
+        0
+        if all(not p.get("error") for p in providers) and providers and not any(s.get("error") for s in servers)
+        else 1
+    )
 
 
 def _dry_run(url: str) -> tuple[bool, str]:

@@ -102,55 +102,105 @@ def assess(
     from packaging.version import Version
 
     if env.get(TRACKING_AUTH) != PLUGIN:
-        return [(False, f"OTLP traces: {TRACKING_AUTH} does not select {PLUGIN}: no MLflow request, "
-                        "REST or OTLP, carries this plugin's credential")]
+        return [
+            (
+                False,
+                f"OTLP traces: {TRACKING_AUTH} does not select {PLUGIN}: no MLflow request, "
+                "REST or OTLP, carries this plugin's credential",
+            )
+        ]
     endpoint_var = _first_set(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     if exporter_version is None:
         if endpoint_var:
-            return [(False, f"OTLP traces: {endpoint_var} is set but {EXPORTER_DIST} is not installed; "
-                            f"install {EXPORTER_DIST}>=1.37")]
-        return [(True, f"OTLP traces: {EXPORTER_DIST} is not installed, so nothing exports over OTLP/HTTP "
-                       "(mlflow.otel.autolog needs it)")]
+            return [
+                (
+                    False,
+                    f"OTLP traces: {endpoint_var} is set but {EXPORTER_DIST} is not installed; "
+                    f"install {EXPORTER_DIST}>=1.37",
+                )
+            ]
+        return [
+            (
+                True,
+                f"OTLP traces: {EXPORTER_DIST} is not installed, so nothing exports over OTLP/HTTP "
+                "(mlflow.otel.autolog needs it)",
+            )
+        ]
     checks: list[Check] = []
     if Version(exporter_version).release < MIN_VERSION:
-        checks.append((False, f"OTLP traces: {EXPORTER_DIST} {exporter_version} is older than 1.37: traces sent by "
-                              "mlflow.otel.autolog() or to OTEL_EXPORTER_OTLP_*ENDPOINT go out WITHOUT the "
-                              "credential (the server answers 401 and the trace is lost); "
-                              f"install {EXPORTER_DIST}>=1.37"))
+        checks.append(
+            (
+                False,
+                f"OTLP traces: {EXPORTER_DIST} {exporter_version} is older than 1.37: traces sent by "
+                "mlflow.otel.autolog() or to OTEL_EXPORTER_OTLP_*ENDPOINT go out WITHOUT the "
+                "credential (the server answers 401 and the trace is lost); "
+                f"install {EXPORTER_DIST}>=1.37",
+            )
+        )
     elif not registered:
-        checks.append((False, f"OTLP traces: the entry point {PLUGIN} of group {ENTRY_POINT_GROUP} is not installed "
-                              "(reinstall mlflow-secrets-auth): OTLP/HTTP export fails"))
+        checks.append(
+            (
+                False,
+                f"OTLP traces: the entry point {PLUGIN} of group {ENTRY_POINT_GROUP} is not installed "
+                "(reinstall mlflow-secrets-auth): OTLP/HTTP export fails",
+            )
+        )
     else:
         # OpenTelemetry reads the signal-less variable first.
         named_by = _first_set(env, HTTP_PROVIDER, TRACES_PROVIDER)
         named = env.get(named_by, "") if named_by else ""
         if named == PLUGIN:
-            checks.append((True, f"OTLP traces over HTTP carry the credential to the hosts the policy allows "
-                                 f"({EXPORTER_DIST} {exporter_version}, {named_by}={PLUGIN})"))
+            checks.append(
+                (
+                    True,
+                    f"OTLP traces over HTTP carry the credential to the hosts the policy allows "
+                    f"({EXPORTER_DIST} {exporter_version}, {named_by}={PLUGIN})",
+                )
+            )
         elif named:
-            checks.append((False, f"OTLP traces: {named_by}={named[:60]!r} names another credential provider: "
-                                  "traces exported over OTLP/HTTP go out WITHOUT this plugin's credential"))
+            checks.append(
+                (
+                    False,
+                    f"OTLP traces: {named_by}={named[:60]!r} names another credential provider: "
+                    "traces exported over OTLP/HTTP go out WITHOUT this plugin's credential",
+                )
+            )
         else:
-            checks.append((False, f"OTLP traces: {TRACES_PROVIDER} is empty or unset (it is set at interpreter start "
-                                  f"when {TRACKING_AUTH}={PLUGIN} and neither it nor {HTTP_PROVIDER} is set): "
-                                  "traces exported over OTLP/HTTP go out WITHOUT the credential"))
+            checks.append(
+                (
+                    False,
+                    f"OTLP traces: {TRACES_PROVIDER} is empty or unset (it is set at interpreter start "
+                    f"when {TRACKING_AUTH}={PLUGIN} and neither it nor {HTTP_PROVIDER} is set): "
+                    "traces exported over OTLP/HTTP go out WITHOUT the credential",
+                )
+            )
     if (
         endpoint_var
         and mlflow_version
         and Version(mlflow_version).release < MLFLOW_OTLP_FIXED
         and Version(exporter_version).release >= SPAN_EXPORTER_READ_ONLY
     ):
-        checks.append((False, f"OTLP traces: {endpoint_var} is set but MLflow {mlflow_version[:30]} cannot build "
-                              f"its OTLP exporter with OpenTelemetry {exporter_version} (1.35 or later): every "
-                              "trace is lost (logged at DEBUG only); upgrade MLflow to 3.1.1 or later"))
+        checks.append(
+            (
+                False,
+                f"OTLP traces: {endpoint_var} is set but MLflow {mlflow_version[:30]} cannot build "
+                f"its OTLP exporter with OpenTelemetry {exporter_version} (1.35 or later): every "
+                "trace is lost (logged at DEBUG only); upgrade MLflow to 3.1.1 or later",
+            )
+        )
     if endpoint_var:
         protocol_var = _first_set(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
         protocol = env.get(protocol_var, "") if protocol_var else ""
         if protocol in ("", "grpc"):  # MLflow refuses any other value but http/protobuf itself
             how = f"{protocol_var}={protocol[:30]!r}" if protocol_var else "no OTLP protocol is set (MLflow: grpc)"
-            checks.append((False, f"OTLP traces: {endpoint_var} is set and {how}: MLflow exports over gRPC, which "
-                                  "never carries this plugin's credential (and an MLflow server takes OTLP over "
-                                  "HTTP only); set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf"))
+            checks.append(
+                (
+                    False,
+                    f"OTLP traces: {endpoint_var} is set and {how}: MLflow exports over gRPC, which "
+                    "never carries this plugin's credential (and an MLflow server takes OTLP over "
+                    "HTTP only); set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf",
+                )
+            )
     return checks
 
 
@@ -175,15 +225,22 @@ def credential_paths(env: Mapping[str, str], header: str, static: Static, otlp_p
     if names and static.fallback:
         refused = f"the static {names} ({STATIC_FALLBACK_ENV}=true)"
     else:
-        refused = "no credential" + (f" (not the static {names} either; {STATIC_FALLBACK_ENV}=true sends it)"
-                                     if names else "")
-    ours = (f"this plugin's {header} header to the hosts the policy allows"
-            + (f" (replacing the static {names})" if names else "") + f"; other hosts: {refused}")
+        refused = "no credential" + (
+            f" (not the static {names} either; {STATIC_FALLBACK_ENV}=true sends it)" if names else ""
+        )
+    ours = (
+        f"this plugin's {header} header to the hosts the policy allows"
+        + (f" (replacing the static {names})" if names else "")
+        + f"; other hosts: {refused}"
+    )
     theirs = f"the static {names}" if names else "no credential"
     rest = ours if plugin else f"{theirs} ({TRACKING_AUTH} does not select {PLUGIN})"
     basic = tuple(n for n in static.names if n != TOKEN)
-    gateway = (f"the static {' and '.join(basic)} (Basic), never this plugin's" if basic else
-               "no credential (MLflow sends only a static username and password there; the server answers 401)")
+    gateway = (
+        f"the static {' and '.join(basic)} (Basic), never this plugin's"
+        if basic
+        else "no credential (MLflow sends only a static username and password there; the server answers 401)"
+    )
     return [
         f"REST (MLflow's tracking, registry and artifact calls): {rest}",
         f"OTLP/HTTP traces: {ours if plugin and otlp_plugin else theirs}",

@@ -147,8 +147,17 @@ class Static(NamedTuple):
     problem: str  # a STATIC_FALLBACK_ENV value that is not a switch (then it is off), or ""
 
 
-_SWITCH = {"": False, "0": False, "false": False, "no": False, "off": False,
-           "1": True, "true": True, "yes": True, "on": True}  # as the core reads its switches
+_SWITCH = {
+    "": False,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+}  # as the core reads its switches
 
 
 def static_credential(env: Mapping[str, str], creds: tuple[str | None, str | None]) -> Static:
@@ -167,9 +176,14 @@ def static_credential(env: Mapping[str, str], creds: tuple[str | None, str | Non
         names.append(TOKEN)
     raw = env.get(STATIC_FALLBACK_ENV, "")
     fallback = _SWITCH.get(raw.strip().lower())
-    problem = "" if fallback is not None else (
-        f"{STATIC_FALLBACK_ENV}={raw[:40]!r} is not a switch (use 1, true, yes, on, 0, false, no, off); "
-        "taken as off: hosts the policy refuses get no static credential")
+    problem = (
+        ""
+        if fallback is not None
+        else (
+            f"{STATIC_FALLBACK_ENV}={raw[:40]!r} is not a switch (use 1, true, yes, on, 0, false, no, off); "
+            "taken as off: hosts the policy refuses get no static credential"
+        )
+    )
     return Static(authorization, tuple(dict.fromkeys(names)), bool(fallback), problem)
 
 
@@ -181,12 +195,17 @@ def precedence_warning(static: Static) -> str:
     """The one warning for a process where both this plugin and a static credential are configured ("" if not)."""
     if static.authorization is None:
         return ""
-    refused = (f"hosts the policy refuses get the static one ({STATIC_FALLBACK_ENV}=true)" if static.fallback else
-               f"hosts the policy refuses get neither (set {STATIC_FALLBACK_ENV}=true to send the static one there)")
-    return (f"mlflow-secrets-auth: both this plugin ({NAME}) and {static_names(static)} are set: on the requests "
-            "this plugin covers (MLflow's REST calls, OTLP/HTTP traces) its credential replaces the static one "
-            "(a static Authorization header is removed when MLFLOW_AUTH_HEADER_NAME names another header); "
-            f"{refused}; gateway:/ judges still send the static one")
+    refused = (
+        f"hosts the policy refuses get the static one ({STATIC_FALLBACK_ENV}=true)"
+        if static.fallback
+        else f"hosts the policy refuses get neither (set {STATIC_FALLBACK_ENV}=true to send the static one there)"
+    )
+    return (
+        f"mlflow-secrets-auth: both this plugin ({NAME}) and {static_names(static)} are set: on the requests "
+        "this plugin covers (MLflow's REST calls, OTLP/HTTP traces) its credential replaces the static one "
+        "(a static Authorization header is removed when MLFLOW_AUTH_HEADER_NAME names another header); "
+        f"{refused}; gateway:/ judges still send the static one"
+    )
 
 
 def _mlflow_creds() -> tuple[str | None, str | None]:
@@ -255,12 +274,7 @@ def _decide(url: str, proxies: _hooks.Proxies, reject: str = "") -> tuple[str, _
     key, proxy = _hooks.hop(url, proxies)
     if not reject:
         entry = _entries.get(key)
-        if (
-            entry is not None
-            and entry[3] == proxy
-            and entry[0] == _env.current()
-            and entry[1] > _now()
-        ):
+        if entry is not None and entry[3] == proxy and entry[0] == _env.current() and entry[1] > _now():
             return key, entry[2]
     return key, _ask(key, proxy, reject)[1]
 
@@ -360,8 +374,9 @@ class _Guard:
                 _loggable(key),
             )
             return resp
-        logger.info("mlflow-secrets-auth: %s answered 401; sending the request again with a new credential",
-                    _loggable(key))
+        logger.info(
+            "mlflow-secrets-auth: %s answered 401; sending the request again with a new credential", _loggable(key)
+        )
         _ = resp.content  # release the connection for the new request
         resp.close()
         prep = req.copy()
@@ -432,9 +447,11 @@ def _refused(message: str) -> None:
         return
     _remember(message)
     if _refusals == REFUSALS_LOGGED + 1:
-        logger.warning("mlflow-secrets-auth: credentials were refused for more than %d hosts; the others are "
-                       "logged at DEBUG only (their requests go out without this plugin's credential)",
-                       REFUSALS_LOGGED)
+        logger.warning(
+            "mlflow-secrets-auth: credentials were refused for more than %d hosts; the others are "
+            "logged at DEBUG only (their requests go out without this plugin's credential)",
+            REFUSALS_LOGGED,
+        )
     logger.debug("%s", message)
 
 
@@ -574,8 +591,11 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Answer | None]
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "mlflow-secrets-auth: %s%s: header %s from %s, reused for %.1f s",
-                _loggable(key), f" through the proxy {proxy}" if proxy else "", ", ".join(answer.names),
-                reply.get("provider"), max_age,
+                _loggable(key),
+                f" through the proxy {proxy}" if proxy else "",
+                ", ".join(answer.names),
+                reply.get("provider"),
+                max_age,
             )
         if stale := reply.get("stale"):  # the core's events carry the one warning per outage
             _once(logging.DEBUG, f"mlflow-secrets-auth: serving the last good credential: {stale['message']}")
@@ -586,8 +606,10 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Answer | None]
     code, variable = str(reply.get("code")), reply.get("variable")
     if code == "host_not_allowed" and variable != ALLOW_HTTP_ENV:
         if _static_auth is not None and not _static_fallback:
-            message += (f"; the static {static_names(_static)} credential is not sent there either "
-                        f"({STATIC_FALLBACK_ENV}=true sends it)")
+            message += (
+                f"; the static {static_names(_static)} credential is not sent there either "
+                f"({STATIC_FALLBACK_ENV}=true sends it)"
+            )
         _refused(message)
         # Kept briefly: a change of environment ends it at once, while
         # mlflow.set_registry_uri (which changes no variable) is seen within DENIAL_TTL.

@@ -1,7 +1,11 @@
 /* Calls the library through include/mlflow_secrets_auth.h the way a C caller
  * would, and prints each reply on its own line for tests/test_c_api.py. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "mlflow_secrets_auth.h"
 
@@ -12,6 +16,28 @@ static void show(const char *label, char *reply) {
     }
     printf("%s %s\n", label, reply);
     MsaFree(reply);
+}
+
+/* Drops the ranges a reply's "release" member names, as the header says a
+ * caller in MsaReleaseByCaller mode does once the reply is freed; returns how
+ * many madvise accepted, -1 when the reply has none. */
+static int release_named(const char *reply) {
+    const char *p = strstr(reply, "\"release\":[");
+    if (p == NULL) return -1;
+    p += strlen("\"release\":[");
+    unsigned long long start[16], length[16];
+    int n = 0, used = 0;
+    while (n < 16 && sscanf(p, "[%llu,%llu]%n", &start[n], &length[n], &used) == 2) {
+        n++;
+        p += used;
+        if (*p == ',') p++;
+    }
+    int ok = 0;
+#ifdef __linux__
+    for (int i = 0; i < n; i++)
+        if (madvise((void *)(uintptr_t)start[i], (size_t)length[i], MADV_DONTNEED) == 0) ok++;
+#endif
+    return ok;
 }
 
 int main(int argc, char **argv) {
@@ -42,6 +68,16 @@ int main(int argc, char **argv) {
     MsaInvalidate();
     show("reset", MsaSetEnv(NULL));
     show("after-reset", GetAuthHeaders(argc > 1 ? argv[1] : "localhost"));
+    /* The caller releases the library's pages after a fetch. */
+    printf("caller-releases %d\n", MsaReleaseByCaller(1));
+    MsaInvalidate();
+    char *fetched = GetAuthHeaders(argc > 1 ? argv[1] : "localhost");
+    char copy[8192];
+    snprintf(copy, sizeof copy, "%s", fetched ? fetched : "null");
+    show("fetched", fetched);
+    printf("released %d\n", release_named(copy));
+    show("after-release", GetAuthHeaders(argc > 1 ? argv[1] : "localhost"));
+    printf("library-releases %d\n", MsaReleaseByCaller(0));
     MsaFree(NULL);
     return 0;
 }

@@ -306,6 +306,10 @@ class FakeFFI:
     def string(ptr: bytes) -> bytes:
         return ptr
 
+    @staticmethod
+    def cast(ctype: str, value: int) -> tuple[str, int]:
+        return (ctype, value)
+
 
 def test_in_process_headers_take_the_fast_path_unless_there_is_a_hop_to_describe() -> None:
     lib = FakeLib()
@@ -321,6 +325,27 @@ def test_in_process_headers_take_the_fast_path_unless_there_is_a_hop_to_describe
         ("MsaHeaders", {"target": "http://h.example:80", "proxy": "https://proxy.example:3128", "reject": "cd34"}),
     ]
     assert lib.freed == 4
+
+
+def test_the_pages_a_reply_names_are_released_after_it_is_freed() -> None:
+    """MsaReleaseByCaller: the ranges go to madvise once the reply is freed (freeing is a call into the
+    library, whose code would map them back), and the reply reaches the caller without them."""
+    lib = FakeLib()
+    reply = b'{"ok": true, "headers": {"A": "b"}, "release": [[4096, 8192], [65536, 4096]]}'
+    lib.GetAuthHeaders = lambda host: reply  # type: ignore[method-assign]
+    events: list[object] = []
+    lib.MsaFree = lambda ptr: events.append("free")  # type: ignore[method-assign]
+    ffi = FakeFFI()
+    t = _native.InProcess(lib, ffi)
+    t._madvise = lambda addr, length, advice: events.append((addr, length, advice)) or 0
+    t._dontneed = 4
+    got = t.headers("https://h.example:443")
+    assert got == {"ok": True, "headers": {"A": "b"}}
+    assert events == ["free", (("void *", 4096), 8192, 4), (("void *", 65536), 4096, 4)]
+    events.clear()
+    t._madvise = None  # the library releases them itself: the member is dropped all the same
+    assert t.headers("https://h.example:443") == {"ok": True, "headers": {"A": "b"}}
+    assert events == ["free"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="cffi opens the C library by None on POSIX only")

@@ -202,4 +202,12 @@ MUTANTS: tuple[Mutant, ...] = (
         lang="go",
         why="each helper request's goroutine exits and maps the function table back in after the release",
     ),
+    Mutant(
+        name="release-not-applied",
+        path="python/mlflow_secrets_auth/_native.py",
+        old="        if release and self._madvise is not None:\n",
+        new="        if release and self._madvise is None:\n",
+        lang="python",
+        why="the plugin takes on the release of the library's pages (MsaReleaseByCaller) and never makes it",
+    ),
 )

@@ -7,12 +7,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/trim"
 )
 
 // ABIVersion changes whenever the C API or a reply's shape changes incompatibly.
@@ -52,6 +54,31 @@ type HeadersReply struct {
 	Attempts    []Attempt         `json:"attempts,omitempty"`
 	Events      []Event           `json:"events,omitempty"`
 	*Error
+}
+
+// WithRelease adds "release": [[start, length], ...] to a headers reply (a
+// JSON object): ranges of the library's read-only pages the caller drops
+// once it has returned (MsaReleaseByCaller). A reply that is not an object
+// with members is returned as it is.
+func WithRelease(reply []byte, ranges []trim.Range) []byte {
+	n := len(reply)
+	if len(ranges) == 0 || n < 3 || reply[0] != '{' || reply[n-1] != '}' {
+		return reply
+	}
+	out := make([]byte, 0, n+12+40*len(ranges))
+	out = append(out, reply[:n-1]...)
+	out = append(out, `,"release":[`...)
+	for i, r := range ranges {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, '[')
+		out = strconv.AppendUint(out, uint64(r.Start), 10)
+		out = append(out, ',')
+		out = strconv.AppendUint(out, uint64(r.Length), 10)
+		out = append(out, ']')
+	}
+	return append(out, "]}"...)
 }
 
 func toError(e *msaerr.Error) *Error {

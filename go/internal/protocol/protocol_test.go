@@ -11,6 +11,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/trim"
 )
 
 type panicky struct{}
@@ -232,5 +233,33 @@ func TestInfoAndDoctorListServers(t *testing.T) {
 	}
 	if r, _ := decode(Headers(e, "https://prod.corp.com")); fmt.Sprint(r["headers"]) != "map[Authorization:Bearer base]" {
 		t.Errorf("prod headers: %v", r)
+	}
+}
+
+// The ranges a caller releases ride on the reply as one more member; a reply
+// that is not an object with members is left as it is.
+func TestWithReleaseAddsTheRangesToTheReply(t *testing.T) {
+	reply := Failure("boom")
+	got := WithRelease(reply, []trim.Range{{Start: 0x7f0000001000, Length: 0x2000}, {Start: 4096, Length: 4096}})
+	var r struct {
+		OK      bool        `json:"ok"`
+		Code    string      `json:"code"`
+		Release [][2]uint64 `json:"release"`
+	}
+	if err := json.Unmarshal(got, &r); err != nil {
+		t.Fatalf("not JSON: %s: %v", got, err)
+	}
+	if r.OK || r.Code != "internal" || len(r.Release) != 2 || r.Release[0] != [2]uint64{0x7f0000001000, 0x2000} ||
+		r.Release[1] != [2]uint64{4096, 4096} {
+		t.Fatalf("reply %s", got)
+	}
+	if out := WithRelease(reply, nil); string(out) != string(reply) {
+		t.Fatalf("no ranges: %s, want the reply unchanged", out)
+	}
+	one := []trim.Range{{Start: 4096, Length: 4096}}
+	for _, same := range []string{"{}", "[]", ""} {
+		if out := WithRelease([]byte(same), one); string(out) != same {
+			t.Fatalf("WithRelease(%q) = %q, want it unchanged", same, out)
+		}
 	}
 }

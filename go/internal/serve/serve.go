@@ -167,6 +167,17 @@ func TrimAfterFetch(eng *engine.Engine) {
 	}
 }
 
+// PlanAfterFetch is TrimAfterFetch for a caller that releases the pages
+// itself once it has returned from the library (MsaReleaseByCaller): the
+// ranges to release when eng has fetched since the last time, else none.
+func PlanAfterFetch(eng *engine.Engine) []trim.Range {
+	if !eng.TakeFetched() {
+		return nil
+	}
+	ranges, _ := trim.Plan()
+	return ranges
+}
+
 // handle serves one request line and returns the reply line.
 func handle(eng *engine.Engine, line []byte, sess *session) []byte {
 	var req request

@@ -29,3 +29,9 @@ type Report struct {
 	Skipped  int   // read-only mappings left alone: they hold private copies
 	Bytes    int64 // resident bytes they held (before)
 }
+
+// Range is a span of this binary's read-only pages that holds no private
+// copy: dropping it from the resident set loses nothing.
+type Range struct {
+	Start, Length uintptr
+}

@@ -37,6 +37,24 @@ var own struct {
 // checked in /proc/self/pagemap each time, which allocates little more than
 // the open file.
 func Code() (Report, error) {
+	return run(madvise)
+}
+
+// Plan returns the ranges Code would release now without releasing them, for
+// a caller that drops them itself (madvise MADV_DONTNEED) once it has left
+// this binary's code: whatever code runs after a release maps its folios
+// back, and the way back from a call into the library (cgo's return path,
+// the runtime) spans several of them.
+func Plan() ([]Range, error) {
+	var out []Range
+	_, err := run(func(start, length uintptr) error {
+		out = append(out, Range{Start: start, Length: length})
+		return nil
+	})
+	return out, err
+}
+
+func run(advise func(start, length uintptr) error) (Report, error) {
 	own.once.Do(func() {
 		maps, err := os.Open("/proc/self/maps")
 		if err != nil {
@@ -54,7 +72,7 @@ func Code() (Report, error) {
 		return Report{}, err
 	}
 	defer pagemap.Close()
-	return release(own.ms, pagemap, os.Getpagesize(), madvise)
+	return release(own.ms, pagemap, os.Getpagesize(), advise)
 }
 
 func parseLine(line string) (mapping, bool) {

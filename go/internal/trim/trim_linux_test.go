@@ -191,3 +191,48 @@ func TestCodeAgainReleasesAgainWithoutReadingMapsAgain(t *testing.T) {
 		t.Fatalf("%.0f allocations per call after the first, want a few (open, close)", n)
 	}
 }
+
+// Plan is Code for a caller that releases the pages itself: it names the
+// same mappings, page-aligned, releases nothing, and what it names is what
+// holds this binary's read-only pages.
+func TestPlanNamesWhatCodeWouldReleaseAndReleasesNothing(t *testing.T) {
+	before := residentKB(t)
+	ranges, err := Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) == 0 {
+		t.Fatal("Plan named no range")
+	}
+	if during := residentKB(t); during < before {
+		t.Fatalf("Plan released pages: %d kB -> %d kB", before, during)
+	}
+	page := uintptr(os.Getpagesize())
+	for _, r := range ranges {
+		if r.Start%page != 0 || r.Length == 0 || r.Length%page != 0 {
+			t.Fatalf("range %#x+%#x is not whole pages", r.Start, r.Length)
+		}
+		found := false
+		for _, m := range own.ms {
+			found = found || (m.start == r.Start && m.end-m.start == r.Length)
+		}
+		if !found {
+			t.Fatalf("range %#x+%#x is not one of this binary's read-only mappings", r.Start, r.Length)
+		}
+	}
+	for _, r := range ranges { // what the caller does
+		if err := madvise(r.Start, r.Length); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := residentKB(t); after >= before {
+		t.Fatalf("releasing the planned ranges left %d kB of %d", after, before)
+	}
+	r, err := Code()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mappings > len(ranges) {
+		t.Fatalf("Code released %d mappings, Plan named %d", r.Mappings, len(ranges))
+	}
+}
