@@ -7,9 +7,12 @@ release of the library's pages after each fetch: README "Memory and start-up").
     .venv/bin/python bench/release.py --seconds 150 --ttl 300 LIB.so [LIB.so ...]
 
 Each line is a fresh process (bench/child.py's environment: HashiCorp Vault on loopback, token
-auth), MLFLOW_SECRETS_AUTH_LIBRARY naming the build; kB are VmRSS added from the plugin's import.
-How the library file was written decides its page-cache folios (pip writes it in one piece: 1 MB
-folios here; `cp` makes small ones), so copy the builds the same way before comparing.
+auth), MLFLOW_SECRETS_AUTH_LIBRARY naming the build; kB are VmRSS added from the plugin's import,
+or with --helper the helper process's whole VmRSS (the installed launcher over each build).
+How a library file was written decides its page-cache folios, and so how much one touch maps:
+pip writes it in 1 MB pieces (1 MB folios here), one write of the whole file gives 2 MB folios,
+`cp` small ones. So each build is first copied into a temporary directory the way pip writes it
+(--as-is: measure the files given).
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ import argparse
 import hashlib
 import json
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import mlflow_secrets_auth
 
 import bench
 
@@ -48,6 +55,30 @@ lib = child._smaps("self").get("file " + os.path.basename(os.environ["MLFLOW_SEC
 print(json.dumps({"ok": ok, "first_kb": first, "later_kb": later, "library_kb_later": lib}))
 """
 
+# With --helper: the helper process's own VmRSS (not added: all of it) at the first headers and at the end.
+HELPER_CHILD = (
+    CHILD.replace(
+        'first = child._status_kb("VmRSS") - before',
+        'first = child._proc_status_kb(child._children()[0], "VmRSS")',
+    )
+    .replace(
+        'later = child._status_kb("VmRSS") - before',
+        'later = child._proc_status_kb(child._children()[0], "VmRSS")',
+    )
+    .replace(
+        'lib = child._smaps("self")',
+        "lib = child._smaps(child._children()[0])",
+    )
+)
+
+
+def pip_copy(src: Path, dst: Path) -> Path:
+    """src written to dst in 1 MB pieces, as pip installs a wheel's files."""
+    with src.open("rb") as f, dst.open("wb") as g:
+        while chunk := f.read(1 << 20):
+            g.write(chunk)
+    return dst
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,7 +86,18 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0, help="requests after the first headers (s)")
     ap.add_argument("--ttl", type=int, default=1, help="MLFLOW_VAULT_TTL_SEC (s)")
     ap.add_argument("--runs", type=int, default=2, help="processes per library, alternating")
+    ap.add_argument("--as-is", action="store_true", help="measure the files given, not copies written as pip writes")
+    ap.add_argument("--helper", action="store_true", help="measure the helper process (msa-helper) instead")
     args = ap.parse_args()
+    if not args.as_is:  # each build in a directory of its own, with the installed launcher next to it
+        tmp = Path(tempfile.mkdtemp(prefix="msa-release-"))
+        launcher = Path(mlflow_secrets_auth.__file__).with_name("msa-helper")
+        copies = []
+        for i, lib in enumerate(args.libraries):
+            (tmp / str(i)).mkdir()
+            shutil.copy2(launcher, tmp / str(i) / launcher.name)
+            copies.append(pip_copy(lib, tmp / str(i) / "libmlflow_secrets_auth.so"))
+        args.libraries = copies
     ours = bench.Impl("ours", Path(sys.executable))
     token = secrets.token_urlsafe(32)
     expected = hashlib.sha256(f"Bearer {token}".encode()).hexdigest()
@@ -67,9 +109,15 @@ def main() -> int:
         env["MLFLOW_VAULT_TTL_SEC"] = str(args.ttl)
         for _ in range(args.runs):
             for lib in args.libraries:
+                run_env = dict(env, MLFLOW_SECRETS_AUTH_LIBRARY=str(lib.resolve()))
+                if args.helper:
+                    run_env.update(
+                        MLFLOW_SECRETS_AUTH_TRANSPORT="helper",
+                        MLFLOW_SECRETS_AUTH_HELPER=str(lib.with_name("msa-helper")),
+                    )
                 out = subprocess.run(
-                    [sys.executable, "-c", CHILD],
-                    env=dict(env, MLFLOW_SECRETS_AUTH_LIBRARY=str(lib.resolve())),
+                    [sys.executable, "-c", HELPER_CHILD if args.helper else CHILD],
+                    env=run_env,
                     capture_output=True,
                     text=True,
                     timeout=args.seconds + 300,
@@ -79,8 +127,9 @@ def main() -> int:
                     print(out.stderr[-3000:], file=sys.stderr)
                     return 1
                 r = json.loads(out.stdout.strip().splitlines()[-1])
+                who = f"{lib} (its helper process)" if args.helper else str(lib)
                 print(
-                    f"{lib}: first headers {r['first_kb']:,} kB; after {args.seconds:g} s (TTL {args.ttl} s) "
+                    f"{who}: first headers {r['first_kb']:,} kB; after {args.seconds:g} s (TTL {args.ttl} s) "
                     f"{r['later_kb']:,} kB, of it the library {r['library_kb_later']:,} kB; headers ok: {r['ok']}",
                     flush=True,
                 )
