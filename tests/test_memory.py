@@ -4,9 +4,10 @@ Loading the Go library maps almost all of its 14 MB file (the loader's relocatio
 runtime's start and every SDK's package initialiser, faulted in 64 kB windows); once the first
 headers are served, the process's mappings of the library's clean read-only pages are dropped:
 by the plugin once the call has returned (the library names them, go/internal/trim and
-MsaReleaseByCaller), and in the helper by the library itself before the reply leaves. These tests read /proc/<pid>/smaps of a real process (the plugin in-process, and
-the helper process) around the first headers fetched from the real Vault-API server, and fail
-when the trim is not called, called on the wrong file, or undone by what follows it.
+MsaReleaseByCaller), and in the helper by the library itself before the reply leaves. These
+tests read /proc/<pid>/smaps of a real process (the plugin in-process, and the helper process)
+around the first headers fetched from the real Vault-API server, and fail when the release is
+not made, made on the wrong file, or undone by what follows it.
 """
 
 from __future__ import annotations

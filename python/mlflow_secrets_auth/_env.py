@@ -66,7 +66,13 @@ def current() -> int:
     counting = isinstance(env, _CountingEnviron)
     snapshot = None if counting else dict(env)
     with _lock:
-        if env is not _seen or snapshot != _last_copy:
+        if env is not _seen:
+            changed = True
+        elif counting:  # the object last compared by content has just begun to count (track()): compare once more
+            changed = _last_copy is None or dict(env) != _last_copy
+        else:
+            changed = snapshot != _last_copy
+        if changed:
             generation += 1
         _seen, _last_copy = env, snapshot
         _counted = env if counting else None

@@ -30,6 +30,26 @@ def test_writes_through_os_environ_change_the_generation(monkeypatch: pytest.Mon
         del os.environ["MSA_UNIT_TEST_OTHER"]
 
 
+def test_beginning_to_count_is_not_a_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin reads the generation before it starts counting writes (its first request): the switch
+    alone must not look like a change, or that request's headers are fetched again at the next one."""
+    for name in ("_seen", "_counted", "_last_copy"):  # a fresh start: nothing seen yet
+        monkeypatch.setattr(_env, name, None)
+    monkeypatch.setattr(os.environ, "__class__", os._Environ)  # as before track(); restored after the test
+    g0 = _env.current()
+    _env.track()
+    assert _env.current() == g0
+    assert _env.current() == g0
+    # A write made before the switch, which nothing counted, is still seen.
+    for name in ("_seen", "_counted", "_last_copy"):
+        monkeypatch.setattr(_env, name, None)
+    monkeypatch.setattr(os.environ, "__class__", os._Environ)
+    g1 = _env.current()
+    monkeypatch.setenv("MSA_UNIT_TEST_VAR", "uncounted")
+    _env.track()
+    assert _env.current() != g1
+
+
 def test_track_is_idempotent() -> None:
     _env.track()
     cls = type(os.environ)
