@@ -43,7 +43,10 @@ extern "C" {
  *   fingerprint: identifies exactly this header set (hex SHA-256 over the
  *   headers sorted by lower-cased name, each as lower-cased name, NUL, value,
  *   NUL); give it back as "reject" when a server answers 401 to them.
- *   max_age_ms: how long the caller may reuse these headers for this host.
+ *   max_age_ms: how long the caller may reuse these headers for this host;
+ *   at most 60000, so that a caller that keeps working calls at least once a
+ *   minute, and that call releases the library's pages the Go runtime's
+ *   background work brought back (see MsaReleaseByCaller).
  *   "stale": {...} is present when a refresh failed and the last good value is
  *   served; "attempts": [...] lists earlier providers that failed;
  *   "events": [{"level":"warning"|"info","message":"..."}] are one-shot
@@ -176,13 +179,15 @@ int MsaShare(int fd);
 
 /* Memory (Linux). Loading the library and a fetch leave most of its code and
  * read-only data resident, mapped a page-cache folio (up to 1 MB) at a time,
- * though cached requests use little of it. So after each fetch that succeeded
- * the library drops its read-only file pages from the process's resident set
- * (madvise MADV_DONTNEED; they stay in the page cache, shared, and come back
- * on use), once the reply is built. The code that runs after that, on the
+ * though cached requests use little of it. So after each fetch that succeeded,
+ * and at the first call a minute or more after the last release, the library
+ * drops its read-only file pages from the process's resident set (madvise
+ * MADV_DONTNEED; they stay in the page cache, shared, and come back on use),
+ * once the reply is built. The code that runs after that, on the
  * way back to the caller, maps some of them back. With on != 0 the library
  * leaves the release to the caller: the reply of GetAuthHeaders or
- * MsaHeaders that follows a fetch carries "release": [[start, length], ...],
+ * MsaHeaders that follows a fetch (or the first call a minute or more after
+ * the last release) carries "release": [[start, length], ...],
  * the ranges to drop, checked at that moment to hold no private page; drop
  * each with madvise((void *)start, length, MADV_DONTNEED) after MsaFree of
  * that reply, before calling into the library again (the Python plugin

@@ -49,10 +49,10 @@ var callerReleases atomic.Bool
 // runs on the way back.
 func headersReply(b []byte) *C.char {
 	if callerReleases.Load() {
-		return reply(protocol.WithRelease(b, serve.PlanAfterFetch(eng)))
+		return reply(protocol.WithRelease(b, serve.Plan(eng)))
 	}
 	out := reply(b)
-	serve.TrimAfterFetch(eng)
+	serve.Release(eng)
 	return out
 }
 

@@ -203,6 +203,14 @@ MUTANTS: tuple[Mutant, ...] = (
         why="each helper request's goroutine exits and maps the function table back in after the release",
     ),
     Mutant(
+        name="no-release-between-fetches",
+        path="go/internal/engine/engine.go",
+        old="\treturn last != 0 && now-last >= int64(ReleaseEvery) && e.released.CompareAndSwap(last, now)\n",
+        new="\treturn false && last != 0 && now-last >= int64(ReleaseEvery) && e.released.CompareAndSwap(last, now)\n",
+        lang="go",
+        why="what the runtime maps back between fetches stays resident until the next fetch",
+    ),
+    Mutant(
         name="release-not-applied",
         path="python/mlflow_secrets_auth/_native.py",
         old="        if release and self._madvise is not None:\n",

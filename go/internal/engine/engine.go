@@ -225,6 +225,8 @@ type Engine struct {
 
 	fetched atomic.Uint64 // fetches that succeeded
 	taken   atomic.Uint64 // fetched, as TakeFetched last saw it
+	// released: when ReleaseDue last said a release was due (Unix ns; 0: never).
+	released atomic.Int64
 }
 
 // New returns an engine reading time from now (time.Now when nil). Until
@@ -432,9 +434,30 @@ func (e *Engine) Headers(ctx context.Context, host string) Result {
 	return e.Serve(ctx, Request{Target: host})
 }
 
+// ReleaseEvery is how often, at most, a process that keeps calling has its
+// pages released without a fetch (ReleaseDue): the Go runtime's background
+// work (an idle connection's close, a forced collection, the exit of a
+// goroutine) maps parts of the binary back in between fetches. Replies tell
+// callers to ask again within it (protocol: max_age_ms).
+const ReleaseEvery = time.Minute
+
+// ReleaseDue reports whether the caller should release this binary's pages
+// now (go/internal/trim): once after each fetch that succeeded (TakeFetched),
+// and at a call ReleaseEvery or more after the last release, to one caller
+// when several ask at once. Before the first fetch nothing is due.
+func (e *Engine) ReleaseDue() bool {
+	now := e.now().UnixNano()
+	if e.TakeFetched() {
+		e.released.Store(now)
+		return true
+	}
+	last := e.released.Load()
+	return last != 0 && now-last >= int64(ReleaseEvery) && e.released.CompareAndSwap(last, now)
+}
+
 // TakeFetched reports whether a fetch has succeeded since it last reported
 // true (to one caller, when several ask at once). The C library and the
-// helper release the pages a fetch faulted in then (serve.TrimAfterFetch).
+// helper release the pages a fetch faulted in then (ReleaseDue, serve.Release).
 func (e *Engine) TakeFetched() bool {
 	n := e.fetched.Load()
 	for {

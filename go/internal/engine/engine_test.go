@@ -211,6 +211,51 @@ func TestTakeFetchedIsTrueOnceAfterEachSuccessfulFetch(t *testing.T) {
 	}
 }
 
+// A release is due once after each fetch, and again only when a minute has
+// passed since the last one (the runtime's background work brings pages back
+// between fetches); never before the first fetch.
+func TestReleaseIsDueAfterAFetchAndAMinuteAfterTheLastRelease(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC).UnixNano())
+	e, _, _ := newTestEngineAt(func() time.Time { return time.Unix(0, clock.Load()) })
+	advance := func(d time.Duration) { clock.Add(int64(d)) }
+	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": "tok", "MLFLOW_TRACKING_URI": tracking})
+	advance(2 * ReleaseEvery)
+	if e.ReleaseDue() {
+		t.Fatal("due before any fetch")
+	}
+	if res := e.Headers(context.Background(), tracking); res.Err != nil {
+		t.Fatalf("res = %+v", res)
+	}
+	if !e.ReleaseDue() || e.ReleaseDue() {
+		t.Fatal("want due once after the fetch")
+	}
+	advance(ReleaseEvery - time.Nanosecond)
+	if e.ReleaseDue() {
+		t.Fatal("due again before a minute has passed")
+	}
+	advance(time.Nanosecond)
+	var trues atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if e.ReleaseDue() {
+				trues.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if trues.Load() != 1 {
+		t.Fatalf("due %d times to 8 callers a minute after the last release, want once", trues.Load())
+	}
+	advance(ReleaseEvery / 2)
+	if e.ReleaseDue() {
+		t.Fatal("the minute counts from the last release")
+	}
+}
+
 func TestFallbackAndAttempts(t *testing.T) {
 	e, v, a := newTestEngine()
 	base := config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault,aws-secrets-manager", "MLFLOW_TRACKING_URI": tracking,

@@ -56,6 +56,14 @@ type HeadersReply struct {
 	*Error
 }
 
+// maxAge is how long the caller may reuse a reply: as fresh as the engine
+// says, but at most engine.ReleaseEvery, so that a caller that keeps working
+// asks again that often, and that call releases what the runtime's background
+// work mapped back in since the last release (engine.ReleaseDue).
+func maxAge(fresh time.Duration) int64 {
+	return min(fresh, engine.ReleaseEvery).Milliseconds()
+}
+
 // WithRelease adds "release": [[start, length], ...] to a headers reply (a
 // JSON object): ranges of the library's read-only pages the caller drops
 // once it has returned (MsaReleaseByCaller). A reply that is not an object
@@ -153,7 +161,7 @@ func Serve(e *engine.Engine, req Request) (out []byte) {
 	}
 	res := e.Serve(context.Background(), engine.Request{Target: req.Target, Proxy: req.Proxy, Reject: req.Reject, Deadline: deadline})
 	reply := HeadersReply{OK: res.Err == nil, Headers: res.Headers, Fingerprint: res.Fingerprint, Provider: res.Provider,
-		MaxAgeMs: res.FreshFor.Milliseconds(), Stale: toError(res.Stale), Error: toError(res.Err)}
+		MaxAgeMs: maxAge(res.FreshFor), Stale: toError(res.Stale), Error: toError(res.Err)}
 	for _, a := range res.Attempts {
 		reply.Attempts = append(reply.Attempts, Attempt{Provider: a.Provider, Error: *toError(a.Err)})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/engine"
@@ -105,6 +106,36 @@ func TestEventsAreDeliveredOnce(t *testing.T) {
 	}
 	if err := json.Unmarshal(Headers(e, "https://h"), &second); err != nil || !second.OK || len(second.Events) != 0 {
 		t.Fatalf("events repeated: %+v %v", second, err)
+	}
+}
+
+// A reply may be reused as long as the engine says, but at most a minute: a
+// caller that keeps working asks again that often, and that call releases
+// what the runtime brought back since the last release.
+func TestMaxAgeIsAtMostTheReleaseInterval(t *testing.T) {
+	for _, c := range []struct {
+		ttl  time.Duration
+		want int64
+	}{{time.Hour, engine.ReleaseEvery.Milliseconds()}, {10 * time.Second, 10_000}} {
+		e := engine.NewWith(nil, map[string]provider.Factory{
+			config.Vault: func(config.Env, *config.Config) (provider.Spec, error) {
+				return provider.Spec{Name: "vault", Settings: "k", Mode: "bearer", TTL: c.ttl,
+					New: func(context.Context) (provider.Provider, error) { return staticTok{}, nil }}, nil
+			},
+		})
+		SetEnv(e, []byte(`{"MLFLOW_SECRETS_AUTH_ENABLE":"vault","MLFLOW_TRACKING_URI":"https://h"}`))
+		var r struct {
+			OK       bool  `json:"ok"`
+			MaxAgeMs int64 `json:"max_age_ms"`
+		}
+		if err := json.Unmarshal(Headers(e, "https://h"), &r); err != nil || !r.OK {
+			t.Fatalf("headers: %+v %v", r, err)
+		}
+		// An hour's TTL: the cap. Ten seconds: the engine's own figure, under
+		// the TTL (it refreshes ahead, with jitter), untouched by the cap.
+		if c.ttl == time.Hour && r.MaxAgeMs != c.want || c.ttl < time.Hour && (r.MaxAgeMs <= 0 || r.MaxAgeMs > c.want) {
+			t.Fatalf("TTL %v: max_age_ms %d, want %d at most", c.ttl, r.MaxAgeMs, c.want)
+		}
 	}
 }
 

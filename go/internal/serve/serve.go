@@ -120,7 +120,7 @@ func run(eng *engine.Engine, in io.Reader, w io.Writer, sess *session) {
 	one := func(line []byte) {
 		defer inflight.Done()
 		reply := handle(eng, line, sess)
-		TrimAfterFetch(eng) // before the reply leaves
+		Release(eng) // before the reply leaves
 		write(reply)
 	}
 	// Requests run concurrently on workers that, once done, wait for the
@@ -155,23 +155,24 @@ func run(eng *engine.Engine, in io.Reader, w io.Writer, sess *session) {
 	}
 }
 
-// TrimAfterFetch releases this binary's read-only pages from the process's
-// resident set (go/internal/trim) when eng has fetched a credential since the
-// last time: after the first headers, the start-up's pages (the loader's, the
-// Go runtime's start and every SDK's initialisers) and the fetch's; after a
-// refresh, the refresh's. Callers call it once a reply is built, so that
-// little code runs between the release and the reply.
-func TrimAfterFetch(eng *engine.Engine) {
-	if eng.TakeFetched() {
+// Release releases this binary's read-only pages from the process's resident
+// set (go/internal/trim) when a release is due (engine.ReleaseDue): after the
+// first headers, the start-up's pages (the loader's, the Go runtime's start
+// and every SDK's initialisers) and the fetch's; after a refresh, the
+// refresh's; and at a call a minute or more after the last release, what the
+// runtime's background work mapped back. Callers call it once a reply is
+// built, so that little code runs between the release and the reply.
+func Release(eng *engine.Engine) {
+	if eng.ReleaseDue() {
 		_, _ = trim.Code()
 	}
 }
 
-// PlanAfterFetch is TrimAfterFetch for a caller that releases the pages
-// itself once it has returned from the library (MsaReleaseByCaller): the
-// ranges to release when eng has fetched since the last time, else none.
-func PlanAfterFetch(eng *engine.Engine) []trim.Range {
-	if !eng.TakeFetched() {
+// Plan is Release for a caller that releases the pages itself once it has
+// returned from the library (MsaReleaseByCaller): the ranges to release when
+// a release is due, else none.
+func Plan(eng *engine.Engine) []trim.Range {
+	if !eng.ReleaseDue() {
 		return nil
 	}
 	ranges, _ := trim.Plan()
