@@ -171,6 +171,23 @@ func TestHostPolicy(t *testing.T) {
 	}
 }
 
+// trueOf8 runs f on 8 goroutines at once and counts the true answers.
+func trueOf8(f func() bool) int32 {
+	var wg sync.WaitGroup
+	var trues atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if f() {
+				trues.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return trues.Load()
+}
+
 func TestTakeFetchedIsTrueOnceAfterEachSuccessfulFetch(t *testing.T) {
 	e, _, _ := newTestEngine()
 	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": "tok", "FAKE_VAULT_FAIL": "1", "MLFLOW_TRACKING_URI": tracking})
@@ -182,22 +199,12 @@ func TestTakeFetchedIsTrueOnceAfterEachSuccessfulFetch(t *testing.T) {
 	}
 	e.SetEnv(config.Env{"MLFLOW_SECRETS_AUTH_ENABLE": "vault", "FAKE_VAULT_SECRET": "tok", "MLFLOW_TRACKING_URI": tracking})
 	takeAfterCalls := func() int32 {
-		var wg sync.WaitGroup
-		var trues atomic.Int32
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if res := e.Headers(context.Background(), tracking); res.Err != nil {
-					t.Errorf("res = %+v", res)
-				}
-				if e.TakeFetched() {
-					trues.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		return trues.Load()
+		return trueOf8(func() bool {
+			if res := e.Headers(context.Background(), tracking); res.Err != nil {
+				t.Errorf("res = %+v", res)
+			}
+			return e.TakeFetched()
+		})
 	}
 	if n := takeAfterCalls(); n != 1 || e.TakeFetched() {
 		t.Fatalf("true %d times after 8 calls served by one fetch (or again after), want once", n)
@@ -235,20 +242,8 @@ func TestReleaseIsDueAfterAFetchAndAMinuteAfterTheLastRelease(t *testing.T) {
 		t.Fatal("due again before a minute has passed")
 	}
 	advance(time.Nanosecond)
-	var trues atomic.Int32
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if e.ReleaseDue() {
-				trues.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if trues.Load() != 1 {
-		t.Fatalf("due %d times to 8 callers a minute after the last release, want once", trues.Load())
+	if n := trueOf8(e.ReleaseDue); n != 1 {
+		t.Fatalf("due %d times to 8 callers a minute after the last release, want once", n)
 	}
 	advance(ReleaseEvery / 2)
 	if e.ReleaseDue() {
