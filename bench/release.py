@@ -75,8 +75,7 @@ HELPER_CHILD = (
 def pip_copy(src: Path, dst: Path) -> Path:
     """src written to dst in 1 MB pieces, as pip installs a wheel's files."""
     with src.open("rb") as f, dst.open("wb") as g:
-        while chunk := f.read(1 << 20):
-            g.write(chunk)
+        shutil.copyfileobj(f, g, 1 << 20)
     return dst
 
 
