@@ -23,8 +23,9 @@ type mapping struct {
 }
 
 // own caches this binary's read-only private mappings: they are fixed once
-// it is loaded, and a process may map thousands of other things, so
-// /proc/self/maps is read once.
+// it is loaded. They come from the dynamic loader's program headers where
+// the binary has it (loadedSegments), else from /proc/self/maps, read once
+// (a process may map thousands of other things).
 var own struct {
 	once sync.Once
 	ms   []mapping
@@ -56,13 +57,18 @@ func Plan() ([]Range, error) {
 
 func run(advise func(start, length uintptr) error) (Report, error) {
 	own.once.Do(func() {
+		addr := reflect.ValueOf(Code).Pointer()
+		if ms, ok := loadedSegments(addr, os.Getpagesize()); ok {
+			own.ms = ms
+			return
+		}
 		maps, err := os.Open("/proc/self/maps")
 		if err != nil {
 			own.err = err
 			return
 		}
 		defer maps.Close()
-		own.ms, own.err = ownMappings(maps, reflect.ValueOf(Code).Pointer())
+		own.ms, own.err = ownMappings(maps, addr)
 	})
 	if own.err != nil || len(own.ms) == 0 {
 		return Report{}, own.err

@@ -83,6 +83,61 @@ func privateMapping(t *testing.T, pages, written int) mapping {
 	return mapping{start: start, end: start + uintptr(size), perms: "r--p"}
 }
 
+// The loader's program headers name the pages /proc/self/maps would have
+// released: this binary's read-only private mappings without a private copy
+// (the relocated read-only data is part of a writable segment, and so never
+// named), and nothing of another file.
+func TestLoadedSegmentsNameWhatMapsWouldRelease(t *testing.T) {
+	addr := reflect.ValueOf(Code).Pointer()
+	page := os.Getpagesize()
+	segs, ok := loadedSegments(addr, page)
+	if !ok {
+		t.Skip("built without cgo: /proc/self/maps is the only source")
+	}
+	maps, err := os.Open("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer maps.Close()
+	fromMaps, err := ownMappings(maps, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Close()
+	released := func(ms []mapping) map[uintptr]bool {
+		t.Helper()
+		out := map[uintptr]bool{}
+		if _, err := release(ms, pm, page, func(start, length uintptr) error {
+			for p := start; p < start+length; p += uintptr(page) {
+				out[p] = true
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	got, want := released(segs), released(fromMaps)
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("program headers: %d pages in %+v; /proc/self/maps: %d in %+v", len(got), segs, len(want), fromMaps)
+	}
+	for p := range got {
+		if !want[p] {
+			t.Fatalf("page %#x is not one /proc/self/maps would release (%+v)", p, fromMaps)
+		}
+	}
+	if _, ok := loadedSegments(uintptr(unsafe.Pointer(&sink)), page); !ok {
+		t.Fatal("the address of a variable in this binary's data found no loaded object")
+	}
+	if ms, ok := loadedSegments(1, page); ok || ms != nil {
+		t.Fatalf("address 1 found %+v", ms)
+	}
+}
+
 func TestAMappingWithAPrivateCopyIsLeftAlone(t *testing.T) {
 	pm, err := os.Open("/proc/self/pagemap")
 	if err != nil {
