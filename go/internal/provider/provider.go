@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
+	"sync"
 	"time"
 
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
@@ -76,4 +78,11 @@ func ModeAndTTL(env config.Env, modeVar, ttlVar string) (header.Mode, time.Durat
 func KeyOf(name string, settings any) string {
 	h := sha256.Sum256([]byte(fmt.Sprintf("%#v", settings)))
 	return name + ":" + hex.EncodeToString(h[:16])
+}
+
+// Pattern returns expr compiled on its first use. A package-level
+// regexp.MustCompile runs in every process that loads the library, at load,
+// whichever provider the process uses.
+func Pattern(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }

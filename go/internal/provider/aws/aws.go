@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -47,7 +46,7 @@ const (
 )
 
 // A version id is what Secrets Manager generates: a UUID, or 32-64 characters.
-var versionIDPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|^[A-Za-z0-9-]{32,64}$`)
+var versionIDPattern = provider.Pattern(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|^[A-Za-z0-9-]{32,64}$`)
 
 // Settings are the AWS provider's settings.
 type Settings struct {
@@ -87,7 +86,7 @@ func Factory(env config.Env, shared *config.Config) (provider.Spec, error) {
 		}
 		s.Region = a.Region // the ARN's region wins
 	}
-	if v := env.Get(EnvSecretVersion); versionIDPattern.MatchString(v) {
+	if v := env.Get(EnvSecretVersion); versionIDPattern().MatchString(v) {
 		s.VersionID = v
 	} else {
 		s.Stage = v

@@ -11,9 +11,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -22,6 +22,7 @@ import (
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/cfgfile"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/config"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/msaerr"
+	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/provider"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/redact"
 	"github.com/mlflow-secrets-auth/mlflow-secrets-auth/go/internal/secret"
 )
@@ -30,7 +31,7 @@ import (
 const maxBody = 1 << 20
 
 // castagnoli is the CRC32C table Secret Manager's dataCrc32c uses.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+var castagnoli = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
 
 // Provider reads one secret version.
 type Provider struct {
@@ -185,7 +186,7 @@ func checkCRC(data []byte, raw json.RawMessage) error {
 	if err != nil {
 		return fmt.Errorf("the payload's dataCrc32c %q is not a CRC32C; the payload is not used", redact.Echo(serverText(text)))
 	}
-	if got := crc32.Checksum(data, castagnoli); uint64(got) != want {
+	if got := crc32.Checksum(data, castagnoli()); uint64(got) != want {
 		return fmt.Errorf("the payload does not match its CRC32C checksum (got %d, the API says %d): it was corrupted on the way; the payload is not used", got, want)
 	}
 	return nil
@@ -251,7 +252,7 @@ func (c *creds) describeIdentity() string {
 }
 
 // statusInText finds the HTTP status the token libraries put in their messages.
-var statusInText = regexp.MustCompile(`(?:status code|cannot fetch token:) (\d{3})`)
+var statusInText = provider.Pattern(`(?:status code|cannot fetch token:) (\d{3})`)
 
 // tokenError describes a failure to get an access token. A 4xx from a token
 // endpoint is a refusal of the credentials; anything else (unreachable,
@@ -261,7 +262,7 @@ func (p *Provider) tokenError(err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
 		status = re.Response.StatusCode
-	} else if m := statusInText.FindStringSubmatch(err.Error()); m != nil {
+	} else if m := statusInText().FindStringSubmatch(err.Error()); m != nil {
 		status, _ = strconv.Atoi(m[1])
 	}
 	e := msaerr.New(msaerr.Backend, p.creds.variable, "cannot get a Google access token for %s: %s",

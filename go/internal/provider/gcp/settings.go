@@ -50,31 +50,31 @@ const DefaultEndpoint = "https://secretmanager.googleapis.com"
 // and these few patterns then took half a megabyte of heap in every process
 // that loads the library.
 type bounded struct {
-	re  *regexp.Regexp
+	re  func() *regexp.Regexp
 	max func(s string) int
 }
 
-func (b bounded) MatchString(s string) bool { return len(s) <= b.max(s) && b.re.MatchString(s) }
+func (b bounded) MatchString(s string) bool { return len(s) <= b.max(s) && b.re().MatchString(s) }
 
 func upTo(n int) func(string) int { return func(string) int { return n } }
 
 var (
 	// Secret ids: letters, digits, '-' and '_', up to 255 characters.
-	secretIDPattern = bounded{regexp.MustCompile(`^[A-Za-z0-9_-]+$`), upTo(255)}
+	secretIDPattern = bounded{provider.Pattern(`^[A-Za-z0-9_-]+$`), upTo(255)}
 	// Project ids (also domain-scoped ones, "example.com:my-project") and numbers, up to 100 characters.
-	projectPattern = bounded{regexp.MustCompile(`^[a-z0-9][a-z0-9.:-]*$`), upTo(100)}
+	projectPattern = bounded{provider.Pattern(`^[a-z0-9][a-z0-9.:-]*$`), upTo(100)}
 	// Locations such as us-central1 or europe-west4, up to 63 characters.
-	locationPattern = bounded{regexp.MustCompile(`^[a-z][a-z0-9-]*$`), upTo(63)}
+	locationPattern = bounded{provider.Pattern(`^[a-z][a-z0-9-]*$`), upTo(63)}
 	// A version number (up to 19 digits), "latest", or an alias (letters,
 	// digits, '-' and '_'; up to 63 characters).
-	versionPattern = bounded{regexp.MustCompile(`^(?:[1-9][0-9]*|[A-Za-z][A-Za-z0-9_-]*)$`), func(s string) int {
+	versionPattern = bounded{provider.Pattern(`^(?:[1-9][0-9]*|[A-Za-z][A-Za-z0-9_-]*)$`), func(s string) int {
 		if s != "" && s[0] >= '0' && s[0] <= '9' {
 			return 19
 		}
 		return 63
 	}}
 	// The forms of MLFLOW_GCP_SECRET_NAME that name a resource.
-	resourcePattern = regexp.MustCompile(`^projects/([^/]+)/(?:locations/([^/]+)/)?secrets/([^/]+)(?:/versions/([^/]+))?$`)
+	resourcePattern = provider.Pattern(`^projects/([^/]+)/(?:locations/([^/]+)/)?secrets/([^/]+)(?:/versions/([^/]+))?$`)
 )
 
 // adcEnv is every variable Application Default Credentials depend on here.
@@ -146,7 +146,7 @@ func (s *Settings) parseName(env config.Env, warnings *[]string) error {
 	if version != "" {
 		s.VersionFrom = EnvSecretVersion
 	}
-	if m := resourcePattern.FindStringSubmatch(name); m != nil {
+	if m := resourcePattern().FindStringSubmatch(name); m != nil {
 		s.Project, s.Location, s.Secret, s.ProjectFrom = m[1], m[2], m[3], EnvSecretName
 		if m[4] != "" {
 			if version != "" && version != m[4] {
