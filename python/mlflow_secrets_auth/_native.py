@@ -1,7 +1,7 @@
 """Access to the Go core through a transport chosen per process.
 
-* ``InProcess``: the shared library loaded with cffi (ABI mode), on first use,
-  never at import.
+* ``InProcess``: the shared library loaded with cffi (ABI mode), on first use
+  (or just before it: ``preload``), never at import.
 * ``Helper``: the ``msa-helper`` executable built from the same Go code,
   started lazily, one per process, answering the same calls over a pipe. It
   is used where the in-process runtime must not or cannot be called: in a
@@ -124,7 +124,7 @@ class InProcess:
         except ImportError as exc:
             raise NativeError(f"the cffi module for {path.name} is missing ({exc})") from exc
         try:
-            lib: Any = ffi.dlopen(str(path))
+            lib: Any = _take_preloaded() or ffi.dlopen(str(path))
         except OSError as exc:
             raise NativeError(f"cannot load {path}: {exc}") from exc
         abi = lib.MsaAbiVersion()
@@ -553,6 +553,7 @@ _transport: Transport | None = None
 _pid = -1  # the process that chose _transport
 _runtime_pid = -1  # the process that loaded the Go runtime into this address space, if any
 _fork_hook = False
+_preloaded: tuple[int, Any] | None = None  # (pid, library) opened by preload, not yet used
 _notes: list[str] = []  # why this transport was chosen, for `info`
 _forking = threading.local()  # .pair: (parent end, child end) of the socket pair made for the fork in progress
 _parent_fd = -1  # in a forked child: its socket to the parent's core, until a transport takes it
@@ -661,6 +662,41 @@ def transport_notes() -> list[str]:
     if isinstance(t, Helper) and t.note:
         return [f"transport: {t.note}"]
     return list(_notes)
+
+
+def preload() -> None:
+    """Open the library ahead of its first use, where that use would load it
+    into this process. The Go runtime and its package initialisers start on a
+    thread of their own while dlopen returns, so the Python work between now
+    and the first call into the library (preparing the request, copying the
+    environment) runs beside them instead of before them. Anything unusual
+    (another transport, a fork after a load, a file that does not load) is
+    left to the first use, which reports it."""
+    global _preloaded, _runtime_pid
+    pid = os.getpid()
+    forced = os.environ.get(TRANSPORT_ENV, "auto").strip().lower() or "auto"
+    if _transport is not None or _preloaded is not None or _runtime_pid not in (-1, pid) or forced == "helper":
+        return
+    path = library_path()
+    with _lock:
+        if _transport is not None or _preloaded is not None or _runtime_pid not in (-1, pid):
+            return
+        try:
+            from mlflow_secrets_auth._ffi import ffi
+
+            lib = ffi.dlopen(str(path))
+        except (ImportError, OSError):
+            return
+        # The runtime is in this address space from here on: a child forked now must not call it.
+        _preloaded, _runtime_pid = (pid, lib), pid
+
+
+def _take_preloaded() -> Any:
+    """The library preload opened in this process, once; else None. (Its
+    runtime is running: another file would be a second Go runtime.)"""
+    global _preloaded
+    found, _preloaded = _preloaded, None
+    return found[1] if found is not None and found[0] == os.getpid() else None
 
 
 def _choose() -> None:

@@ -17,7 +17,7 @@ from mlflow_secrets_auth import __version__, _native
 def _load() -> _native.Transport:
     from mlflow_secrets_auth.provider import sync
 
-    return sync(_native.transport())
+    return sync(_native.transport)
 
 
 def _error(e: dict[str, Any]) -> str:

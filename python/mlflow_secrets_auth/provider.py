@@ -75,6 +75,7 @@ from requests.auth import AuthBase
 from mlflow_secrets_auth import _env, _hooks, _native
 
 NAME = "mlflow_secrets_auth"
+TRACKING_AUTH = "MLFLOW_TRACKING_AUTH"  # MLflow's: the name of the provider it asks
 ALLOW_HTTP_ENV = "MLFLOW_SECRETS_ALLOW_HTTP"  # named by the core when a hop would be cleartext
 STATIC_FALLBACK_ENV = "MLFLOW_SECRETS_STATIC_FALLBACK"  # send the static credential to hosts the policy refuses
 AUTHORIZATION = "Authorization"
@@ -415,7 +416,15 @@ _AUTH = SecretsAuth()
 
 
 class SecretsAuthProvider(RequestAuthProvider):
-    """Registered under the ``mlflow.request_auth_provider`` entry point."""
+    """Registered under the ``mlflow.request_auth_provider`` entry point.
+
+    MLflow makes one of each registered provider when its first request
+    needs auth, then asks the one ``MLFLOW_TRACKING_AUTH`` names: when that
+    is this one, the library starts loading here (``_native.preload``)."""
+
+    def __init__(self) -> None:
+        if os.environ.get(TRACKING_AUTH) == NAME:
+            _native.preload()
 
     def get_name(self) -> str:
         return NAME
@@ -468,13 +477,15 @@ def _mlflow_uris() -> tuple[str, str]:
     return str(tracking or ""), str(registry or "")
 
 
-def sync(t: _native.Transport) -> _native.Transport:
+def sync(get: Callable[[], _native.Transport]) -> _native.Transport:
     """Hand the core the current environment if it changed; return the transport to use.
 
-    That is ``t``, unless the in-process library's cloud SDKs would read other
-    values from the environment the process started with (the core never
-    writes it): then the core moves to a helper process started with the
-    current environment (``_native.in_helper``).
+    That is ``get()``, unless the in-process library's cloud SDKs would read
+    other values from the environment the process started with (the core
+    never writes it): then the core moves to a helper process started with
+    the current environment (``_native.in_helper``). ``get`` is called once
+    MLflow's URIs are read: a first call loads the library, and a preloaded
+    library's runtime starts beside that work (``_native.preload``).
 
     The core's reply names the logger level (it reads MLFLOW_SECRETS_LOG_LEVEL)
     and every configuration warning; requests log each once per environment
@@ -487,6 +498,7 @@ def sync(t: _native.Transport) -> _native.Transport:
     _env.track()
     generation = _env.current()  # read before copying, so a racing write is seen next time
     tracking, registry = _mlflow_uris()
+    t = get()
     state = (id(t), generation, tracking, registry)
     with _sync_lock:
         if _synced != state:
@@ -575,7 +587,7 @@ def _ask(key: str, proxy: str, reject: str = "") -> tuple[float, _Answer | None]
     (the origin's scheme or the proxy's) raises, as every other failure does.
     """
     try:
-        t = sync(_native.transport())
+        t = sync(_native.transport)
         for warning in _warnings:
             _once(logging.WARNING, warning)
         if _precedence and _precedence not in _precedence_said:

@@ -33,17 +33,93 @@ def test_file_names_by_platform() -> None:
 def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The module's per-process choice, reset for one test and restored after.
     A runtime loaded during the test stays recorded: a later fork must see it."""
-    saved = (_native._transport, _native._pid, _native._runtime_pid)
-    _native._transport, _native._pid = None, -1
+    saved = (_native._transport, _native._pid, _native._runtime_pid, _native._preloaded)
+    _native._transport, _native._pid, _native._preloaded = None, -1, None
     loaded_before = _native._runtime_pid == os.getpid()
     _native._runtime_pid = -1
     for var in (_native.TRANSPORT_ENV, _native.LIBRARY_ENV, _native.HELPER_ENV):
         monkeypatch.delenv(var, raising=False)
     yield
     loaded = loaded_before or _native._runtime_pid == os.getpid()
-    _native._transport, _native._pid, _native._runtime_pid = saved
+    _native._transport, _native._pid, _native._runtime_pid, _native._preloaded = saved
     if loaded:
         _native._runtime_pid = os.getpid()
+
+
+class CountingFFI:
+    """The generated cffi module's ``ffi`` with its dlopen calls of a library file counted (or failing)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        from mlflow_secrets_auth._ffi import ffi
+
+        self.real, self.fail, self.opened = ffi, fail, 0
+
+    def dlopen(self, path: str | None) -> object:
+        if path is None:  # the C library (madvise)
+            return self.real.dlopen(None)
+        self.opened += 1
+        if self.fail:
+            raise OSError(f"{path}: invalid ELF header")
+        return self.real.dlopen(path)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+@pytest.fixture()
+def counted(monkeypatch: pytest.MonkeyPatch) -> CountingFFI:
+    import types
+
+    fake = CountingFFI()
+    monkeypatch.setitem(sys.modules, "mlflow_secrets_auth._ffi", types.SimpleNamespace(ffi=fake))
+    return fake
+
+
+def test_preload_opens_the_library_once_and_the_first_use_takes_it(fresh: None, counted: CountingFFI) -> None:
+    _native.preload()
+    assert counted.opened == 1
+    assert _native._runtime_pid == os.getpid()  # from here on a forked child must not call the runtime
+    _native.preload()  # a second provider, say: nothing more
+    assert counted.opened == 1
+    assert isinstance(_native.transport(), _native.InProcess)
+    assert counted.opened == 1 and _native._preloaded is None
+
+
+@pytest.mark.parametrize("case", ["helper forced", "forked after a load", "transport chosen", "unloadable"])
+def test_preload_leaves_every_other_case_to_the_first_use(
+    fresh: None, counted: CountingFFI, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    if case == "helper forced":
+        monkeypatch.setenv(_native.TRANSPORT_ENV, "helper")
+    elif case == "forked after a load":
+        _native._runtime_pid = os.getpid() + 1
+    elif case == "transport chosen":
+        _native._transport, _native._pid = _native.Helper(_native.helper_path()), os.getpid()
+    else:
+        counted.fail = True
+    runtime_pid = _native._runtime_pid
+    _native.preload()  # raises nothing
+    assert _native._preloaded is None and _native._runtime_pid == runtime_pid
+    assert counted.opened == (1 if case == "unloadable" else 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_child_forked_after_a_preload_chooses_the_helper(fresh: None) -> None:
+    _native.preload()
+    assert _native._preloaded is not None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the runtime is in this address space: must not be called
+        try:
+            os.write(write, type(_native.transport()).__name__.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 100) == b"Helper"
+    os.close(read)
+    assert status == 0
+    assert isinstance(_native.transport(), _native.InProcess)
 
 
 def test_forced_helper(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:

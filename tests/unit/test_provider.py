@@ -673,3 +673,23 @@ def test_credential_paths_for_info_and_doctor() -> None:
     rest, traces, gateway = otlp.credential_paths({}, "Authorization", none, otlp_plugin=False)
     assert "no credential (MLFLOW_TRACKING_AUTH does not select mlflow_secrets_auth)" in rest
     assert traces.endswith("no credential")
+
+
+@pytest.mark.parametrize(("chosen", "preloads"), [("mlflow_secrets_auth", 1), ("kubernetes", 0), (None, 0)])
+def test_the_provider_starts_loading_the_library_only_when_mlflow_will_ask_it(
+    monkeypatch: pytest.MonkeyPatch, chosen: str | None, preloads: int
+) -> None:
+    calls: list[str] = []
+
+    def preload() -> None:
+        calls.append("preload")
+
+    monkeypatch.setattr(_native, "preload", preload)
+    if chosen is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_AUTH", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_AUTH", chosen)
+    p = provider.SecretsAuthProvider()  # as MLflow's registry makes one, at its first request
+    assert len(calls) == preloads
+    p.get_auth()
+    assert len(calls) == preloads  # never on the per-request path
