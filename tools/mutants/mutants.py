@@ -218,4 +218,20 @@ MUTANTS: tuple[Mutant, ...] = (
         lang="python",
         why="the plugin takes on the release of the library's pages (MsaReleaseByCaller) and never makes it",
     ),
+    Mutant(
+        name="preload-not-recorded",
+        path="python/mlflow_secrets_auth/_native.py",
+        old="        _preloaded, _runtime_pid = (pid, lib), pid\n",
+        new="        _preloaded = (pid, lib)\n",
+        lang="python",
+        why="a child forked after the preload (runtime loaded, not yet used) calls the inherited runtime: a hang",
+    ),
+    Mutant(
+        name="segments-with-writable",
+        path="go/internal/trim/segments_cgo_linux.go",
+        old="if (p[i].p_type != PT_LOAD || (p[i].p_flags & PF_W) || p[i].p_filesz == 0) continue;",
+        new="if (p[i].p_type != PT_LOAD || p[i].p_filesz == 0) continue;",
+        lang="go",
+        why="the release names the writable segment; only the pagemap check keeps its written pages",
+    ),
 )

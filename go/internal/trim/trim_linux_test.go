@@ -121,6 +121,15 @@ func TestLoadedSegmentsNameWhatMapsWouldRelease(t *testing.T) {
 		}
 		return out
 	}
+	for _, sg := range segs { // each page named is in a read-only mapping (the release checks no more than that)
+		inside := false
+		for _, m := range fromMaps {
+			inside = inside || (sg.start >= m.start && sg.end <= m.end)
+		}
+		if !inside {
+			t.Fatalf("segment %#x-%#x is not within one of this binary's read-only mappings %+v", sg.start, sg.end, fromMaps)
+		}
+	}
 	got, want := released(segs), released(fromMaps)
 	if len(want) == 0 || len(got) != len(want) {
 		t.Fatalf("program headers: %d pages in %+v; /proc/self/maps: %d in %+v", len(got), segs, len(want), fromMaps)
