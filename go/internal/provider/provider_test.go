@@ -55,3 +55,22 @@ func TestKeyOf(t *testing.T) {
 		t.Errorf("key = %q", k)
 	}
 }
+
+// Pattern compiles nothing until it is used, then once: a bad expression
+// panics at its first use, not when the library loads.
+func TestPatternCompilesOnFirstUseAndOnce(t *testing.T) {
+	bad := Pattern(`(`) // no panic here
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("a bad pattern did not panic at its first use")
+			}
+		}()
+		bad()
+	}()
+	p := Pattern(`^a+$`)
+	first := p()
+	if !first.MatchString("aaa") || first.MatchString("b") || p() != first {
+		t.Fatalf("pattern %v: wrong matches or compiled twice", first)
+	}
+}
