@@ -103,22 +103,29 @@ def test_preload_leaves_every_other_case_to_the_first_use(
     assert counted.opened == (1 if case == "unloadable" else 0)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
-def test_a_child_forked_after_a_preload_chooses_the_helper(fresh: None) -> None:
-    _native.preload()
-    assert _native._preloaded is not None
+def transport_of_a_forked_child() -> str:
+    """The class of the transport a child forked now chooses (a child that calls the
+    inherited Go runtime hangs instead of answering)."""
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the runtime is in this address space: must not be called
+    if pid == 0:
         try:
             os.write(write, type(_native.transport()).__name__.encode())
         finally:
             os._exit(0)
     os.close(write)
     _, status = os.waitpid(pid, 0)
-    assert os.read(read, 100) == b"Helper"
+    name = os.read(read, 100).decode()
     os.close(read)
     assert status == 0
+    return name
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_child_forked_after_a_preload_chooses_the_helper(fresh: None) -> None:
+    _native.preload()
+    assert _native._preloaded is not None
+    assert transport_of_a_forked_child() == "Helper"  # the runtime is in this address space
     assert isinstance(_native.transport(), _native.InProcess)
 
 
@@ -184,18 +191,7 @@ def test_no_fork_hooks_on_this_platform(fresh: None, monkeypatch: pytest.MonkeyP
 def test_a_forked_child_chooses_the_helper_without_calling_the_runtime(fresh: None) -> None:
     parent = _native.transport()
     assert isinstance(parent, _native.InProcess)  # the built library is next to the package
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: must not call the inherited Go runtime
-        try:
-            os.write(write, type(_native.transport()).__name__.encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    _, status = os.waitpid(pid, 0)
-    assert os.read(read, 100) == b"Helper"
-    os.close(read)
-    assert status == 0
+    assert transport_of_a_forked_child() == "Helper"
     assert _native.transport() is parent
 
 
