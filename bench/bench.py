@@ -59,6 +59,7 @@ installed copy differs from python/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -72,7 +73,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,17 @@ def _rel(path: Path) -> str:
 # --------------------------------------------------------------------------- #
 # Children
 # --------------------------------------------------------------------------- #
+
+
+@contextlib.contextmanager
+def vault_with_secret() -> Iterator[tuple[harness.VaultServer, str]]:
+    """HashiCorp Vault on loopback holding the bench's secret (KV v1, a new token); yields the
+    server and the SHA-256 of the header the secret makes (``BENCH_EXPECTED_SHA256``)."""
+    token = secrets.token_urlsafe(32)
+    with harness.VaultServer(binary=harness.ensure_vault_server_binary()) as vault:
+        vault.enable_kv(KV_MOUNT, 1)
+        vault.kv_put(KV_MOUNT, KV_PATH, {"token": token}, version=1)
+        yield vault, hashlib.sha256(f"Bearer {token}".encode()).hexdigest()
 
 
 def child_env(impl: Impl, vault: harness.VaultServer, expected_sha256: str) -> dict[str, str]:
@@ -1130,8 +1142,6 @@ def main(argv: list[str] | None = None) -> int:
     for w in warnings:
         print(f"WARNING: {w}", file=sys.stderr)
 
-    token = secrets.token_urlsafe(32)
-    expected = hashlib.sha256(f"Bearer {token}".encode()).hexdigest()
     results: dict[str, Any] = {
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
@@ -1150,9 +1160,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     print("Starting Vault (tests/harness.py) ...", flush=True)
-    with harness.VaultServer(binary=harness.ensure_vault_server_binary()) as vault:
-        vault.enable_kv(KV_MOUNT, 1)
-        vault.kv_put(KV_MOUNT, KV_PATH, {"token": token}, version=1)
+    with vault_with_secret() as (vault, expected):
         envs = {impl.key: child_env(impl, vault, expected) for impl in impls}
         if not args.resilience_only:
             print(f"Cold start: {args.cold_runs} runs per implementation ...", flush=True)

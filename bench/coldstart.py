@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import http.server
 import json
-import secrets
 import statistics
 import subprocess
 import sys
@@ -86,15 +84,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=12, help="processes per variant, alternating")
     ap.add_argument("--mlflow", action="store_true", help="MLflow's own first request (http_request)")
     args = ap.parse_args()
-    token = secrets.token_urlsafe(32)
-    expected = hashlib.sha256(f"Bearer {token}".encode()).hexdigest()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     results: dict[str, list[dict[str, float]]] = collections.defaultdict(list)
     try:
-        with bench.harness.VaultServer(binary=bench.harness.ensure_vault_server_binary()) as vault:
-            vault.enable_kv(bench.KV_MOUNT, 1)
-            vault.kv_put(bench.KV_MOUNT, bench.KV_PATH, {"token": token}, version=1)
+        with bench.vault_with_secret() as (vault, expected):
             env = bench.child_env(bench.Impl("ours", Path(sys.executable)), vault, expected)
             env.update(BENCH_DIR=str(bench.BENCH_DIR), COLD_MODE="mlflow" if args.mlflow else "bench")
             if args.mlflow:

@@ -18,9 +18,7 @@ pip writes it in 1 MB pieces (1 MB folios here), one write of the whole file giv
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import secrets
 import shutil
 import subprocess
 import sys
@@ -98,11 +96,7 @@ def main() -> int:
             copies.append(pip_copy(lib, tmp / str(i) / "libmlflow_secrets_auth.so"))
         args.libraries = copies
     ours = bench.Impl("ours", Path(sys.executable))
-    token = secrets.token_urlsafe(32)
-    expected = hashlib.sha256(f"Bearer {token}".encode()).hexdigest()
-    with bench.harness.VaultServer(binary=bench.harness.ensure_vault_server_binary()) as vault:
-        vault.enable_kv(bench.KV_MOUNT, 1)
-        vault.kv_put(bench.KV_MOUNT, bench.KV_PATH, {"token": token}, version=1)
+    with bench.vault_with_secret() as (vault, expected):
         env = bench.child_env(ours, vault, expected)
         env.update(BENCH_DIR=str(bench.BENCH_DIR), RELEASE_SECONDS=str(args.seconds))
         env["MLFLOW_VAULT_TTL_SEC"] = str(args.ttl)
