@@ -73,9 +73,9 @@ from requests import PreparedRequest, Response
 from requests.auth import AuthBase
 
 from mlflow_secrets_auth import _env, _hooks, _native
+from mlflow_secrets_auth._startup import TRACKING_AUTH  # MLflow's: the name of the provider it asks
 
 NAME = "mlflow_secrets_auth"
-TRACKING_AUTH = "MLFLOW_TRACKING_AUTH"  # MLflow's: the name of the provider it asks
 ALLOW_HTTP_ENV = "MLFLOW_SECRETS_ALLOW_HTTP"  # named by the core when a hop would be cleartext
 STATIC_FALLBACK_ENV = "MLFLOW_SECRETS_STATIC_FALLBACK"  # send the static credential to hosts the policy refuses
 AUTHORIZATION = "Authorization"
