@@ -234,4 +234,12 @@ MUTANTS: tuple[Mutant, ...] = (
         lang="go",
         why="the release names the writable segment; only the pagemap check keeps its written pages",
     ),
+    Mutant(
+        name="warm-skips-vault",
+        path="go/internal/serve/warm.go",
+        old="\treturn vault.Warm()\n",
+        new="\t_ = vault.Warm\n\treturn nil\n",
+        lang="go",
+        why="the warm-up leaves Vault's response decoders to the first fetch, which pays for them again",
+    ),
 )

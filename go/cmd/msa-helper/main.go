@@ -20,6 +20,9 @@ import (
 func init() { log.SetOutput(io.Discard) }
 
 func main() {
-	_ = serve.NoCoreDump() // best effort: a limit the platform refuses does not stop the helper
+	// Best effort: a limit the platform refuses does not stop the helper.
+	_ = serve.NoCoreDump()
+	// What the first request would build on first use, built while it is awaited.
+	go func() { _ = serve.Warm() }()
 	serve.Run(engine.New(nil), os.Stdin, os.Stdout)
 }

@@ -306,3 +306,21 @@ func Doctor(e *engine.Engine, target string) (out []byte) {
 	}
 	return mustJSON(reply)
 }
+
+// Warm encodes a reply of each kind with every optional part, and decodes a
+// headers request, as the first calls will: encoding/json builds its encoder
+// or decoder for a type on that type's first use (serve.Warm).
+func Warm() error {
+	e := &Error{Code: msaerr.Internal, Message: "m", Variable: "v"}
+	for _, v := range []any{
+		HeadersReply{OK: true, Headers: map[string]string{"h": "v"}, Fingerprint: "f", Provider: "p", MaxAgeMs: 1,
+			Stale: e, Attempts: []Attempt{{Provider: "p", Error: *e}}, Events: []Event{{Level: "info", Message: "m"}}, Error: e},
+		SettingsReply{OK: true, Warnings: []string{"w"}, ProcessEnv: []string{"V"}},
+	} {
+		if _, err := json.Marshal(v); err != nil {
+			return err
+		}
+	}
+	var req Request
+	return json.Unmarshal([]byte(`{"target":"https://h","proxy":"http://p:1","reject":"f","deadline_ms":1}`), &req)
+}
