@@ -9,9 +9,13 @@ What it does:
 * starts a real Vault (tests/harness.py) on 127.0.0.1 and stores
   ``{"token": <random>}`` at KV v1 ``secret/mlflow/auth``;
 * makes sure mlflow-secrets-auth 0.2.0 (the pure-Python release on PyPI, with
-  its ``vault`` extra) is installed in ``bench/.venv-0.2.0``, creating that
-  venv on first use (mlflow-skinny and requests pinned to the versions of this
-  repo's venv, so both run the same MLflow and requests code);
+  its ``vault`` extra) is installed in ``bench/.venv-0.2.0``, and this package
+  (the wheel ``make install`` built in dist/) in ``bench/.venv-ours``, creating
+  each venv on first use with mlflow-skinny and requests pinned to the
+  versions of this repo's venv: both run the same MLflow and requests code in
+  environments of the same make (a user's after ``pip install``), not this
+  repo's venv with its test and server packages, which MLflow's entry-point
+  scan and ``import mlflow`` would also pay for;
 * measures, each in a fresh process (bench/child.py) and with the same
   configuration (Vault token auth, MLFLOW_TRACKING_URI as the only allowed host):
 
@@ -85,6 +89,9 @@ SOURCE_DIR = REPO_ROOT / "python"
 PACKAGE_DIR = SOURCE_DIR / "mlflow_secrets_auth"
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "latest.json"
 DEFAULT_BASELINE_VENV = BENCH_DIR / ".venv-0.2.0"
+DEFAULT_OURS_VENV = BENCH_DIR / ".venv-ours"
+REPO_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+PINNED = ("mlflow-skinny", "requests")  # the same versions in both venvs
 
 if str(REPO_ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "tests"))
@@ -113,6 +120,9 @@ HOT_LABELS = {
 # A cached request through MLflow (fetch_auth + apply) costs at most this
 # many times the floor (the same path for a provider that sets one constant header).
 TARGET_FLOOR_RATIO = 2.0
+# The cold start (import mlflow -> first headers) against 0.2.0's in the same run: issue 17 measured
+# 13 ms against 55 ms and asked to keep it there; a ratio, as both move with the machine.
+TARGET_COLD_RATIO = 13 / 55
 
 # Variables of either implementation (and of the cloud SDKs) that must not leak
 # in from the calling shell.
@@ -206,6 +216,48 @@ def ensure_baseline(venv_dir: Path, pins: dict[str, str], log_path: Path) -> Pat
     info = probe(python)
     if info.get(DIST) != BASELINE_VERSION or not info.get("hvac"):
         raise BenchError(f"{venv_dir} has {DIST}={info.get(DIST)} and hvac={info.get('hvac')} after installing")
+    return python
+
+
+def built_wheel(dist: Path) -> Path:
+    """The newest wheel in dist/ that this interpreter can install (``make install`` builds it)."""
+    from packaging.tags import sys_tags
+    from packaging.utils import parse_wheel_filename
+
+    supported = set(sys_tags())
+    found = [w for w in dist.glob("*.whl") if supported & set(parse_wheel_filename(w.name)[3])]
+    if not found:
+        raise BenchError(f"no wheel of {DIST} for this platform in {_rel(dist)}: run `make install` first")
+    return max(found, key=lambda w: w.stat().st_mtime)
+
+
+def ensure_ours(venv_dir: Path, wheel: Path, pins: dict[str, str], log_path: Path) -> Path:
+    """Return the Python of a venv with ``wheel`` installed and ``pins`` (made
+    like the 0.2.0 venv), creating it if needed and reinstalling the wheel
+    when it is not the one installed there."""
+    python = venv_dir / "bin" / "python"
+    stamp = venv_dir / ".bench-wheel"
+    wanted = f"{wheel.name} {_sha256_file(wheel)}"
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        info = probe(python)
+        if info.get(DIST) and all(info.get(name) == version for name, version in pins.items()):
+            return python
+    print(f"Installing {wheel.name} into {_rel(venv_dir)} (log: {_rel(log_path)}) ...")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        if not python.exists():
+            proc = subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], stdout=log, stderr=subprocess.STDOUT)
+            if proc.returncode != 0:
+                raise BenchError(f"could not create the venv {venv_dir} (exit {proc.returncode}); see {log_path}")
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+        pinned = [f"{name}=={version}" for name, version in sorted(pins.items())]
+        proc = subprocess.run([*pip, str(wheel), *pinned], stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode == 0:
+            again = [*pip, "--no-deps", "--force-reinstall", str(wheel)]  # the same version, another build
+            proc = subprocess.run(again, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise BenchError(f"pip could not install {wheel.name} into {venv_dir} (exit {proc.returncode}); see {log_path}")
+    stamp.write_text(wanted)
     return python
 
 
@@ -1043,6 +1095,16 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         targets.append(
             {"name": f"ratio vs {BASELINE_VERSION} >= {TARGET_RATIO:g}x", "value": None, "ok": None, "note": "skipped"}
         )
+    cold = results.get("cold", {})
+    if BASELINE_VERSION in cold and "ours" in cold:
+        ratio = cold["ours"]["median"]["plugin_total_ms"] / cold[BASELINE_VERSION]["median"]["plugin_total_ms"]
+        targets.append(
+            {
+                "name": f"ours cold start (import mlflow -> first headers) / {BASELINE_VERSION}'s <= 13/55",
+                "value": round(ratio, 3),
+                "ok": ratio <= TARGET_COLD_RATIO,
+            }
+        )
     return targets
 
 
@@ -1069,7 +1131,6 @@ def _machine() -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    default_python = REPO_ROOT / ".venv" / "bin" / "python"
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iterations", type=int, default=200_000, help="timed calls per hot-path line (default 200000)")
     p.add_argument("--warmup", type=int, default=20_000, help="untimed calls before them (default 20000)")
@@ -1080,9 +1141,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--ours-python",
         type=Path,
-        default=default_python if default_python.exists() else Path(sys.executable),
-        help="Python with this package installed (default: the repo's .venv)",
+        help="Python with this package installed (default: bench/.venv-ours, made from the wheel in dist/)",
     )
+    p.add_argument("--ours-venv", type=Path, default=DEFAULT_OURS_VENV, help="venv for this package's wheel")
     p.add_argument(
         "--ours-from-source",
         action="store_true",
@@ -1111,7 +1172,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings: list[str] = []
 
-    ours = Impl("ours", args.ours_python)
+    repo = probe(REPO_PYTHON if REPO_PYTHON.exists() else Path(sys.executable))
+    pins = {name: repo[name] for name in PINNED if repo.get(name)}
+    ours_python = args.ours_python or ensure_ours(
+        args.ours_venv, built_wheel(REPO_ROOT / "dist"), pins, args.output.parent / "pip-ours.log"
+    )
+    ours = Impl("ours", ours_python)
     if args.ours_from_source:
         if not (PACKAGE_DIR / "libmlflow_secrets_auth.so").exists() or not (PACKAGE_DIR / "_ffi.py").exists():
             raise BenchError("--ours-from-source needs the library built into python/mlflow_secrets_auth (./build.sh)")
@@ -1133,7 +1199,6 @@ def main(argv: list[str] | None = None) -> int:
     impls = [ours]
 
     if not args.no_baseline:
-        pins = {name: ours.info[name] for name in ("mlflow-skinny", "requests") if ours.info.get(name)}
         base_python = ensure_baseline(args.baseline_venv, pins, args.output.parent / "pip-0.2.0.log")
         base = Impl(BASELINE_VERSION, base_python)
         base.info = probe(base.python)
