@@ -1174,7 +1174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     repo = probe(REPO_PYTHON if REPO_PYTHON.exists() else Path(sys.executable))
     pins = {name: repo[name] for name in PINNED if repo.get(name)}
-    ours_python = args.ours_python or ensure_ours(
+    ours_python = args.ours_python.absolute() if args.ours_python else ensure_ours(
         args.ours_venv, built_wheel(REPO_ROOT / "dist"), pins, args.output.parent / "pip-ours.log"
     )
     ours = Impl("ours", ours_python)
