@@ -80,7 +80,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -182,6 +182,17 @@ def probe(python: Path, extra_env: dict[str, str] | None = None) -> dict[str, An
     return info
 
 
+def _venv_pip(venv_dir: Path, log: IO[str]) -> list[str]:
+    """The pip install command of venv_dir, which is created first if missing."""
+    python = venv_dir / "bin" / "python"
+    if not python.exists():
+        # The base interpreter of this venv (a venv made from a venv uses the base).
+        proc = subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise BenchError(f"could not create the venv {venv_dir} (exit {proc.returncode}); see {log.name}")
+    return [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+
+
 def ensure_baseline(venv_dir: Path, pins: dict[str, str], log_path: Path) -> Path:
     """Return the Python of a venv with mlflow-secrets-auth 0.2.0 (and hvac), creating it if needed."""
     python = venv_dir / "bin" / "python"
@@ -193,12 +204,7 @@ def ensure_baseline(venv_dir: Path, pins: dict[str, str], log_path: Path) -> Pat
     print(f"Installing {DIST}[vault]=={BASELINE_VERSION} from PyPI into {_rel(venv_dir)} (log: {_rel(log_path)}) ...")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        if not python.exists():
-            # The base interpreter of this venv (a venv made from a venv uses the base).
-            proc = subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], stdout=log, stderr=subprocess.STDOUT)
-            if proc.returncode != 0:
-                raise BenchError(f"could not create the venv {venv_dir} (exit {proc.returncode}); see {log_path}")
-        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+        pip = _venv_pip(venv_dir, log)
         wanted = f"{DIST}[vault]=={BASELINE_VERSION}"
         pinned = [f"{name}=={version}" for name, version in sorted(pins.items())]
         proc = subprocess.run([*pip, wanted, *pinned], stdout=log, stderr=subprocess.STDOUT)
@@ -245,11 +251,7 @@ def ensure_ours(venv_dir: Path, wheel: Path, pins: dict[str, str], log_path: Pat
     print(f"Installing {wheel.name} into {_rel(venv_dir)} (log: {_rel(log_path)}) ...")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        if not python.exists():
-            proc = subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], stdout=log, stderr=subprocess.STDOUT)
-            if proc.returncode != 0:
-                raise BenchError(f"could not create the venv {venv_dir} (exit {proc.returncode}); see {log_path}")
-        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+        pip = _venv_pip(venv_dir, log)
         pinned = [f"{name}=={version}" for name, version in sorted(pins.items())]
         proc = subprocess.run([*pip, str(wheel), *pinned], stdout=log, stderr=subprocess.STDOUT)
         if proc.returncode == 0:
