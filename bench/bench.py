@@ -182,6 +182,11 @@ def probe(python: Path, extra_env: dict[str, str] | None = None) -> dict[str, An
     return info
 
 
+def _has_pins(info: dict[str, Any], pins: dict[str, str]) -> bool:
+    """Whether a probed environment has every pinned distribution at its version."""
+    return all(info.get(name) == version for name, version in pins.items())
+
+
 def _venv_pip(venv_dir: Path, log: IO[str]) -> list[str]:
     """The pip install command of venv_dir, which is created first if missing."""
     python = venv_dir / "bin" / "python"
@@ -198,8 +203,7 @@ def ensure_baseline(venv_dir: Path, pins: dict[str, str], log_path: Path) -> Pat
     python = venv_dir / "bin" / "python"
     if python.exists():
         info = probe(python)
-        pinned_ok = all(info.get(name) == version for name, version in pins.items())
-        if info.get(DIST) == BASELINE_VERSION and info.get("hvac") and pinned_ok:
+        if info.get(DIST) == BASELINE_VERSION and info.get("hvac") and _has_pins(info, pins):
             return python
     print(f"Installing {DIST}[vault]=={BASELINE_VERSION} from PyPI into {_rel(venv_dir)} (log: {_rel(log_path)}) ...")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,16 +250,18 @@ def ensure_ours(venv_dir: Path, wheel: Path, pins: dict[str, str], log_path: Pat
     wanted = f"{wheel.name} {_sha256_file(wheel)}"
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         info = probe(python)
-        if info.get(DIST) and all(info.get(name) == version for name, version in pins.items()):
+        if info.get(DIST) and _has_pins(info, pins):
             return python
     print(f"Installing {wheel.name} into {_rel(venv_dir)} (log: {_rel(log_path)}) ...")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
+        fresh = not python.exists()
         pip = _venv_pip(venv_dir, log)
         pinned = [f"{name}=={version}" for name, version in sorted(pins.items())]
         proc = subprocess.run([*pip, str(wheel), *pinned], stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode == 0:
-            again = [*pip, "--no-deps", "--force-reinstall", str(wheel)]  # the same version, another build
+        if proc.returncode == 0 and not fresh:
+            # pip keeps an installed build of the same version: this one replaces it.
+            again = [*pip, "--no-deps", "--force-reinstall", str(wheel)]
             proc = subprocess.run(again, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise BenchError(f"pip could not install {wheel.name} into {venv_dir} (exit {proc.returncode}); see {log_path}")
